@@ -1,0 +1,1 @@
+//! Attribute macros of sagaflow. Use them through the `sagaflow` crate.

@@ -1,0 +1,781 @@
+//! [`Workflow`]: the fluent builder that assembles and validates a [`WorkflowDef`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::model::def::{Declared, DefInner, StepKind, Triggers, version_hash};
+use crate::model::duration::{DurationArg, Timeout};
+use crate::model::ids::StepId;
+use crate::model::options::{
+    Backoff, PolicyError, RetryPolicy, StepOptions, StepPolicy, defaults, resolve_step_policy,
+};
+use crate::model::step::{IntoCancelHandler, IntoStepErrorHandler, IntoStepFn, Named, StepBody, fn_name};
+use crate::model::{Schedule, StepDef, Task, WorkflowDef, WorkflowPolicy};
+
+/// Why a workflow definition was rejected. Every variant names the culprit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The workflow has no name.
+    #[error("a workflow name cannot be empty")]
+    EmptyName,
+    /// The workflow has no steps.
+    #[error("workflow `{workflow}` has no steps")]
+    EmptyWorkflow {
+        /// The workflow.
+        workflow: String,
+    },
+    /// A step name is empty.
+    #[error("workflow `{workflow}` has a step with an empty name")]
+    EmptyStepName {
+        /// The workflow.
+        workflow: String,
+    },
+    /// Two steps share a name.
+    #[error("duplicate step `{step}` in workflow `{workflow}`")]
+    DuplicateStep {
+        /// The workflow.
+        workflow: String,
+        /// The repeated name.
+        step: String,
+    },
+    /// A dependency names a step that does not exist.
+    #[error("unknown step `{name}` in `{option}` of step `{step}`{}", did_you_mean(.suggestion))]
+    UnknownStep {
+        /// The workflow.
+        workflow: String,
+        /// The step declaring the dependency.
+        step: String,
+        /// `after`, `after_any` or `after_graft`.
+        option: &'static str,
+        /// The unknown name.
+        name: String,
+        /// The closest existing step name.
+        suggestion: Option<String>,
+    },
+    /// `after_group` names a group no step belongs to.
+    #[error("unknown group `{group}` in `after_group` of step `{step}`{}", did_you_mean(.suggestion))]
+    UnknownGroup {
+        /// The workflow.
+        workflow: String,
+        /// The step declaring the dependency.
+        step: String,
+        /// The unknown group.
+        group: String,
+        /// The closest existing group.
+        suggestion: Option<String>,
+    },
+    /// `after_graft` names a step that is not a graft.
+    #[error("step `{name}` in `after_graft` of step `{step}` is not a graft")]
+    NotAGraft {
+        /// The workflow.
+        workflow: String,
+        /// The step declaring the dependency.
+        step: String,
+        /// The step that is not a graft.
+        name: String,
+    },
+    /// The dependencies form a cycle.
+    #[error("cycle in workflow `{workflow}`: {}", .path.join(" -> "))]
+    Cycle {
+        /// The workflow.
+        workflow: String,
+        /// The steps of the cycle, the first repeated at the end.
+        path: Vec<String>,
+    },
+    /// An option has an invalid value.
+    #[error("invalid `{option}` {}: {reason}", place(.workflow, .step))]
+    InvalidOption {
+        /// The workflow.
+        workflow: String,
+        /// The step, or `None` for a workflow option.
+        step: Option<String>,
+        /// The option.
+        option: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Options that contradict each other.
+    #[error("conflicting options {}: {reason}", place(.workflow, .step))]
+    ConflictingOptions {
+        /// The workflow.
+        workflow: String,
+        /// The step, or `None` for workflow options.
+        step: Option<String>,
+        /// What contradicts what.
+        reason: String,
+    },
+}
+
+fn did_you_mean(s: &Option<String>) -> String {
+    s.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()
+}
+
+fn place(workflow: &str, step: &Option<String>) -> String {
+    match step {
+        Some(s) => format!("on step `{s}`"),
+        None => format!("on workflow `{workflow}`"),
+    }
+}
+
+/// The closest candidate to `name`, if any is close enough to be a likely typo.
+pub(crate) fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.to_owned())
+}
+
+enum PendingKind {
+    Task(StepBody),
+    Graft(StepBody),
+    Workflow { workflow: String, input: Option<StepBody> },
+}
+
+struct PendingStep {
+    name: String,
+    kind: PendingKind,
+    options: StepOptions,
+}
+
+/// Builds a workflow definition step by step.
+///
+/// ```
+/// use sagaflow_runtime::{Context, Outcome, Step, StepResult, Workflow, json};
+///
+/// async fn fetch_data(_ctx: Context) -> StepResult { Ok(json!({ "rows": 3 }).into()) }
+/// async fn transform(_ctx: Context) -> StepResult { Ok(Outcome::Done) }
+///
+/// let def = Workflow::new("data_export")
+///     .timeout("1h")
+///     .step("fetch_data", fetch_data)
+///     .step_with("transform", transform, Step::opts().after("fetch_data").timeout("30m"))
+///     .build()?;
+/// assert_eq!(def.steps().len(), 2);
+///
+/// // Mistakes are reported with the culprit:
+/// let err = Workflow::new("broken")
+///     .step("fetch_users", fetch_data)
+///     .step_with("transform", transform, Step::opts().after("fetch_user"))
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "unknown step `fetch_user` in `after` of step `transform`; did you mean `fetch_users`?"
+/// );
+/// # Ok::<(), sagaflow_runtime::BuildError>(())
+/// ```
+pub struct Workflow {
+    name: String,
+    steps: Vec<PendingStep>,
+    timeout: Option<DurationArg>,
+    max_retries: Option<u32>,
+    retry_delay: Option<DurationArg>,
+    retry_backoff: Option<Backoff>,
+    step_timeout: Option<DurationArg>,
+    step_max_retries: Option<u32>,
+    step_retry_delay: Option<DurationArg>,
+    on_failure: Option<Named<StepBody>>,
+    on_success: Option<Named<StepBody>>,
+    on_cancel: Option<Named<crate::model::CancelHandler>>,
+    on_step_error: Option<Named<crate::model::StepErrorHandler>>,
+    dead_letter: bool,
+    dead_letter_ttl: Option<DurationArg>,
+    tags: Vec<String>,
+    metadata: Map<String, Value>,
+    step_concurrency: Option<u32>,
+    description: Option<String>,
+    version: Option<String>,
+    triggers: Triggers,
+}
+
+impl fmt::Debug for Workflow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Workflow")
+            .field("name", &self.name)
+            .field("steps", &self.steps.iter().map(|s| &s.name).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Workflow {
+    /// Starts a workflow named `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        Workflow {
+            name: name.into(),
+            steps: Vec::new(),
+            timeout: None,
+            max_retries: None,
+            retry_delay: None,
+            retry_backoff: None,
+            step_timeout: None,
+            step_max_retries: None,
+            step_retry_delay: None,
+            on_failure: None,
+            on_success: None,
+            on_cancel: None,
+            on_step_error: None,
+            dead_letter: false,
+            dead_letter_ttl: None,
+            tags: Vec::new(),
+            metadata: Map::new(),
+            step_concurrency: None,
+            description: None,
+            version: None,
+            triggers: Triggers::default(),
+        }
+    }
+
+    // ----- steps -----
+
+    /// Adds a step without options (a root, unless options are added later).
+    pub fn step<M>(self, name: impl Into<String>, f: impl IntoStepFn<M>) -> Self {
+        self.step_with(name, f, StepOptions::default())
+    }
+
+    /// Adds a step with options.
+    pub fn step_with<M>(mut self, name: impl Into<String>, f: impl IntoStepFn<M>, options: StepOptions) -> Self {
+        self.steps.push(PendingStep { name: name.into(), kind: PendingKind::Task(f.into_step_fn()), options });
+        self
+    }
+
+    /// Adds a [`Task`] (a step with its options).
+    pub fn task(mut self, task: Task) -> Self {
+        self.steps.push(PendingStep { name: task.name, kind: PendingKind::Task(task.body), options: task.options });
+        self
+    }
+
+    /// Adds a graft: a step whose [`Outcome::Expand`](crate::Outcome::Expand) adds steps at
+    /// run time. Dependents use `after_graft` to wait for all of them.
+    pub fn graft<M>(mut self, name: impl Into<String>, f: impl IntoStepFn<M>, options: StepOptions) -> Self {
+        self.steps.push(PendingStep { name: name.into(), kind: PendingKind::Graft(f.into_step_fn()), options });
+        self
+    }
+
+    /// Steps that all run after `after`, in parallel.
+    pub fn parallel(mut self, after: &str, tasks: impl IntoIterator<Item = Task>) -> Self {
+        for t in tasks {
+            let options = t.options.after(after);
+            self.steps.push(PendingStep { name: t.name, kind: PendingKind::Task(t.body), options });
+        }
+        self
+    }
+
+    /// Fan-out: the same as [`parallel`](Self::parallel), read as "from `from`, start these".
+    pub fn fan_out(self, from: &str, tasks: impl IntoIterator<Item = Task>) -> Self {
+        self.parallel(from, tasks)
+    }
+
+    /// Fan-in: a step that waits for all of `from`.
+    pub fn fan_in<M>(self, from: impl crate::model::IntoNames, name: impl Into<String>, f: impl IntoStepFn<M>) -> Self {
+        self.step_with(name, f, StepOptions::default().after(from))
+    }
+
+    /// Conditional branches after `after`: each task runs only when its `when`
+    /// condition holds, and is skipped otherwise.
+    pub fn branch(self, after: &str, tasks: impl IntoIterator<Item = Task>) -> Self {
+        self.parallel(after, tasks)
+    }
+
+    /// A step that runs the registered workflow `workflow` as a child execution. The
+    /// child starts with the parent's context; its final context is merged back.
+    pub fn add_workflow(mut self, name: impl Into<String>, workflow: impl Into<String>, options: StepOptions) -> Self {
+        self.steps.push(PendingStep {
+            name: name.into(),
+            kind: PendingKind::Workflow { workflow: workflow.into(), input: None },
+            options,
+        });
+        self
+    }
+
+    /// Like [`add_workflow`](Self::add_workflow), with a function whose output is
+    /// added to the context the child starts with.
+    pub fn add_workflow_with<M>(
+        mut self,
+        name: impl Into<String>,
+        workflow: impl Into<String>,
+        input: impl IntoStepFn<M>,
+        options: StepOptions,
+    ) -> Self {
+        self.steps.push(PendingStep {
+            name: name.into(),
+            kind: PendingKind::Workflow { workflow: workflow.into(), input: Some(input.into_step_fn()) },
+            options,
+        });
+        self
+    }
+
+    // ----- triggers -----
+
+    /// Starts executions on a schedule (several calls add several schedules).
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.triggers.schedules.push(schedule);
+        self
+    }
+
+    /// Starts an execution whenever one of these events is emitted.
+    pub fn on_event(mut self, events: impl crate::model::IntoNames) -> Self {
+        self.triggers.events.extend(events.into_names());
+        self
+    }
+
+    // ----- workflow options -----
+
+    /// Timeout of a whole execution.
+    pub fn timeout(mut self, timeout: impl Into<DurationArg>) -> Self {
+        self.timeout = Some(timeout.into());
+        self
+    }
+
+    /// Restart the whole workflow up to `n` times when it fails.
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = Some(n);
+        self
+    }
+
+    /// Delay before a workflow restart.
+    pub fn retry_delay(mut self, delay: impl Into<DurationArg>) -> Self {
+        self.retry_delay = Some(delay.into());
+        self
+    }
+
+    /// Growth of the delay between workflow restarts.
+    pub fn retry_backoff(mut self, backoff: Backoff) -> Self {
+        self.retry_backoff = Some(backoff);
+        self
+    }
+
+    /// Default timeout of steps that set none (default 5 minutes).
+    pub fn step_timeout(mut self, timeout: impl Into<DurationArg>) -> Self {
+        self.step_timeout = Some(timeout.into());
+        self
+    }
+
+    /// Default retries of steps that set none (default 3).
+    pub fn step_max_retries(mut self, n: u32) -> Self {
+        self.step_max_retries = Some(n);
+        self
+    }
+
+    /// Default first retry delay of steps that set none (default 1 second).
+    pub fn step_retry_delay(mut self, delay: impl Into<DurationArg>) -> Self {
+        self.step_retry_delay = Some(delay.into());
+        self
+    }
+
+    /// Runs when an execution fails for good, after the compensations.
+    pub fn on_failure<M, F: IntoStepFn<M>>(mut self, f: F) -> Self {
+        self.on_failure = Some(Named { name: fn_name::<F>(), f: f.into_step_fn() });
+        self
+    }
+
+    /// Runs when an execution completes.
+    pub fn on_success<M, F: IntoStepFn<M>>(mut self, f: F) -> Self {
+        self.on_success = Some(Named { name: fn_name::<F>(), f: f.into_step_fn() });
+        self
+    }
+
+    /// Runs when an execution is cancelled with `cleanup`: `f(ctx, reason)`.
+    pub fn on_cancel<F: IntoCancelHandler>(mut self, f: F) -> Self {
+        self.on_cancel = Some(Named { name: fn_name::<F>(), f: f.into_cancel_handler() });
+        self
+    }
+
+    /// Runs after every failed step attempt: `f(ctx, step, error, attempt)`.
+    pub fn on_step_error<F: IntoStepErrorHandler>(mut self, f: F) -> Self {
+        self.on_step_error = Some(Named { name: fn_name::<F>(), f: f.into_step_error_handler() });
+        self
+    }
+
+    /// Names shown for handlers given as closures (used by `#[workflow]`).
+    #[doc(hidden)]
+    pub fn name_handler(mut self, handler: &str, name: &str) -> Self {
+        let n = Some(Arc::<str>::from(name));
+        match handler {
+            "on_failure" => self.on_failure.iter_mut().for_each(|h| h.name = n.clone()),
+            "on_success" => self.on_success.iter_mut().for_each(|h| h.name = n.clone()),
+            "on_cancel" => self.on_cancel.iter_mut().for_each(|h| h.name = n.clone()),
+            "on_step_error" => self.on_step_error.iter_mut().for_each(|h| h.name = n.clone()),
+            _ => {}
+        }
+        self
+    }
+
+    /// Keep executions that fail for good as dead letters.
+    pub fn dead_letter(mut self, yes: bool) -> Self {
+        self.dead_letter = yes;
+        self
+    }
+
+    /// How long dead letters are kept (default 30 days).
+    pub fn dead_letter_ttl(mut self, ttl: impl Into<DurationArg>) -> Self {
+        self.dead_letter_ttl = Some(ttl.into());
+        self
+    }
+
+    /// Tags, shown in introspection and the dashboard.
+    pub fn tags(mut self, tags: impl crate::model::IntoNames) -> Self {
+        self.tags.extend(tags.into_names());
+        self
+    }
+
+    /// A metadata entry.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
+        self.metadata.insert(key.into(), serde_json::to_value(value).unwrap_or(Value::Null));
+        self
+    }
+
+    /// Most steps of one execution running at the same time.
+    pub fn step_concurrency(mut self, n: u32) -> Self {
+        self.step_concurrency = Some(n);
+        self
+    }
+
+    /// A description.
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = Some(text.into());
+        self
+    }
+
+    /// A version label of your own (the shape hash is computed regardless).
+    pub fn version(mut self, label: impl Into<String>) -> Self {
+        self.version = Some(label.into());
+        self
+    }
+
+    /// Validates and assembles the definition.
+    pub fn build(self) -> Result<WorkflowDef, BuildError> {
+        Validator::new(self).run()
+    }
+}
+
+struct Validator {
+    wf: Workflow,
+}
+
+impl Validator {
+    fn new(wf: Workflow) -> Self {
+        Validator { wf }
+    }
+
+    fn invalid(&self, step: Option<&str>, option: &'static str, reason: impl fmt::Display) -> BuildError {
+        BuildError::InvalidOption {
+            workflow: self.wf.name.clone(),
+            step: step.map(str::to_owned),
+            option,
+            reason: reason.to_string(),
+        }
+    }
+
+    fn conflict(&self, step: Option<&str>, reason: impl Into<String>) -> BuildError {
+        BuildError::ConflictingOptions {
+            workflow: self.wf.name.clone(),
+            step: step.map(str::to_owned),
+            reason: reason.into(),
+        }
+    }
+
+    fn run(self) -> Result<WorkflowDef, BuildError> {
+        let workflow = self.wf.name.clone();
+        if workflow.trim().is_empty() {
+            return Err(BuildError::EmptyName);
+        }
+        if self.wf.steps.is_empty() {
+            return Err(BuildError::EmptyWorkflow { workflow });
+        }
+        let policy = self.workflow_policy()?;
+
+        // Names.
+        let mut by_name: HashMap<Arc<str>, StepId> = HashMap::new();
+        for (i, s) in self.wf.steps.iter().enumerate() {
+            if s.name.trim().is_empty() {
+                return Err(BuildError::EmptyStepName { workflow });
+            }
+            if by_name.insert(Arc::from(s.name.as_str()), i as StepId).is_some() {
+                return Err(BuildError::DuplicateStep { workflow, step: s.name.clone() });
+            }
+        }
+        let names: Vec<&str> = self.wf.steps.iter().map(|s| s.name.as_str()).collect();
+
+        // Groups.
+        let mut groups: BTreeMap<String, Vec<StepId>> = BTreeMap::new();
+        for (i, s) in self.wf.steps.iter().enumerate() {
+            if let Some(g) = &s.options.group {
+                groups.entry(g.clone()).or_default().push(i as StepId);
+            }
+        }
+
+        // Dependencies.
+        let mut deps: Vec<(Vec<StepId>, Vec<StepId>)> = Vec::with_capacity(names.len());
+        for s in &self.wf.steps {
+            let o = &s.options;
+            let lookup = |option: &'static str, name: &String| -> Result<StepId, BuildError> {
+                by_name.get(name.as_str()).copied().ok_or_else(|| BuildError::UnknownStep {
+                    workflow: workflow.clone(),
+                    step: s.name.clone(),
+                    option,
+                    name: name.clone(),
+                    suggestion: suggest(name, names.iter().copied()),
+                })
+            };
+            let mut all = Vec::new();
+            for n in &o.after {
+                all.push(lookup("after", n)?);
+            }
+            for g in &o.after_group {
+                let members = groups.get(g).ok_or_else(|| BuildError::UnknownGroup {
+                    workflow: workflow.clone(),
+                    step: s.name.clone(),
+                    group: g.clone(),
+                    suggestion: suggest(g, groups.keys().map(String::as_str)),
+                })?;
+                all.extend(members.iter().copied());
+            }
+            for n in &o.after_graft {
+                let id = lookup("after_graft", n)?;
+                if !matches!(self.wf.steps[id as usize].kind, PendingKind::Graft(_)) {
+                    return Err(BuildError::NotAGraft { workflow, step: s.name.clone(), name: n.clone() });
+                }
+                all.push(id);
+            }
+            let mut any = Vec::new();
+            for n in &o.after_any {
+                any.push(lookup("after_any", n)?);
+            }
+            dedup(&mut all);
+            dedup(&mut any);
+            if let Some(both) = o.after.iter().find(|n| o.after_any.contains(n)) {
+                return Err(self.conflict(Some(&s.name), format!("`{both}` is in both `after` and `after_any`")));
+            }
+            deps.push((all, any));
+        }
+
+        // Cycles.
+        let mut graph: DiGraph<(), ()> = DiGraph::with_capacity(names.len(), names.len());
+        let nodes: Vec<NodeIndex> = (0..names.len()).map(|_| graph.add_node(())).collect();
+        for (i, (all, any)) in deps.iter().enumerate() {
+            for &d in all.iter().chain(any) {
+                graph.add_edge(nodes[d as usize], nodes[i], ());
+            }
+        }
+        if let Err(cycle) = petgraph::algo::toposort(&graph, None) {
+            let path = cycle_path(&graph, cycle.node_id()).into_iter().map(|n| names[n.index()].to_owned()).collect();
+            return Err(BuildError::Cycle { workflow, path });
+        }
+
+        // Options.
+        let mut steps = Vec::with_capacity(names.len());
+        let mut breakers: HashMap<String, crate::model::BreakerOptions> = HashMap::new();
+        for (i, s) in self.wf.steps.iter().enumerate() {
+            let step_policy = self.step_policy(&s.name, &s.options, &policy)?;
+            if let Some((name, opts)) = &step_policy.circuit_breaker
+                && let Some(prev) = breakers.insert(name.to_string(), opts.clone())
+                && prev != *opts
+            {
+                return Err(self.conflict(
+                    Some(&s.name),
+                    format!("circuit breaker `{name}` is given different options by two steps"),
+                ));
+            }
+            let kind = match &s.kind {
+                PendingKind::Task(b) => StepKind::Task(b.clone()),
+                PendingKind::Graft(b) => StepKind::Graft(b.clone()),
+                PendingKind::Workflow { workflow: child, input } => {
+                    if child.trim().is_empty() {
+                        return Err(self.invalid(Some(&s.name), "workflow", "the nested workflow name is empty"));
+                    }
+                    StepKind::Workflow { workflow: Arc::from(child.as_str()), input: input.clone() }
+                }
+            };
+            let (all, any) = deps[i].clone();
+            steps.push(StepDef {
+                name: Arc::from(s.name.as_str()),
+                kind,
+                policy: Arc::new(step_policy),
+                all,
+                any,
+                declared: Declared {
+                    after: s.options.after.clone(),
+                    after_any: s.options.after_any.clone(),
+                    after_group: s.options.after_group.clone(),
+                    after_graft: s.options.after_graft.clone(),
+                },
+            });
+        }
+
+        let mut dependents: Vec<Vec<(StepId, bool)>> = vec![Vec::new(); steps.len()];
+        let mut roots = Vec::new();
+        for (i, s) in steps.iter().enumerate() {
+            for &d in &s.all {
+                dependents[d as usize].push((i as StepId, false));
+            }
+            for &d in &s.any {
+                dependents[d as usize].push((i as StepId, true));
+            }
+            if s.all.is_empty() && s.any.is_empty() {
+                roots.push(i as StepId);
+            }
+        }
+
+        let mut inner = DefInner {
+            name: Arc::from(workflow.as_str()),
+            policy,
+            steps,
+            by_name,
+            groups,
+            dependents,
+            roots,
+            triggers: self.wf.triggers.clone(),
+            version: String::new(),
+        };
+        inner.version = version_hash(&inner);
+        Ok(WorkflowDef { inner: Arc::new(inner) })
+    }
+
+    fn workflow_policy(&self) -> Result<WorkflowPolicy, BuildError> {
+        let wf = &self.wf;
+        let dur =
+            |option: &'static str, arg: &Option<DurationArg>| -> Result<Option<std::time::Duration>, BuildError> {
+                arg.as_ref().map(|a| a.to_duration().map_err(|e| self.invalid(None, option, e))).transpose()
+            };
+        let timeout = match &wf.timeout {
+            None => None,
+            Some(a) => match a.to_timeout().map_err(|e| self.invalid(None, "timeout", e))? {
+                Timeout::After(d) => Some(d),
+                Timeout::Infinity => None,
+                Timeout::Dynamic(_) => {
+                    return Err(self.invalid(None, "timeout", "a workflow timeout cannot be a function"));
+                }
+            },
+        };
+        let step_timeout = match &wf.step_timeout {
+            None => Timeout::After(defaults::STEP_TIMEOUT),
+            Some(a) => a.to_timeout().map_err(|e| self.invalid(None, "step_timeout", e))?,
+        };
+        if wf.step_concurrency == Some(0) {
+            return Err(self.invalid(None, "step_concurrency", "must be at least 1"));
+        }
+        if wf.dead_letter_ttl.is_some() && !wf.dead_letter {
+            return Err(self.conflict(None, "`dead_letter_ttl` is set but `dead_letter` is off"));
+        }
+        if wf.max_retries.unwrap_or(0) == 0 && (wf.retry_delay.is_some() || wf.retry_backoff.is_some()) {
+            return Err(self.conflict(None, "`retry_delay`/`retry_backoff` are set but `max_retries` is 0"));
+        }
+        Ok(WorkflowPolicy {
+            timeout,
+            retry: RetryPolicy {
+                max_retries: wf.max_retries.unwrap_or(0),
+                delay: dur("retry_delay", &wf.retry_delay)?.unwrap_or(defaults::RETRY_DELAY),
+                backoff: wf.retry_backoff.clone().unwrap_or_default(),
+                max_delay: defaults::RETRY_MAX_DELAY,
+                jitter: false,
+                retry_on: Vec::new(),
+                no_retry_on: Vec::new(),
+            },
+            step_timeout,
+            step_max_retries: wf.step_max_retries.unwrap_or(defaults::MAX_RETRIES),
+            step_retry_delay: dur("step_retry_delay", &wf.step_retry_delay)?.unwrap_or(defaults::RETRY_DELAY),
+            on_failure: wf.on_failure.clone(),
+            on_success: wf.on_success.clone(),
+            on_cancel: wf.on_cancel.clone(),
+            on_step_error: wf.on_step_error.clone(),
+            dead_letter: wf.dead_letter,
+            dead_letter_ttl: dur("dead_letter_ttl", &wf.dead_letter_ttl)?.unwrap_or(defaults::DEAD_LETTER_TTL),
+            tags: wf.tags.clone(),
+            metadata: wf.metadata.clone(),
+            step_concurrency: wf.step_concurrency,
+            description: wf.description.clone(),
+            version: wf.version.clone(),
+        })
+    }
+
+    fn step_policy(&self, step: &str, o: &StepOptions, wf: &WorkflowPolicy) -> Result<StepPolicy, BuildError> {
+        resolve_step_policy(o, wf).map_err(|e| match e {
+            PolicyError::Invalid(option, reason) => self.invalid(Some(step), option, reason),
+            PolicyError::Conflict(reason) => self.conflict(Some(step), reason),
+        })
+    }
+}
+
+fn dedup(v: &mut Vec<StepId>) {
+    let mut seen = HashSet::new();
+    v.retain(|x| seen.insert(*x));
+}
+
+/// A cycle through `start`: the path from `start` back to itself, `start` repeated
+/// at the end.
+fn cycle_path(graph: &DiGraph<(), ()>, start: NodeIndex) -> Vec<NodeIndex> {
+    let mut parent: HashMap<NodeIndex, NodeIndex> = HashMap::new();
+    let mut queue = std::collections::VecDeque::from([start]);
+    while let Some(n) = queue.pop_front() {
+        for next in graph.neighbors(n) {
+            if next == start {
+                let mut path = vec![start];
+                let mut cur = n;
+                while cur != start {
+                    path.push(cur);
+                    cur = parent[&cur];
+                }
+                path.push(start);
+                let last = path.len() - 1;
+                path[1..last].reverse();
+                return path;
+            }
+            if let std::collections::hash_map::Entry::Vacant(e) = parent.entry(next) {
+                e.insert(n);
+                queue.push_back(next);
+            }
+        }
+    }
+    vec![start, start]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Context, Outcome, Step, StepResult};
+
+    async fn noop(_ctx: Context) -> StepResult {
+        Ok(Outcome::Done)
+    }
+
+    #[test]
+    fn cycle_path_lists_the_loop() {
+        let err = Workflow::new("w")
+            .step_with("a", noop, Step::opts().after("c"))
+            .step_with("b", noop, Step::opts().after("a"))
+            .step_with("c", noop, Step::opts().after("b"))
+            .build()
+            .unwrap_err();
+        let BuildError::Cycle { path, .. } = &err else { panic!("{err}") };
+        assert_eq!(path.len(), 4);
+        assert_eq!(path.first(), path.last());
+        assert!(err.to_string().starts_with("cycle in workflow `w`: "), "{err}");
+        // Each consecutive pair is an edge `x -> y` meaning y runs after x.
+        let msg = err.to_string();
+        assert!(["a -> b -> c -> a", "b -> c -> a -> b", "c -> a -> b -> c"].iter().any(|p| msg.ends_with(p)), "{msg}");
+    }
+
+    #[test]
+    fn self_dependency_is_a_cycle() {
+        let err = Workflow::new("w").step_with("a", noop, Step::opts().after("a")).build().unwrap_err();
+        assert_eq!(err.to_string(), "cycle in workflow `w`: a -> a");
+    }
+
+    #[test]
+    fn version_is_stable_and_shape_sensitive() {
+        let a = Workflow::new("w").step("a", noop).build().unwrap();
+        let b = Workflow::new("w").step("a", noop).build().unwrap();
+        let c = Workflow::new("w").step_with("a", noop, Step::opts().timeout("1s")).build().unwrap();
+        assert_eq!(a.version(), b.version());
+        assert_ne!(a.version(), c.version());
+        assert_eq!(a, b);
+    }
+}

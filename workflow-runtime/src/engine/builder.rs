@@ -1,0 +1,193 @@
+//! [`EngineBuilder`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+
+use super::journal::Journal;
+use super::registry::{Registry, WorkflowType, registrations};
+use super::timers::Timers;
+use super::{Clock, Engine, EngineError, EngineInner};
+use crate::builder::BuildError;
+use crate::model::WorkflowDef;
+use crate::store::{Durability, Store, Write, open_store};
+use crate::telemetry::Bus;
+
+/// Configures and starts an [`Engine`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sagaflow_runtime::EngineError> {
+/// use sagaflow_runtime::Engine;
+/// let engine = Engine::builder().store_url("memory://").build().await?;
+/// assert!(engine.definitions().is_empty());
+/// # Ok(()) }
+/// ```
+#[derive(Default)]
+pub struct EngineBuilder {
+    store: Option<Arc<dyn Store>>,
+    store_url: Option<String>,
+    defs: Vec<Result<WorkflowDef, BuildError>>,
+    register_all: bool,
+    clock: Option<Clock>,
+}
+
+impl std::fmt::Debug for EngineBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineBuilder")
+            .field("store", &self.store)
+            .field("store_url", &self.store_url)
+            .field("definitions", &self.defs.len())
+            .field("register_all", &self.register_all)
+            .finish()
+    }
+}
+
+impl EngineBuilder {
+    /// Uses this store.
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Uses a shared store.
+    pub fn store_arc(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Opens the store at a URL: `memory://`, `sqlite://path/to/file.db`,
+    /// `postgres://user@host/db`. Without a store the engine keeps everything in
+    /// memory.
+    pub fn store_url(mut self, url: impl Into<String>) -> Self {
+        self.store_url = Some(url.into());
+        self
+    }
+
+    /// Registers a `#[workflow]` type's value: its steps reach the value's
+    /// resources through `&self`.
+    pub fn workflow<W: WorkflowType>(mut self, value: W) -> Self {
+        self.defs.push(W::definition(Arc::new(value)));
+        self
+    }
+
+    /// Registers a definition built with [`Workflow`](crate::Workflow).
+    pub fn register(mut self, def: WorkflowDef) -> Self {
+        self.defs.push(Ok(def));
+        self
+    }
+
+    /// Registers every workflow that registered itself with `inventory` (`#[workflow]`
+    /// types that implement `Default`). Workflows registered explicitly with
+    /// [`workflow`](Self::workflow) or [`register`](Self::register) take precedence
+    /// over an inventory registration of the same name.
+    pub fn register_all(mut self) -> Self {
+        self.register_all = true;
+        self
+    }
+
+    /// Uses this clock (tests pin the start date with [`Clock::starting_at`]).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Opens the store, registers the workflows, recovers unfinished executions
+    /// (durable stores) and starts the engine's background tasks.
+    pub async fn build(self) -> Result<Engine, EngineError> {
+        let store: Arc<dyn Store> = match (self.store, &self.store_url) {
+            (Some(s), _) => s,
+            (None, Some(url)) => open_store(url).await?,
+            (None, None) => Arc::new(crate::store::MemoryStore::new()),
+        };
+        let mut explicit = Vec::new();
+        for def in self.defs {
+            explicit.push(def?);
+        }
+        let mut defs = explicit.clone();
+        if self.register_all {
+            let mut seen: std::collections::HashMap<&str, &str> = Default::default();
+            for r in registrations() {
+                if let Some(other) = seen.insert(r.name, r.module) {
+                    let _ = other;
+                    return Err(EngineError::DuplicateWorkflow(r.name.to_owned()));
+                }
+                if explicit.iter().any(|d| d.name() == r.name) {
+                    continue;
+                }
+                defs.push((r.build)()?);
+            }
+        }
+        let durable = store.durability() == Durability::Durable;
+        let journal = Journal::new(Arc::clone(&store));
+        let inner = Arc::new(EngineInner {
+            registry: RwLock::new(Registry::default()),
+            executions: DashMap::new(),
+            delayed: DashMap::new(),
+            parked: DashMap::new(),
+            store,
+            durable,
+            journal: Arc::clone(&journal),
+            clock: self.clock.unwrap_or_default(),
+            timers: Arc::new(Timers::default()),
+            breakers: Default::default(),
+            bus: Bus::default(),
+            shutdown: CancellationToken::new(),
+        });
+        let weak = Arc::downgrade(&inner);
+        tokio::spawn(journal.run(move |batch: &[Write]| {
+            if let Some(engine) = weak.upgrade() {
+                for w in batch {
+                    if let Write::Finish(state) = w {
+                        engine.executions.remove(&state.id);
+                    }
+                }
+            }
+        }));
+        spawn_timer_task(&inner);
+        spawn_purge_task(&inner);
+        inner.register(defs)?;
+        if durable {
+            let report = inner.recover().await?;
+            if report.resumed + report.scheduled + report.parked.len() > 0 {
+                tracing::info!(
+                    resumed = report.resumed,
+                    scheduled = report.scheduled,
+                    parked = report.parked.len(),
+                    "recovered unfinished executions"
+                );
+            }
+        }
+        Ok(Engine { inner })
+    }
+}
+
+fn spawn_timer_task(inner: &Arc<EngineInner>) {
+    let weak = Arc::downgrade(inner);
+    let timers = Arc::clone(&inner.timers);
+    let shutdown = inner.shutdown.clone();
+    tokio::spawn(async move {
+        timers.run(&shutdown, move |due| EngineInner::fire(&weak, due)).await;
+    });
+}
+
+fn spawn_purge_task(inner: &Arc<EngineInner>) {
+    let weak = Arc::downgrade(inner);
+    let shutdown = inner.shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let Some(engine) = weak.upgrade() else { return };
+            if let Err(e) = engine.store.purge_dead_letters(engine.clock.now()).await {
+                tracing::warn!(error = %e, "purging expired dead letters");
+            }
+        }
+    });
+}

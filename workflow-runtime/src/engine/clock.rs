@@ -1,0 +1,49 @@
+//! [`Clock`]: the engine's single source of time.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+/// The engine's clock: wall-clock time anchored to tokio's monotonic clock.
+///
+/// All engine time comes from here. Under tokio's paused test clock
+/// (`#[tokio::test(start_paused = true)]`) the engine's time advances exactly as
+/// tokio's does, so retry, snooze and timeout schedules are exact. Durable due
+/// times are stored as UTC timestamps.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    base_instant: Instant,
+    base_utc: DateTime<Utc>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Clock { base_instant: Instant::now(), base_utc: Utc::now() }
+    }
+
+    /// A clock that reads `start` now and advances with tokio's clock (for tests
+    /// with a paused clock and a fixed date).
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        Clock { base_instant: Instant::now(), base_utc: start }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.base_utc + self.base_instant.elapsed()
+    }
+
+    /// The tokio instant at which `at` arrives (now, if it is in the past).
+    pub fn instant_at(&self, at: DateTime<Utc>) -> Instant {
+        let now = Instant::now();
+        let ahead = (at - self.now()).to_std().unwrap_or(Duration::ZERO);
+        now + ahead
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}

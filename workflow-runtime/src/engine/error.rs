@@ -1,0 +1,99 @@
+//! [`EngineError`].
+
+use crate::builder::BuildError;
+use crate::machine::state::Status;
+use crate::model::ExecutionId;
+use crate::store::StoreError;
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// No workflow of that name is registered.
+    #[error("unknown workflow `{name}`{}; registered workflows: {}", did_you_mean(.suggestion), list(.known))]
+    UnknownWorkflow {
+        /// The name asked for.
+        name: String,
+        /// The closest registered name.
+        suggestion: Option<String>,
+        /// Every registered name.
+        known: Vec<String>,
+    },
+    /// A nested-workflow step refers to a workflow that is not registered.
+    #[error("step `{step}` of workflow `{workflow}` runs workflow `{child}`, which is not registered{}", did_you_mean(.suggestion))]
+    UnknownChildWorkflow {
+        /// The parent workflow.
+        workflow: String,
+        /// The nested-workflow step.
+        step: String,
+        /// The missing workflow.
+        child: String,
+        /// The closest registered name.
+        suggestion: Option<String>,
+    },
+    /// Two workflows share a name.
+    #[error("workflow `{0}` is registered twice")]
+    DuplicateWorkflow(String),
+    /// Two workflows give a circuit breaker different options.
+    #[error("circuit breaker `{breaker}` has different options in workflows `{first}` and `{second}`")]
+    ConflictingBreaker {
+        /// The breaker.
+        breaker: String,
+        /// One workflow.
+        first: String,
+        /// The other.
+        second: String,
+    },
+    /// No execution with that id.
+    #[error("unknown execution {0}")]
+    UnknownExecution(ExecutionId),
+    /// The call does not fit the execution's state (pausing a paused execution...).
+    #[error("cannot {action} execution {id}: {reason}")]
+    InvalidState {
+        /// The execution.
+        id: ExecutionId,
+        /// What was attempted (`pause`, `resume`, `cancel`).
+        action: &'static str,
+        /// Its status.
+        status: Status,
+        /// Why not.
+        reason: String,
+    },
+    /// The input is not a JSON object.
+    #[error("invalid input for workflow `{workflow}`: {reason}")]
+    InvalidInput {
+        /// The workflow.
+        workflow: String,
+        /// Why.
+        reason: String,
+    },
+    /// A store URL the engine cannot open.
+    #[error("unsupported store URL `{url}`: expected one of {supported}")]
+    UnsupportedStore {
+        /// The URL.
+        url: String,
+        /// The accepted forms.
+        supported: &'static str,
+    },
+    /// A workflow definition is invalid.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The engine has been shut down.
+    #[error("the engine has been shut down")]
+    ShutDown,
+}
+
+fn did_you_mean(s: &Option<String>) -> String {
+    s.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    }
+}

@@ -1,0 +1,851 @@
+//! The imperative shell around the state machine: one driver task per active
+//! execution polls its step futures, feeds results to the machine and carries out
+//! the machine's commands.
+//!
+//! An execution whose steps are all parked (awaiting, snoozed, waiting for a retry)
+//! has no task at all: its state sits in the engine's table and the next event (a
+//! timer, `resume`, `cancel`) starts a driver again.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::{AbortHandle, Abortable};
+use futures::stream::{FuturesUnordered, StreamExt};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
+use tracing::Instrument;
+
+use super::EngineInner;
+use super::breaker::Permit;
+use super::timers::TimerTarget;
+use crate::machine::command::{Command, Notice};
+use crate::machine::event::{Event, HandlerKind};
+use crate::machine::report::report_of;
+use crate::machine::state::Status;
+use crate::machine::view::{ExecutionState, Identity, Trigger};
+use crate::machine::{Machine, Runnable, TransitionError, panic_message};
+use crate::model::context::ExecMeta;
+use crate::model::ids::StepId;
+use crate::model::{
+    BoxStepFuture, BreakerOptions, CancelHandler, Context, ExecutionId, Outcome, StepBody, StepError, StepErrorHandler,
+    StepResult, Timeout, WorkflowDef, kinds,
+};
+use crate::store::{JournalEntry, ParentRef, Write};
+use crate::telemetry::Event as Telemetry;
+
+/// One execution known to this engine.
+pub(crate) struct Execution {
+    pub(crate) id: ExecutionId,
+    pub(crate) def: WorkflowDef,
+    pub(crate) meta: Arc<ExecMeta>,
+    pub(crate) trigger: Trigger,
+    pub(crate) core: Mutex<Core>,
+    /// Wakes the driver when an outside event queued commands.
+    pub(crate) wake: Notify,
+    /// Wakes `wait()` callers when the execution ends.
+    pub(crate) done: Notify,
+}
+
+/// The mutable part of an execution.
+pub(crate) struct Core {
+    pub(crate) machine: Machine,
+    /// Commands from outside events, for the driver.
+    pub(crate) pending: Vec<Command>,
+    /// Whether a driver task is running.
+    pub(crate) driver: bool,
+    /// Last journal sequence number.
+    pub(crate) seq: u64,
+    /// The final state, once ended.
+    pub(crate) final_state: Option<ExecutionState>,
+    rollback_started: Option<Instant>,
+}
+
+impl Execution {
+    pub(crate) fn new(
+        id: ExecutionId,
+        def: WorkflowDef,
+        machine: Machine,
+        trigger: Trigger,
+        parent: Option<ParentRef>,
+    ) -> Self {
+        let meta = Arc::new(ExecMeta {
+            id,
+            workflow: Arc::clone(&def.inner.name),
+            cancel: tokio_util::sync::CancellationToken::new(),
+            parent: parent.as_ref().map(|p| p.execution),
+        });
+        Execution {
+            id,
+            def,
+            meta,
+            trigger,
+            core: Mutex::new(Core {
+                machine,
+                pending: Vec::new(),
+                driver: false,
+                seq: 0,
+                final_state: None,
+                rollback_started: None,
+            }),
+            wake: Notify::new(),
+            done: Notify::new(),
+        }
+    }
+
+    pub(crate) fn workflow(&self) -> &Arc<str> {
+        &self.meta.workflow
+    }
+
+    /// The public view of the execution now.
+    pub(crate) fn state(&self, now: DateTime<Utc>) -> ExecutionState {
+        let core = self.core.lock();
+        match &core.final_state {
+            Some(s) => s.clone(),
+            None => core.machine.view(self.identity(), now),
+        }
+    }
+
+    pub(crate) fn identity(&self) -> Identity<'_> {
+        Identity { id: self.id, parent: self.meta.parent, trigger: &self.trigger, parked: None }
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.core.lock().final_state.is_some()
+    }
+
+    fn step_context(&self, machine: &Machine, step: StepId, attempt: u32) -> Context {
+        let mut ctx = machine.context();
+        ctx.meta = Some(Arc::clone(&self.meta));
+        ctx.step = Some(Arc::clone(machine.step_name(step)));
+        ctx.attempt = attempt;
+        ctx
+    }
+
+    fn handler_context(&self, machine: &Machine) -> Context {
+        let mut ctx = machine.context();
+        ctx.meta = Some(Arc::clone(&self.meta));
+        ctx
+    }
+}
+
+/// What a job is for.
+#[derive(Clone, Debug)]
+enum JobTag {
+    Step { step: StepId, attempt: u32, name: Arc<str>, breaker: Option<(Arc<str>, Permit)> },
+    Compensation { step: StepId, attempt: u32 },
+    Handler(HandlerKind),
+}
+
+/// A step, compensation or handler future with its timeout. The timeout's timer
+/// is created only if the future does not finish on its first poll, so steps that
+/// complete at once cost no timer.
+struct Job {
+    tag: JobTag,
+    fut: JobFuture,
+    limit: Option<Duration>,
+    sleep: Option<Pin<Box<Sleep>>>,
+    started: Instant,
+    span: tracing::Span,
+}
+
+enum JobFuture {
+    Plain(BoxStepFuture),
+    Abortable(Abortable<BoxStepFuture>),
+}
+
+/// A finished job.
+struct Finished {
+    tag: JobTag,
+    result: StepResult,
+    elapsed: Duration,
+}
+
+impl Future for Job {
+    type Output = Finished;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Finished> {
+        let this = &mut *self;
+        let polled = {
+            let _entered = this.span.enter();
+            catch_unwind(AssertUnwindSafe(|| match &mut this.fut {
+                JobFuture::Plain(f) => f.as_mut().poll(cx),
+                JobFuture::Abortable(f) => match Pin::new(f).poll(cx) {
+                    Poll::Ready(Ok(r)) => Poll::Ready(r),
+                    Poll::Ready(Err(_)) => {
+                        Poll::Ready(Err(
+                            StepError::new(kinds::CANCELLED, "interrupted: the execution was cancelled").permanent()
+                        ))
+                    }
+                    Poll::Pending => Poll::Pending,
+                },
+            }))
+        };
+        let result = match polled {
+            Ok(Poll::Ready(r)) => r,
+            Ok(Poll::Pending) => {
+                let Some(limit) = this.limit else { return Poll::Pending };
+                let started = this.started;
+                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(started + limit)));
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                // Drop the step's future now: the timed-out work stops here.
+                this.fut = JobFuture::Plain(Box::pin(std::future::pending()));
+                Err(StepError::timeout(format!("did not finish within {}", crate::model::format_duration(limit))))
+            }
+            Err(payload) => {
+                let msg = panic_message(&*payload);
+                Err(StepError::new(kinds::PANIC, msg.clone())
+                    .with_details(serde_json::json!({ "stacktrace": format!("panicked: {msg}") })))
+            }
+        };
+        Poll::Ready(Finished { tag: this.tag.clone(), result, elapsed: this.started.elapsed() })
+    }
+}
+
+/// Work decided under the execution's lock and carried out after releasing it.
+enum Action {
+    Run {
+        step: StepId,
+        attempt: u32,
+        name: Arc<str>,
+        body: Option<StepBody>,
+        ctx: Context,
+        timeout: Timeout,
+        cancellable: bool,
+        breaker: Option<(Arc<str>, BreakerOptions)>,
+    },
+    Child {
+        step: StepId,
+        attempt: u32,
+        name: Arc<str>,
+        workflow: Arc<str>,
+        input: Option<StepBody>,
+        ctx: Context,
+        existing: Option<ExecutionId>,
+        timeout: Timeout,
+    },
+    Interrupt(StepId),
+    CancelChild(ExecutionId, String),
+    Compensate {
+        step: StepId,
+        attempt: u32,
+        body: StepBody,
+        ctx: Context,
+        timeout: Timeout,
+    },
+    Handler {
+        kind: HandlerKind,
+        run: HandlerRun,
+        ctx: Context,
+    },
+    Hook {
+        handler: StepErrorHandler,
+        ctx: Context,
+        step: String,
+        error: StepError,
+        attempt: u32,
+    },
+    Emit(Telemetry),
+    Finish(Box<ExecutionState>),
+}
+
+enum HandlerRun {
+    Body(StepBody),
+    Cancel(CancelHandler, String),
+}
+
+impl EngineInner {
+    /// Applies an event under the lock, journaling it first when the store is
+    /// durable. Returns the journal ticket.
+    pub(crate) fn apply_locked(
+        &self,
+        exec: &Execution,
+        core: &mut Core,
+        event: Event,
+        out: &mut Vec<Command>,
+    ) -> Result<Option<u64>, TransitionError> {
+        let json = if self.durable { serde_json::to_string(&event).ok() } else { None };
+        core.machine.apply(event, out)?;
+        Ok(json.map(|event| {
+            core.seq += 1;
+            self.journal.append(Write::Event(JournalEntry { execution: exec.id, seq: core.seq, event }))
+        }))
+    }
+
+    /// Delivers an outside event (timer, resume, pause, cancel, child start) and
+    /// makes sure a driver carries out what follows.
+    pub(crate) fn deliver(
+        self: &Arc<Self>,
+        exec: &Arc<Execution>,
+        event: Event,
+    ) -> Result<Option<u64>, TransitionError> {
+        let mut core = exec.core.lock();
+        let mut cmds = Vec::new();
+        let ticket = self.apply_locked(exec, &mut core, event, &mut cmds)?;
+        core.pending.append(&mut cmds);
+        self.ensure_driver(exec, &mut core);
+        Ok(ticket)
+    }
+
+    pub(crate) fn ensure_driver(self: &Arc<Self>, exec: &Arc<Execution>, core: &mut Core) {
+        if core.pending.is_empty() {
+            return;
+        }
+        if core.driver {
+            exec.wake.notify_one();
+        } else {
+            core.driver = true;
+            tokio::spawn(drive(Arc::clone(self), Arc::clone(exec)));
+        }
+    }
+
+    /// Turns commands into actions; must run under the execution's lock.
+    fn prepare(&self, exec: &Execution, core: &mut Core, cmds: &mut Vec<Command>, actions: &mut Vec<Action>) {
+        let wanted = self.bus.wanted();
+        for cmd in cmds.drain(..) {
+            let m = &core.machine;
+            match cmd {
+                Command::RunStep { step, attempt, on_timeout } => {
+                    let policy = m.step_policy(step);
+                    let body = if on_timeout {
+                        policy.on_timeout.as_ref().map(|h| Arc::clone(&h.f))
+                    } else {
+                        match m.runnable(step) {
+                            Runnable::Task(b) | Runnable::Graft(b) => Some(Arc::clone(b)),
+                            Runnable::Workflow { .. } | Runnable::Missing => None,
+                        }
+                    };
+                    actions.push(Action::Run {
+                        step,
+                        attempt,
+                        name: Arc::clone(m.step_name(step)),
+                        body,
+                        ctx: exec.step_context(m, step, attempt),
+                        timeout: policy.timeout.clone(),
+                        cancellable: policy.cancellable,
+                        breaker: policy.circuit_breaker.clone(),
+                    });
+                }
+                Command::StartChild { step, attempt } => {
+                    if let Runnable::Workflow { workflow, input } = m.runnable(step) {
+                        actions.push(Action::Child {
+                            step,
+                            attempt,
+                            name: Arc::clone(m.step_name(step)),
+                            workflow: Arc::clone(workflow),
+                            input: input.cloned(),
+                            ctx: exec.step_context(m, step, attempt),
+                            existing: m.slot(step).detail.as_ref().and_then(|d| d.child),
+                            timeout: m.step_policy(step).timeout.clone(),
+                        });
+                    }
+                }
+                Command::ArmTimer { timer, due } => {
+                    self.timers.arm(TimerTarget::Execution(exec.id, timer), self.clock.instant_at(due));
+                }
+                Command::CancelTimer { timer } => self.timers.cancel(TimerTarget::Execution(exec.id, timer)),
+                Command::Interrupt { step } => actions.push(Action::Interrupt(step)),
+                Command::CancelChild { child, reason } => actions.push(Action::CancelChild(child, reason)),
+                Command::SignalCancel => exec.meta.cancel.cancel(),
+                Command::RunCompensation { step, attempt } => {
+                    let policy = m.step_policy(step);
+                    if let Some(rb) = &policy.rollback {
+                        let mut ctx = m.compensation_context(step);
+                        ctx.meta = Some(Arc::clone(&exec.meta));
+                        ctx.step = Some(Arc::clone(m.step_name(step)));
+                        ctx.attempt = attempt;
+                        actions.push(Action::Compensate {
+                            step,
+                            attempt,
+                            body: Arc::clone(&rb.f),
+                            ctx,
+                            timeout: policy.timeout.clone(),
+                        });
+                    }
+                }
+                Command::RunHandler { handler } => {
+                    let p = &exec.def.inner.policy;
+                    let run = match handler {
+                        HandlerKind::OnFailure => p.on_failure.as_ref().map(|h| HandlerRun::Body(Arc::clone(&h.f))),
+                        HandlerKind::OnSuccess => p.on_success.as_ref().map(|h| HandlerRun::Body(Arc::clone(&h.f))),
+                        HandlerKind::OnCancel => p.on_cancel.as_ref().map(|h| {
+                            let reason = m.cancel.as_ref().map(|c| c.reason.clone()).unwrap_or_default();
+                            HandlerRun::Cancel(Arc::clone(&h.f), reason)
+                        }),
+                    };
+                    if let Some(run) = run {
+                        actions.push(Action::Handler { kind: handler, run, ctx: exec.handler_context(m) });
+                    }
+                }
+                Command::StepErrorHook { step, error, attempt } => {
+                    if let Some(h) = &exec.def.inner.policy.on_step_error {
+                        actions.push(Action::Hook {
+                            handler: Arc::clone(&h.f),
+                            ctx: exec.step_context(m, step, attempt),
+                            step: m.step_name(step).to_string(),
+                            error,
+                            attempt,
+                        });
+                    }
+                }
+                Command::Notify(notice) => {
+                    if let Notice::RollbackStarted { .. } = &notice {
+                        core.rollback_started = Some(Instant::now());
+                    }
+                    if wanted && let Some(event) = self.telemetry_of(exec, core, notice) {
+                        actions.push(Action::Emit(event));
+                    }
+                }
+                Command::Finish { status } => {
+                    tracing::debug!(execution_id = %exec.id, %status, "execution ended");
+                    let state = core.machine.view(exec.identity(), self.clock.now());
+                    core.final_state = Some(state.clone());
+                    actions.push(Action::Finish(Box::new(state)));
+                }
+            }
+        }
+    }
+
+    fn telemetry_of(&self, exec: &Execution, core: &Core, notice: Notice) -> Option<Telemetry> {
+        let m = &core.machine;
+        let workflow_name = Arc::clone(exec.workflow());
+        let execution_id = exec.id;
+        let name = |s: StepId| Arc::clone(m.step_name(s));
+        Some(match notice {
+            Notice::StepSkipped { step, reason } => {
+                Telemetry::StepSkip { workflow_name, execution_id, step_name: name(step), reason }
+            }
+            Notice::WorkflowFailed { step, error } => {
+                Telemetry::WorkflowFail { workflow_name, execution_id, error, error_step: step.map(name) }
+            }
+            Notice::Cancelling { reason } => Telemetry::WorkflowCancel { workflow_name, execution_id, reason },
+            Notice::Paused { running } => {
+                Telemetry::WorkflowPause { workflow_name, execution_id, step_name: running.first().map(|&s| name(s)) }
+            }
+            Notice::Resumed => Telemetry::WorkflowResume { workflow_name, execution_id },
+            Notice::RollbackStarted { steps } => {
+                Telemetry::RollbackStart { workflow_name, execution_id, steps: steps.into_iter().map(name).collect() }
+            }
+            Notice::RollbackFinished { compensated, failed } => Telemetry::RollbackStop {
+                workflow_name,
+                execution_id,
+                duration: core.rollback_started.map(|t| t.elapsed()).unwrap_or_default(),
+                steps: compensated.into_iter().map(name).collect(),
+                failed: failed.into_iter().map(name).collect(),
+            },
+            Notice::StepRetrying { step, attempt, delay, error } => {
+                tracing::info!(%execution_id, step = %name(step), attempt, ?delay, %error, "step failed; retrying");
+                return None;
+            }
+            Notice::StepFailed { step, attempt, error } => {
+                tracing::info!(%execution_id, step = %name(step), attempt, %error, "step failed for good");
+                return None;
+            }
+            Notice::StepAwaiting { step } => {
+                tracing::info!(%execution_id, step = %name(step), "step awaiting resume");
+                return None;
+            }
+            Notice::StepSnoozed { step, delay } => {
+                tracing::debug!(%execution_id, step = %name(step), ?delay, "step snoozed");
+                return None;
+            }
+            Notice::StepExpanded { step, added } => {
+                tracing::debug!(%execution_id, step = %name(step), added, "graft added steps");
+                return None;
+            }
+            Notice::Restarting { attempt, delay } => {
+                tracing::info!(%execution_id, attempt, ?delay, "workflow failed; restarting");
+                return None;
+            }
+        })
+    }
+
+    /// Turns a finished job into the machine event it reports.
+    fn event_of(&self, exec: &Execution, done: Finished, wanted: bool, emits: &mut Vec<Telemetry>) -> Event {
+        let at = self.clock.now();
+        match done.tag {
+            JobTag::Step { step, attempt, name, breaker } => {
+                if let Some((b, permit)) = &breaker {
+                    let ok = done.result.as_ref().map_or_else(|e| e.kind() == kinds::CIRCUIT_OPEN, |_| true);
+                    self.breakers.record(b, *permit, ok);
+                }
+                if wanted {
+                    let workflow_name = Arc::clone(exec.workflow());
+                    emits.push(match &done.result {
+                        Ok(o) => Telemetry::StepStop {
+                            workflow_name,
+                            execution_id: exec.id,
+                            step_name: Arc::clone(&name),
+                            duration: done.elapsed,
+                            result: outcome_name(o),
+                        },
+                        Err(e) => Telemetry::StepException {
+                            workflow_name,
+                            execution_id: exec.id,
+                            step_name: Arc::clone(&name),
+                            duration: done.elapsed,
+                            kind: e.kind().to_owned(),
+                            reason: e.message().to_owned(),
+                        },
+                    });
+                }
+                let report = report_of(&name, done.result, &exec.def.inner.policy, fastrand::f64());
+                Event::StepFinished { step, attempt, report, at }
+            }
+            JobTag::Compensation { step, attempt } => {
+                Event::CompensationFinished { step, attempt, result: done.result.map(|_| ()), at }
+            }
+            JobTag::Handler(handler) => Event::HandlerFinished { handler, result: done.result.map(|_| ()), at },
+        }
+    }
+
+    /// Carries out an action outside the lock.
+    fn carry_out(
+        self: &Arc<Self>,
+        exec: &Arc<Execution>,
+        action: Action,
+        jobs: &mut FuturesUnordered<Job>,
+        aborts: &mut Vec<(StepId, AbortHandle)>,
+        immediate: &mut Vec<Finished>,
+    ) {
+        match action {
+            Action::Run { step, attempt, name, body, ctx, timeout, cancellable, breaker } => {
+                if self.bus.wanted() {
+                    self.bus.emit(Telemetry::StepStart {
+                        workflow_name: Arc::clone(exec.workflow()),
+                        execution_id: exec.id,
+                        step_name: Arc::clone(&name),
+                        attempt,
+                    });
+                }
+                let mut tag = JobTag::Step { step, attempt, name: Arc::clone(&name), breaker: None };
+                let Some(body) = body else {
+                    let err = StepError::new(
+                        kinds::VERSION_MISMATCH,
+                        format!("the function of step `{name}` is not available after recovery"),
+                    )
+                    .permanent();
+                    immediate.push(Finished { tag, result: Err(err), elapsed: Duration::ZERO });
+                    return;
+                };
+                if let Some((b, opts)) = &breaker {
+                    let permit = self.breakers.acquire(b, opts);
+                    if permit == Permit::Reject {
+                        let err = StepError::new(kinds::CIRCUIT_OPEN, format!("circuit breaker `{b}` is open"));
+                        immediate.push(Finished { tag, result: Err(err), elapsed: Duration::ZERO });
+                        return;
+                    }
+                    tag =
+                        JobTag::Step { step, attempt, name: Arc::clone(&name), breaker: Some((Arc::clone(b), permit)) };
+                }
+                let limit = match catch_unwind(AssertUnwindSafe(|| timeout.resolve(&ctx))) {
+                    Ok(limit) => limit,
+                    Err(p) => {
+                        let err = StepError::new(
+                            kinds::PANIC,
+                            format!("the timeout function panicked: {}", panic_message(&*p)),
+                        );
+                        immediate.push(Finished { tag, result: Err(err.permanent()), elapsed: Duration::ZERO });
+                        return;
+                    }
+                };
+                let span = tracing::info_span!(
+                    "sagaflow.step",
+                    workflow = %exec.workflow(),
+                    execution_id = %exec.id,
+                    step = %name,
+                    attempt
+                );
+                let fut = match catch_unwind(AssertUnwindSafe(|| body(ctx))) {
+                    Ok(f) => f,
+                    Err(p) => {
+                        let err = StepError::new(kinds::PANIC, panic_message(&*p));
+                        immediate.push(Finished { tag, result: Err(err), elapsed: Duration::ZERO });
+                        return;
+                    }
+                };
+                let fut = if cancellable {
+                    let (handle, reg) = AbortHandle::new_pair();
+                    aborts.push((step, handle));
+                    JobFuture::Abortable(Abortable::new(fut, reg))
+                } else {
+                    JobFuture::Plain(fut)
+                };
+                jobs.push(Job { tag, fut, limit, sleep: None, started: Instant::now(), span });
+            }
+            Action::Child { step, attempt, name, workflow, input, ctx, existing, timeout } => {
+                if self.bus.wanted() {
+                    self.bus.emit(Telemetry::StepStart {
+                        workflow_name: Arc::clone(exec.workflow()),
+                        execution_id: exec.id,
+                        step_name: Arc::clone(&name),
+                        attempt,
+                    });
+                }
+                let limit = timeout.resolve(&ctx);
+                let fut = run_child(Arc::clone(self), Arc::clone(exec), step, attempt, workflow, input, ctx, existing);
+                jobs.push(Job {
+                    tag: JobTag::Step { step, attempt, name, breaker: None },
+                    fut: JobFuture::Plain(Box::pin(fut)),
+                    limit,
+                    sleep: None,
+                    started: Instant::now(),
+                    span: tracing::Span::none(),
+                });
+            }
+            Action::Interrupt(step) => {
+                aborts.retain(|(s, h)| {
+                    if *s == step {
+                        h.abort();
+                    }
+                    *s != step
+                });
+            }
+            Action::CancelChild(child, reason) => {
+                let engine = Arc::clone(self);
+                tokio::spawn(async move {
+                    let options = super::CancelOptions::reason(reason);
+                    if let Err(e) = engine.cancel(child, options).await {
+                        tracing::debug!(%child, error = %e, "cancelling a child execution");
+                    }
+                });
+            }
+            Action::Compensate { step, attempt, body, ctx, timeout } => {
+                let limit = timeout.resolve(&ctx);
+                let fut = match catch_unwind(AssertUnwindSafe(|| body(ctx))) {
+                    Ok(f) => f,
+                    Err(p) => Box::pin(std::future::ready(Err(StepError::new(kinds::PANIC, panic_message(&*p))))),
+                };
+                jobs.push(Job {
+                    tag: JobTag::Compensation { step, attempt },
+                    fut: JobFuture::Plain(fut),
+                    limit,
+                    sleep: None,
+                    started: Instant::now(),
+                    span: tracing::info_span!("sagaflow.rollback", execution_id = %exec.id, step),
+                });
+            }
+            Action::Handler { kind, run, ctx } => {
+                let fut: BoxStepFuture = match catch_unwind(AssertUnwindSafe(|| match run {
+                    HandlerRun::Body(b) => b(ctx),
+                    HandlerRun::Cancel(h, reason) => Box::pin(h(ctx, reason).map(|r| r.map(|()| Outcome::Done))),
+                })) {
+                    Ok(f) => f,
+                    Err(p) => Box::pin(std::future::ready(Err(StepError::new(kinds::PANIC, panic_message(&*p))))),
+                };
+                jobs.push(Job {
+                    tag: JobTag::Handler(kind),
+                    fut: JobFuture::Plain(fut),
+                    limit: None,
+                    sleep: None,
+                    started: Instant::now(),
+                    span: tracing::Span::none(),
+                });
+            }
+            Action::Hook { handler, ctx, step, error, attempt } => {
+                if let Ok(fut) = catch_unwind(AssertUnwindSafe(|| handler(ctx, step, error, attempt))) {
+                    tokio::spawn(async move {
+                        if let Err(e) = fut.await {
+                            tracing::warn!(error = %e, "on_step_error handler failed");
+                        }
+                    });
+                }
+            }
+            Action::Emit(event) => self.bus.emit(event),
+            Action::Finish(state) => self.finish(exec, *state),
+        }
+    }
+
+    fn finish(self: &Arc<Self>, exec: &Arc<Execution>, state: ExecutionState) {
+        if self.bus.wanted() {
+            self.bus.emit(Telemetry::WorkflowStop {
+                workflow_name: Arc::clone(exec.workflow()),
+                execution_id: exec.id,
+                state: state.status,
+                duration: state.duration,
+            });
+        }
+        let policy = &exec.def.inner.policy;
+        if state.status.is_failure() && policy.dead_letter {
+            let failed_at = state.ended_at.unwrap_or_else(|| self.clock.now());
+            let input = exec.core.lock().machine.input_map();
+            let letter = crate::store::DeadLetter {
+                id: exec.id,
+                workflow: exec.workflow().to_string(),
+                input,
+                error: state.failure.as_ref().map(|f| f.error.clone()),
+                error_step: state.failure.as_ref().and_then(|f| f.step.clone()),
+                failed_at,
+                expires_at: failed_at + policy.dead_letter_ttl,
+                state: state.clone(),
+            };
+            self.journal.append(Write::DeadLetter(Box::new(letter)));
+        }
+        self.journal.append(Write::Finish(Box::new(state)));
+        exec.done.notify_waiters();
+    }
+}
+
+fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Done | Outcome::Output(_) => "ok",
+        Outcome::Skip(_) => "skip",
+        Outcome::Await(_) => "await",
+        Outcome::Expand(_) => "expand",
+        Outcome::Snooze(_) => "snooze",
+    }
+}
+
+/// The future of a nested-workflow step: computes the child's input, starts the
+/// child (or re-attaches to it after recovery), and waits for it. Dropping it
+/// before the child ends (a timeout) cancels the child.
+#[allow(clippy::too_many_arguments)] // one call site, every argument distinct
+async fn run_child(
+    engine: Arc<EngineInner>,
+    parent: Arc<Execution>,
+    step: StepId,
+    attempt: u32,
+    workflow: Arc<str>,
+    input: Option<StepBody>,
+    ctx: Context,
+    existing: Option<ExecutionId>,
+) -> StepResult {
+    let child = match existing {
+        Some(id) => id,
+        None => {
+            let mut data = ctx.data.clone();
+            if let Some(f) = input {
+                match f(ctx.clone()).await? {
+                    Outcome::Output(serde_json::Value::Object(map)) => {
+                        for (k, v) in map {
+                            data.insert(k, v);
+                        }
+                    }
+                    Outcome::Done | Outcome::Output(serde_json::Value::Null) => {}
+                    other => {
+                        return Err(StepError::new(
+                            kinds::INVALID_OUTCOME,
+                            format!(
+                                "the input function of a nested workflow returned {other:?}; expected a JSON object"
+                            ),
+                        )
+                        .permanent());
+                    }
+                }
+            }
+            let trigger = Trigger::Parent { execution: parent.id, step: ctx.step().unwrap_or_default().to_owned() };
+            let link = ParentRef { execution: parent.id, step, attempt };
+            let id = engine.start_child(&workflow, data, trigger, link).await.map_err(|e| {
+                StepError::new(kinds::CHILD_FAILED, format!("could not start workflow `{workflow}`: {e}")).permanent()
+            })?;
+            let at = engine.clock.now();
+            if let Err(e) = engine.deliver(&parent, Event::ChildStarted { step, attempt, child: id, at }) {
+                tracing::debug!(error = %e, "recording a child start");
+            }
+            id
+        }
+    };
+    let guard = CancelOnDrop { engine: Arc::clone(&engine), child: Some(child) };
+    let state = engine.wait_for(child).await;
+    let mut guard = guard;
+    guard.child = None;
+    let state = state.map_err(|e| StepError::new(kinds::CHILD_FAILED, e.to_string()))?;
+    match state.status {
+        Status::Completed => Ok(Outcome::Output(serde_json::Value::Object(state.context))),
+        Status::Cancelled => Err(StepError::new(
+            kinds::CANCELLED,
+            format!("child execution {child} of workflow `{workflow}` was cancelled"),
+        )
+        .permanent()),
+        status => {
+            let cause = state.failure.map(|f| f.error.to_string()).unwrap_or_else(|| status.to_string());
+            Err(StepError::new(
+                kinds::CHILD_FAILED,
+                format!("child execution {child} of workflow `{workflow}` ended {status}: {cause}"),
+            )
+            .with_details(serde_json::json!({ "child": child, "status": status })))
+        }
+    }
+}
+
+struct CancelOnDrop {
+    engine: Arc<EngineInner>,
+    child: Option<ExecutionId>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            let engine = Arc::clone(&self.engine);
+            tokio::spawn(async move {
+                let _ = engine
+                    .cancel(child, super::CancelOptions::reason("parent step timed out or was interrupted"))
+                    .await;
+            });
+        }
+    }
+}
+
+/// The driver of one execution.
+pub(crate) async fn drive(engine: Arc<EngineInner>, exec: Arc<Execution>) {
+    let span = tracing::info_span!("sagaflow.execution", workflow = %exec.workflow(), execution_id = %exec.id);
+    run_driver(engine, exec).instrument(span).await
+}
+
+async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
+    let mut jobs: FuturesUnordered<Job> = FuturesUnordered::new();
+    let mut aborts: Vec<(StepId, AbortHandle)> = Vec::new();
+    let mut finished: Vec<Finished> = Vec::new();
+    let mut cmds: Vec<Command> = Vec::new();
+    let mut actions: Vec<Action> = Vec::new();
+    let mut emits: Vec<Telemetry> = Vec::new();
+    loop {
+        {
+            let wanted = engine.bus.wanted();
+            let mut core = exec.core.lock();
+            for done in finished.drain(..) {
+                if let JobTag::Step { step, .. } = &done.tag {
+                    let step = *step;
+                    aborts.retain(|(s, _)| *s != step);
+                }
+                let event = engine.event_of(&exec, done, wanted, &mut emits);
+                if let Err(e) = engine.apply_locked(&exec, &mut core, event, &mut cmds) {
+                    tracing::debug!(error = %e, "ignoring a stale step result");
+                }
+            }
+            cmds.append(&mut core.pending);
+            engine.prepare(&exec, &mut core, &mut cmds, &mut actions);
+            if actions.is_empty() && jobs.is_empty() && emits.is_empty() {
+                core.driver = false;
+                return;
+            }
+        }
+        for e in emits.drain(..) {
+            engine.bus.emit(e);
+        }
+        for a in actions.drain(..) {
+            engine.carry_out(&exec, a, &mut jobs, &mut aborts, &mut finished);
+        }
+        if !finished.is_empty() || jobs.is_empty() {
+            continue;
+        }
+        tokio::select! {
+            biased;
+            Some(done) = jobs.next() => {
+                finished.push(done);
+                while let Some(Some(done)) = jobs.next().now_or_never() {
+                    finished.push(done);
+                }
+            }
+            _ = exec.wake.notified() => {}
+        }
+    }
+}

@@ -1,0 +1,798 @@
+//! [`Engine`]: registers workflows, starts and controls executions.
+
+mod breaker;
+mod builder;
+mod clock;
+mod error;
+pub(crate) mod executor;
+mod journal;
+mod recovery;
+mod registry;
+mod timers;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use parking_lot::RwLock;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+pub use self::breaker::BreakerState;
+pub use self::builder::EngineBuilder;
+pub use self::clock::Clock;
+pub use self::error::EngineError;
+use self::executor::{Execution, drive};
+use self::journal::Journal;
+use self::registry::Registry;
+pub use self::registry::{Registration, WorkflowType, registrations};
+use self::timers::{TimerTarget, Timers};
+use crate::builder::suggest;
+use crate::machine::event::Event;
+use crate::machine::state::Status;
+use crate::machine::view::{ExecutionState, Progress, Trigger};
+use crate::machine::{Machine, TransitionError};
+use crate::model::context::{Data, object_to_data};
+use crate::model::{DurationArg, ExecutionId, StepKindName, WorkflowDef};
+use crate::store::{DeadLetter, ExecutionQuery, NewExecution, ParentRef, Store, Write};
+use crate::telemetry::{Bus, Event as Telemetry, Subscription};
+
+/// How to cancel an execution.
+///
+/// ```
+/// use sagaflow_runtime::CancelOptions;
+/// let opts = CancelOptions::reason("user_requested").cleanup(true).rollback(true);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Debug)]
+pub struct CancelOptions {
+    pub(crate) reason: String,
+    pub(crate) cleanup: bool,
+    pub(crate) rollback: bool,
+}
+
+impl Default for CancelOptions {
+    fn default() -> Self {
+        CancelOptions { reason: "cancelled".into(), cleanup: false, rollback: false }
+    }
+}
+
+impl CancelOptions {
+    /// Cancel with a reason (kept on the execution and passed to `on_cancel`).
+    pub fn reason(reason: impl Into<String>) -> Self {
+        CancelOptions { reason: reason.into(), ..Default::default() }
+    }
+
+    /// Run the workflow's `on_cancel` handler.
+    pub fn cleanup(mut self, yes: bool) -> Self {
+        self.cleanup = yes;
+        self
+    }
+
+    /// Run the compensations of completed steps (saga rollback).
+    pub fn rollback(mut self, yes: bool) -> Self {
+        self.rollback = yes;
+        self
+    }
+}
+
+/// When a scheduled execution starts.
+#[derive(Clone, Debug)]
+pub enum StartAt {
+    /// At this instant.
+    At(DateTime<Utc>),
+    /// After this delay.
+    In(DurationArg),
+}
+
+impl StartAt {
+    /// After a delay such as `"30m"`.
+    pub fn delay(d: impl Into<DurationArg>) -> Self {
+        StartAt::In(d.into())
+    }
+}
+
+impl From<DateTime<Utc>> for StartAt {
+    fn from(at: DateTime<Utc>) -> Self {
+        StartAt::At(at)
+    }
+}
+
+impl From<Duration> for StartAt {
+    fn from(d: Duration) -> Self {
+        StartAt::In(d.into())
+    }
+}
+
+/// One registered workflow, as `list_all` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct WorkflowInfo {
+    /// Name.
+    pub name: String,
+    /// Number of steps.
+    pub steps: usize,
+    /// `manual`, `scheduled` or `event`.
+    pub trigger_type: &'static str,
+    /// Definition version.
+    pub version: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Executions of it running on this engine.
+    pub running: usize,
+}
+
+/// A delayed execution waiting for its start time.
+pub(crate) struct Delayed {
+    pub(crate) def: WorkflowDef,
+    pub(crate) new: NewExecution,
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) registry: RwLock<Registry>,
+    pub(crate) executions: DashMap<ExecutionId, Arc<Execution>>,
+    pub(crate) delayed: DashMap<ExecutionId, Delayed>,
+    pub(crate) parked: DashMap<ExecutionId, ExecutionState>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) durable: bool,
+    pub(crate) journal: Arc<Journal>,
+    pub(crate) clock: Clock,
+    pub(crate) timers: Arc<Timers>,
+    pub(crate) breakers: breaker::Breakers,
+    pub(crate) bus: Bus,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.journal.close();
+    }
+}
+
+/// The workflow engine. Cheap to clone; every clone drives the same executions.
+///
+/// ```
+/// use sagaflow_runtime::{Context, Engine, Outcome, Step, StepResult, Workflow, json};
+///
+/// async fn create_account(ctx: Context) -> StepResult {
+///     let email: String = ctx.get("email")?;
+///     Ok(json!({ "user_id": 123, "login": email }).into())
+/// }
+/// async fn send_welcome(_ctx: Context) -> StepResult { Ok(Outcome::Done) }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let def = Workflow::new("onboarding")
+///     .step("create_account", create_account)
+///     .step_with("send_welcome", send_welcome, Step::opts().after("create_account"))
+///     .build()?;
+/// let engine = Engine::builder().register(def).build().await?;
+/// let id = engine.start("onboarding", json!({ "email": "alice@example.com" })).await?;
+/// let state = engine.wait(id).await?;
+/// assert_eq!(state.status, sagaflow_runtime::Status::Completed);
+/// assert_eq!(state.context["user_id"], 123);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("workflows", &self.inner.registry.read().names())
+            .field("live_executions", &self.inner.executions.len())
+            .field("store", &self.inner.store)
+            .finish_non_exhaustive()
+    }
+}
+
+fn input_data(workflow: &str, input: impl Serialize) -> Result<Data, EngineError> {
+    let value = serde_json::to_value(input)
+        .map_err(|e| EngineError::InvalidInput { workflow: workflow.to_owned(), reason: e.to_string() })?;
+    object_to_data(value)
+        .map_err(|e| EngineError::InvalidInput { workflow: workflow.to_owned(), reason: e.message().to_owned() })
+}
+
+fn to_map(data: &Data) -> Map<String, Value> {
+    data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+impl Engine {
+    /// Configures an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    // ----- starting -----
+
+    /// Starts an execution of `workflow` with `input` (a JSON object, or anything
+    /// that serializes to one). Returns once the start is durable.
+    pub async fn start(&self, workflow: &str, input: impl Serialize) -> Result<ExecutionId, EngineError> {
+        let def = self.inner.definition(workflow)?;
+        let data = input_data(workflow, input)?;
+        self.inner.start_new(def, data, Trigger::Manual, None).await
+    }
+
+    /// Starts an execution later: at an instant, or after a delay.
+    ///
+    /// The execution exists at once (status `pending`); it can be inspected and
+    /// cancelled before it starts, and it survives restarts on a durable store.
+    pub async fn schedule_execution(
+        &self,
+        workflow: &str,
+        input: impl Serialize,
+        when: impl Into<StartAt>,
+    ) -> Result<ExecutionId, EngineError> {
+        let def = self.inner.definition(workflow)?;
+        let data = input_data(workflow, input)?;
+        let now = self.inner.clock.now();
+        let at = match when.into() {
+            StartAt::At(at) => at,
+            StartAt::In(d) => {
+                let d = d.to_duration().map_err(|e| EngineError::InvalidInput {
+                    workflow: workflow.to_owned(),
+                    reason: format!("invalid delay: {e}"),
+                })?;
+                now + d
+            }
+        };
+        self.inner.schedule(def, data, Trigger::Delayed { at }, at).await
+    }
+
+    /// Starts every workflow subscribed to `event` (`on_event`) with `payload` as
+    /// input. Returns the new executions, sorted by workflow name.
+    pub async fn emit(&self, event: &str, payload: impl Serialize) -> Result<Vec<ExecutionId>, EngineError> {
+        let subscribed: Vec<WorkflowDef> = {
+            let reg = self.inner.registry.read();
+            reg.defs.values().filter(|d| d.triggers().events.iter().any(|e| e == event)).cloned().collect()
+        };
+        let mut ids = Vec::with_capacity(subscribed.len());
+        for def in subscribed {
+            let data = input_data(def.name(), &payload)?;
+            let trigger = Trigger::Event { name: event.to_owned() };
+            ids.push(self.inner.start_new(def, data, trigger, None).await?);
+        }
+        Ok(ids)
+    }
+
+    // ----- watching -----
+
+    /// The state of an execution: running, parked, scheduled or ended.
+    pub async fn get_state(&self, id: ExecutionId) -> Result<ExecutionState, EngineError> {
+        self.inner.get_state(id).await
+    }
+
+    /// Waits until the execution ends and returns its final state.
+    pub async fn wait(&self, id: ExecutionId) -> Result<ExecutionState, EngineError> {
+        self.inner.wait_for(id).await
+    }
+
+    /// Executions of `workflow` that have not ended (scheduled ones included).
+    pub fn list_running(&self, workflow: &str) -> Vec<ExecutionState> {
+        let now = self.inner.clock.now();
+        let mut out: Vec<ExecutionState> = self
+            .inner
+            .executions
+            .iter()
+            .filter(|e| &**e.workflow() == workflow)
+            .map(|e| e.state(now))
+            .filter(|s| !s.status.is_terminal())
+            .collect();
+        out.extend(self.inner.delayed.iter().filter(|d| d.new.workflow == workflow).map(|d| pending_state(&d.new)));
+        out.sort_by_key(|s| (s.started_at, s.id));
+        out
+    }
+
+    /// Ended executions from the store, newest first.
+    pub async fn history(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionState>, EngineError> {
+        Ok(self.inner.store.list_finished(query).await?)
+    }
+
+    /// A stream of telemetry events. Slow subscribers lose events; the engine never
+    /// waits for them.
+    pub fn subscribe(&self) -> Subscription {
+        self.inner.bus.subscribe()
+    }
+
+    // ----- controlling -----
+
+    /// Pauses an execution: running steps finish, no new step starts.
+    pub async fn pause(&self, id: ExecutionId) -> Result<(), EngineError> {
+        let at = self.inner.clock.now();
+        self.inner.control(id, "pause", Event::Paused { at }).await
+    }
+
+    /// Resumes a paused execution, and completes its awaiting steps with `context`
+    /// (merged into the execution's context).
+    pub async fn resume(&self, id: ExecutionId, context: impl Serialize) -> Result<(), EngineError> {
+        let data = self.inner.resume_data(id, context)?;
+        let at = self.inner.clock.now();
+        self.inner.control(id, "resume", Event::Resumed { step: None, data, at }).await
+    }
+
+    /// Completes one awaiting step (when several await at once).
+    pub async fn resume_step(&self, id: ExecutionId, step: &str, context: impl Serialize) -> Result<(), EngineError> {
+        let data = self.inner.resume_data(id, context)?;
+        let exec = self.inner.live(id)?;
+        let step_id = exec.core.lock().machine.step_id(step).ok_or_else(|| EngineError::InvalidState {
+            id,
+            action: "resume",
+            status: exec.state(self.inner.clock.now()).status,
+            reason: format!("it has no step `{step}`"),
+        })?;
+        let at = self.inner.clock.now();
+        self.inner.control(id, "resume", Event::Resumed { step: Some(step_id), data, at }).await
+    }
+
+    /// Cancels an execution. Cancellable steps are interrupted, others finish first;
+    /// then the rollback runs if asked for, then `on_cancel` if `cleanup` is set.
+    pub async fn cancel(&self, id: ExecutionId, options: CancelOptions) -> Result<(), EngineError> {
+        self.inner.cancel(id, options).await
+    }
+
+    /// Cancels every execution of `workflow` that has not ended; returns how many.
+    pub async fn cancel_all(&self, workflow: &str, reason: &str) -> Result<usize, EngineError> {
+        self.inner.definition(workflow)?;
+        let mut ids: Vec<ExecutionId> = self
+            .inner
+            .executions
+            .iter()
+            .filter(|e| &**e.workflow() == workflow && !e.is_finished())
+            .map(|e| e.id)
+            .collect();
+        ids.extend(self.inner.delayed.iter().filter(|d| d.new.workflow == workflow).map(|d| *d.key()));
+        let mut count = 0;
+        for id in ids {
+            if self.inner.cancel(id, CancelOptions::reason(reason)).await.is_ok() {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    // ----- registry -----
+
+    /// Registers a definition built with [`Workflow`](crate::Workflow).
+    pub fn register(&self, def: WorkflowDef) -> Result<(), EngineError> {
+        self.inner.register(vec![def])
+    }
+
+    /// Registers a `#[workflow]` type's value.
+    pub fn workflow<W: WorkflowType>(&self, value: W) -> Result<(), EngineError> {
+        let def = W::definition(Arc::new(value))?;
+        self.register(def)
+    }
+
+    /// A registered definition.
+    pub fn definition(&self, name: &str) -> Option<WorkflowDef> {
+        self.inner.registry.read().get(name).cloned()
+    }
+
+    /// Every registered definition, by name.
+    pub fn definitions(&self) -> Vec<WorkflowDef> {
+        self.inner.registry.read().defs.values().cloned().collect()
+    }
+
+    /// Every registered workflow with its trigger type and running count.
+    pub fn list_all(&self) -> Vec<WorkflowInfo> {
+        let defs = self.definitions();
+        defs.iter()
+            .map(|d| {
+                let trigger_type = if !d.triggers().schedules.is_empty() {
+                    "scheduled"
+                } else if !d.triggers().events.is_empty() {
+                    "event"
+                } else {
+                    "manual"
+                };
+                WorkflowInfo {
+                    name: d.name().to_owned(),
+                    steps: d.steps().len(),
+                    trigger_type,
+                    version: d.version().to_owned(),
+                    tags: d.policy().tags().to_vec(),
+                    running: self
+                        .inner
+                        .executions
+                        .iter()
+                        .filter(|e| &**e.workflow() == d.name() && !e.is_finished())
+                        .count(),
+                }
+            })
+            .collect()
+    }
+
+    /// The state of a circuit breaker, once a step has used it.
+    pub fn circuit_breaker(&self, name: &str) -> Option<BreakerState> {
+        self.inner.breakers.state(name)
+    }
+
+    /// Dead letters: executions that failed for good in workflows with `dead_letter`.
+    pub fn dead_letters(&self) -> DeadLetters<'_> {
+        DeadLetters { engine: self }
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> Clock {
+        self.inner.clock
+    }
+
+    /// Stops timers, flushes the store, and lets running step futures drop with the
+    /// runtime. On a durable store, unfinished executions resume when an engine
+    /// starts again.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        let last = self.inner.journal.last_ticket();
+        self.inner.journal.flushed(last).await;
+        self.inner.journal.close();
+    }
+}
+
+/// Dead-letter operations: list, inspect, replay, purge.
+#[derive(Debug)]
+pub struct DeadLetters<'a> {
+    engine: &'a Engine,
+}
+
+impl DeadLetters<'_> {
+    /// Every dead letter (of one workflow, if given), oldest first.
+    pub async fn list(&self, workflow: Option<&str>) -> Result<Vec<DeadLetter>, EngineError> {
+        Ok(self.engine.inner.store.dead_letters(workflow).await?)
+    }
+
+    /// One dead letter.
+    pub async fn get(&self, id: ExecutionId) -> Result<Option<DeadLetter>, EngineError> {
+        Ok(self.list(None).await?.into_iter().find(|d| d.id == id))
+    }
+
+    /// Starts the failed execution's workflow again with the same input; the dead
+    /// letter is removed. Returns the new execution.
+    pub async fn replay(&self, id: ExecutionId) -> Result<ExecutionId, EngineError> {
+        let letter = self.get(id).await?.ok_or(EngineError::UnknownExecution(id))?;
+        let inner = &self.engine.inner;
+        let def = inner.definition(&letter.workflow)?;
+        let data: Data = letter.input.clone().into_iter().collect();
+        let new = inner.start_new(def, data, Trigger::Replay { of: id }, None).await?;
+        let ticket = inner.journal.append(Write::RemoveDeadLetter(id));
+        inner.journal.flushed(ticket).await;
+        Ok(new)
+    }
+
+    /// Deletes one dead letter.
+    pub async fn remove(&self, id: ExecutionId) -> Result<(), EngineError> {
+        let inner = &self.engine.inner;
+        let ticket = inner.journal.append(Write::RemoveDeadLetter(id));
+        inner.journal.flushed(ticket).await;
+        Ok(())
+    }
+
+    /// Deletes dead letters older than their workflow's `dead_letter_ttl`; returns
+    /// how many. The engine also does this every minute.
+    pub async fn purge_expired(&self) -> Result<usize, EngineError> {
+        let inner = &self.engine.inner;
+        let last = inner.journal.last_ticket();
+        inner.journal.flushed(last).await;
+        Ok(inner.store.purge_dead_letters(inner.clock.now()).await?)
+    }
+}
+
+fn pending_state(n: &NewExecution) -> ExecutionState {
+    ExecutionState {
+        id: n.id,
+        workflow: n.workflow.clone(),
+        version: n.version.clone(),
+        status: Status::Pending,
+        running: Vec::new(),
+        current_step: None,
+        progress: Progress::default(),
+        context: n.input.clone(),
+        started_at: n.start_at.unwrap_or(n.created_at),
+        ended_at: None,
+        duration: Duration::ZERO,
+        attempt: 0,
+        steps: Vec::new(),
+        awaiting: Vec::new(),
+        failure: None,
+        rollback: None,
+        cancel_reason: None,
+        handler_errors: Vec::new(),
+        parent: n.parent.as_ref().map(|p| p.execution),
+        trigger: n.trigger.clone(),
+        parked: None,
+    }
+}
+
+impl EngineInner {
+    pub(crate) fn definition(&self, name: &str) -> Result<WorkflowDef, EngineError> {
+        let reg = self.registry.read();
+        reg.get(name).cloned().ok_or_else(|| {
+            let known = reg.names();
+            EngineError::UnknownWorkflow {
+                name: name.to_owned(),
+                suggestion: suggest(name, known.iter().map(String::as_str)),
+                known,
+            }
+        })
+    }
+
+    pub(crate) fn live(&self, id: ExecutionId) -> Result<Arc<Execution>, EngineError> {
+        self.executions.get(&id).map(|e| Arc::clone(&e)).ok_or(EngineError::UnknownExecution(id))
+    }
+
+    /// Adds definitions, checking names, nested-workflow references and circuit
+    /// breakers across the whole registry.
+    pub(crate) fn register(&self, defs: Vec<WorkflowDef>) -> Result<(), EngineError> {
+        let mut reg = self.registry.write();
+        let mut next = reg.clone();
+        for def in &defs {
+            if next.defs.insert(Arc::clone(&def.inner.name), def.clone()).is_some() {
+                return Err(EngineError::DuplicateWorkflow(def.name().to_owned()));
+            }
+        }
+        check_registry(&next)?;
+        *reg = next;
+        drop(reg);
+        for def in defs {
+            self.journal.append(Write::Definition(Box::new(def.snapshot())));
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn start_new(
+        self: &Arc<Self>,
+        def: WorkflowDef,
+        data: Data,
+        trigger: Trigger,
+        parent: Option<ParentRef>,
+    ) -> Result<ExecutionId, EngineError> {
+        if self.shutdown.is_cancelled() {
+            return Err(EngineError::ShutDown);
+        }
+        let id = ExecutionId::new();
+        let at = self.clock.now();
+        let ticket = self.durable.then(|| {
+            self.journal.append(Write::Create(Box::new(NewExecution {
+                id,
+                workflow: def.name().to_owned(),
+                version: def.version().to_owned(),
+                input: to_map(&data),
+                parent: parent.clone(),
+                trigger: trigger.clone(),
+                created_at: at,
+                start_at: None,
+            })))
+        });
+        self.launch(id, def, data, trigger, parent, at);
+        if let Some(t) = ticket {
+            self.journal.flushed(t).await;
+        }
+        Ok(id)
+    }
+
+    /// Creates the execution's state and its driver.
+    fn launch(
+        self: &Arc<Self>,
+        id: ExecutionId,
+        def: WorkflowDef,
+        data: Data,
+        trigger: Trigger,
+        parent: Option<ParentRef>,
+        at: DateTime<Utc>,
+    ) {
+        let mut cmds = Vec::new();
+        let machine = Machine::start(&def, data, at, &mut cmds);
+        let trigger_type = trigger.kind();
+        let exec = Arc::new(Execution::new(id, def, machine, trigger, parent));
+        if self.bus.wanted() {
+            self.bus.emit(Telemetry::WorkflowStart {
+                workflow_name: Arc::clone(exec.workflow()),
+                execution_id: id,
+                trigger_type,
+            });
+        }
+        let mut core = exec.core.lock();
+        core.pending = cmds;
+        self.executions.insert(id, Arc::clone(&exec));
+        core.driver = true;
+        drop(core);
+        tokio::spawn(drive(Arc::clone(self), exec));
+    }
+
+    pub(crate) async fn start_child(
+        self: &Arc<Self>,
+        workflow: &str,
+        data: Data,
+        trigger: Trigger,
+        parent: ParentRef,
+    ) -> Result<ExecutionId, EngineError> {
+        let def = self.definition(workflow)?;
+        self.start_new(def, data, trigger, Some(parent)).await
+    }
+
+    async fn schedule(
+        self: &Arc<Self>,
+        def: WorkflowDef,
+        data: Data,
+        trigger: Trigger,
+        at: DateTime<Utc>,
+    ) -> Result<ExecutionId, EngineError> {
+        let id = ExecutionId::new();
+        let new = NewExecution {
+            id,
+            workflow: def.name().to_owned(),
+            version: def.version().to_owned(),
+            input: to_map(&data),
+            parent: None,
+            trigger,
+            created_at: self.clock.now(),
+            start_at: Some(at),
+        };
+        let ticket = self.journal.append(Write::Create(Box::new(new.clone())));
+        self.delayed.insert(id, Delayed { def, new });
+        self.timers.arm(TimerTarget::Start(id), self.clock.instant_at(at));
+        self.journal.flushed(ticket).await;
+        Ok(id)
+    }
+
+    /// A delayed execution's time has come.
+    pub(crate) fn start_delayed(self: &Arc<Self>, id: ExecutionId) {
+        let Some((_, d)) = self.delayed.remove(&id) else { return };
+        let at = self.clock.now();
+        self.journal.append(Write::Started { id, at });
+        let data: Data = d.new.input.into_iter().collect();
+        self.launch(id, d.def, data, d.new.trigger, None, at);
+    }
+
+    fn resume_data(&self, id: ExecutionId, context: impl Serialize) -> Result<Map<String, Value>, EngineError> {
+        let value = serde_json::to_value(context).map_err(|e| EngineError::InvalidInput {
+            workflow: String::new(),
+            reason: format!("resume context of {id}: {e}"),
+        })?;
+        match value {
+            Value::Object(m) => Ok(m),
+            Value::Null => Ok(Map::new()),
+            other => Err(EngineError::InvalidInput {
+                workflow: String::new(),
+                reason: format!("the resume context of {id} must be a JSON object, got `{other}`"),
+            }),
+        }
+    }
+
+    /// Applies a control event; returns once it is durable.
+    async fn control(self: &Arc<Self>, id: ExecutionId, action: &'static str, event: Event) -> Result<(), EngineError> {
+        let exec = self.live(id)?;
+        let ticket = self.deliver(&exec, event).map_err(|e| self.invalid(&exec, action, e))?;
+        if let Some(t) = ticket {
+            self.journal.flushed(t).await;
+        }
+        Ok(())
+    }
+
+    fn invalid(&self, exec: &Execution, action: &'static str, e: TransitionError) -> EngineError {
+        EngineError::InvalidState {
+            id: exec.id,
+            action,
+            status: exec.state(self.clock.now()).status,
+            reason: e.to_string(),
+        }
+    }
+
+    pub(crate) async fn cancel(self: &Arc<Self>, id: ExecutionId, options: CancelOptions) -> Result<(), EngineError> {
+        if let Some((_, d)) = self.delayed.remove(&id) {
+            self.timers.cancel(TimerTarget::Start(id));
+            let mut state = pending_state(&d.new);
+            state.status = Status::Cancelled;
+            state.cancel_reason = Some(options.reason);
+            state.ended_at = Some(self.clock.now());
+            let ticket = self.journal.append(Write::Finish(Box::new(state)));
+            self.journal.flushed(ticket).await;
+            return Ok(());
+        }
+        let at = self.clock.now();
+        let event =
+            Event::Cancelled { reason: options.reason, cleanup: options.cleanup, rollback: options.rollback, at };
+        self.control(id, "cancel", event).await
+    }
+
+    pub(crate) async fn get_state(&self, id: ExecutionId) -> Result<ExecutionState, EngineError> {
+        if let Some(exec) = self.executions.get(&id).map(|e| Arc::clone(&e)) {
+            return Ok(exec.state(self.clock.now()));
+        }
+        if let Some(d) = self.delayed.get(&id) {
+            return Ok(pending_state(&d.new));
+        }
+        if let Some(p) = self.parked.get(&id) {
+            return Ok(p.clone());
+        }
+        self.store.finished(id).await?.ok_or(EngineError::UnknownExecution(id))
+    }
+
+    pub(crate) async fn wait_for(&self, id: ExecutionId) -> Result<ExecutionState, EngineError> {
+        loop {
+            if let Some(exec) = self.executions.get(&id).map(|e| Arc::clone(&e)) {
+                let notified = exec.done.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some(s) = exec.core.lock().final_state.clone() {
+                    return Ok(s);
+                }
+                notified.await;
+                continue;
+            }
+            if self.delayed.contains_key(&id) {
+                // Not started yet: wait for the start, then for the end.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            return match self.store.finished(id).await? {
+                Some(s) => Ok(s),
+                None if self.parked.contains_key(&id) => Err(EngineError::InvalidState {
+                    id,
+                    action: "wait for",
+                    status: self.parked.get(&id).map(|p| p.status).unwrap_or(Status::Running),
+                    reason: "it is parked after recovery".into(),
+                }),
+                None => Err(EngineError::UnknownExecution(id)),
+            };
+        }
+    }
+
+    /// Delivers due timers. Returns false once the engine is gone.
+    fn fire(weak: &Weak<EngineInner>, targets: Vec<TimerTarget>) -> bool {
+        let Some(engine) = weak.upgrade() else { return false };
+        if engine.shutdown.is_cancelled() {
+            return false;
+        }
+        let at = engine.clock.now();
+        for t in targets {
+            match t {
+                TimerTarget::Execution(id, timer) => {
+                    if let Some(exec) = engine.executions.get(&id).map(|e| Arc::clone(&e))
+                        && let Err(e) = engine.deliver(&exec, Event::TimerFired { timer, at })
+                    {
+                        tracing::debug!(%id, error = %e, "timer for an ended execution");
+                    }
+                }
+                TimerTarget::Start(id) => engine.start_delayed(id),
+            }
+        }
+        true
+    }
+}
+
+/// Checks the registry as a whole: nested workflows exist, circuit breakers agree.
+fn check_registry(reg: &Registry) -> Result<(), EngineError> {
+    let names: Vec<&str> = reg.defs.keys().map(|k| &**k).collect();
+    let mut breakers: std::collections::HashMap<&str, (&str, &crate::model::BreakerOptions)> = Default::default();
+    for def in reg.defs.values() {
+        for step in def.steps() {
+            if step.kind() == StepKindName::Workflow
+                && let Some(child) = step.child_workflow()
+                && reg.get(child).is_none()
+            {
+                return Err(EngineError::UnknownChildWorkflow {
+                    workflow: def.name().to_owned(),
+                    step: step.name().to_owned(),
+                    child: child.to_owned(),
+                    suggestion: suggest(child, names.iter().copied()),
+                });
+            }
+            if let Some((name, opts)) = step.policy().circuit_breaker() {
+                if let Some((first, prev)) = breakers.get(name)
+                    && *prev != opts
+                {
+                    return Err(EngineError::ConflictingBreaker {
+                        breaker: name.to_owned(),
+                        first: (*first).to_owned(),
+                        second: def.name().to_owned(),
+                    });
+                }
+                breakers.insert(name, (def.name(), opts));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! Events: what happened. The machine's only input, and the journal's content.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::model::ids::StepId;
+use crate::model::{ExecutionId, StepBody, StepError, StepPolicy};
+
+/// Identifies an armed timer within one execution.
+pub(crate) type TimerId = u32;
+
+/// What one step attempt produced, in the form the machine consumes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum StepReport {
+    /// Success without output.
+    Done,
+    /// Success with an output.
+    Output { value: Value },
+    /// The step skipped itself.
+    Skip { reason: String },
+    /// Park until resumed.
+    Await { spec: AwaitSpec },
+    /// Run again after the delay.
+    Snooze {
+        #[serde(with = "crate::model::serde_duration")]
+        delay: Duration,
+    },
+    /// A graft added steps.
+    Expand { steps: Vec<Expanded> },
+    /// The attempt failed. `jitter` is a sample in `[0, 1)` drawn by the executor,
+    /// so the machine itself stays deterministic.
+    Failed { error: StepError, jitter: f64 },
+}
+
+/// A pending approval.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct AwaitSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_duration")]
+    pub(crate) timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) notify: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) approvers: Option<Value>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub(crate) data: Map<String, Value>,
+}
+
+/// A step added by a graft. The body and policy are not journaled: recovery gets
+/// them back by running the graft function again.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct Expanded {
+    pub(crate) name: Arc<str>,
+    #[serde(skip)]
+    pub(crate) body: Option<StepBody>,
+    #[serde(skip)]
+    pub(crate) policy: Option<Arc<StepPolicy>>,
+}
+
+impl std::fmt::Debug for Expanded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// Which workflow-level handler finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(clippy::enum_variant_names)] // the names are those of the workflow options
+pub(crate) enum HandlerKind {
+    OnFailure,
+    OnSuccess,
+    OnCancel,
+}
+
+/// Something that happened to an execution.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub(crate) enum Event {
+    /// A step attempt ended.
+    StepFinished { step: StepId, attempt: u32, report: StepReport, at: DateTime<Utc> },
+    /// A timer came due.
+    TimerFired { timer: TimerId, at: DateTime<Utc> },
+    /// `resume`: unpause and/or complete awaiting steps with `data`.
+    Resumed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<StepId>,
+        data: Map<String, Value>,
+        at: DateTime<Utc>,
+    },
+    /// `pause`.
+    Paused { at: DateTime<Utc> },
+    /// `cancel`.
+    Cancelled { reason: String, cleanup: bool, rollback: bool, at: DateTime<Utc> },
+    /// A compensation attempt ended.
+    CompensationFinished {
+        step: StepId,
+        attempt: u32,
+        #[serde(with = "unit_result")]
+        result: Result<(), StepError>,
+        at: DateTime<Utc>,
+    },
+    /// A workflow-level handler ended.
+    HandlerFinished {
+        handler: HandlerKind,
+        #[serde(with = "unit_result")]
+        result: Result<(), StepError>,
+        at: DateTime<Utc>,
+    },
+    /// A nested-workflow step started its child execution.
+    ChildStarted { step: StepId, attempt: u32, child: ExecutionId, at: DateTime<Utc> },
+    /// The process restarted: steps that were running run again.
+    Recovered { at: DateTime<Utc> },
+}
+
+impl Event {
+    /// When it happened.
+    pub(crate) fn at(&self) -> DateTime<Utc> {
+        match self {
+            Event::StepFinished { at, .. }
+            | Event::TimerFired { at, .. }
+            | Event::Resumed { at, .. }
+            | Event::Paused { at }
+            | Event::Cancelled { at, .. }
+            | Event::CompensationFinished { at, .. }
+            | Event::HandlerFinished { at, .. }
+            | Event::ChildStarted { at, .. }
+            | Event::Recovered { at } => *at,
+        }
+    }
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}
+
+mod unit_result {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::model::StepError;
+
+    pub(crate) fn serialize<S: Serializer>(r: &Result<(), StepError>, s: S) -> Result<S::Ok, S::Error> {
+        r.as_ref().err().serialize(s)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Result<(), StepError>, D::Error> {
+        Ok(match Option::<StepError>::deserialize(d)? {
+            Some(e) => Err(e),
+            None => Ok(()),
+        })
+    }
+}

@@ -1,0 +1,316 @@
+//! [`ExecutionState`]: the public view of an execution, built from the machine.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::Machine;
+use super::state::{Status, StepStatus};
+use crate::model::{ExecutionId, StepError};
+
+/// How an execution was started.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Trigger {
+    /// `engine.start`.
+    #[default]
+    Manual,
+    /// `engine.schedule_execution`, for this time.
+    Delayed {
+        /// When it was due.
+        at: DateTime<Utc>,
+    },
+    /// A schedule fired.
+    Scheduled {
+        /// The schedule (`cron 0 6 * * *`, `every 5m`...).
+        schedule: String,
+        /// The tick this execution is for.
+        fire_time: DateTime<Utc>,
+    },
+    /// `engine.emit` of this event.
+    Event {
+        /// The event name.
+        name: String,
+    },
+    /// A nested-workflow step of a parent execution.
+    Parent {
+        /// The parent execution.
+        execution: ExecutionId,
+        /// The parent's step.
+        step: String,
+    },
+    /// Replay of a dead letter.
+    Replay {
+        /// The dead execution replayed.
+        of: ExecutionId,
+    },
+}
+
+impl Trigger {
+    /// `manual`, `delayed`, `scheduled`, `event`, `parent` or `replay`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Delayed { .. } => "delayed",
+            Trigger::Scheduled { .. } => "scheduled",
+            Trigger::Event { .. } => "event",
+            Trigger::Parent { .. } => "parent",
+            Trigger::Replay { .. } => "replay",
+        }
+    }
+}
+
+/// Done and total steps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Steps that have ended (completed, skipped, failed).
+    pub done: u32,
+    /// All steps, including those added by grafts so far.
+    pub total: u32,
+}
+
+/// One step of an execution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    /// Name.
+    pub name: String,
+    /// Status.
+    pub status: StepStatus,
+    /// Attempts started.
+    pub attempts: u32,
+    /// When the latest attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the step ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// The latest error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    /// Why it was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<String>,
+    /// The graft that added it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graft: Option<String>,
+    /// The child execution of a nested-workflow step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<ExecutionId>,
+    /// Why its compensation failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compensation_error: Option<StepError>,
+}
+
+/// A step waiting for `resume`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AwaitInfo {
+    /// The step.
+    pub step: String,
+    /// Whom to notify (free-form, from the step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Value>,
+    /// Who may approve (free-form, from the step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Value>,
+    /// Other data from the step.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub data: Map<String, Value>,
+    /// When the await times out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_at: Option<DateTime<Utc>>,
+}
+
+/// Why an execution failed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailureInfo {
+    /// The step that failed (`None` for a workflow timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The error.
+    pub error: StepError,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// What the rollback did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RollbackReport {
+    /// Compensated steps, in the order their compensations ran.
+    pub compensated: Vec<String>,
+    /// Steps whose compensation failed, with the error.
+    pub failed: Vec<(String, StepError)>,
+    /// Compensations not run yet.
+    pub remaining: Vec<String>,
+}
+
+/// The state of one execution, as `get_state` and `wait` return it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionState {
+    /// Execution id.
+    pub id: ExecutionId,
+    /// Workflow name.
+    pub workflow: String,
+    /// Definition version the execution runs.
+    pub version: String,
+    /// Status.
+    pub status: Status,
+    /// Steps running now.
+    pub running: Vec<String>,
+    /// The first running step, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<String>,
+    /// Done / total steps.
+    pub progress: Progress,
+    /// The context.
+    pub context: Map<String, Value>,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Time from start to end (or to now, while it runs).
+    #[serde(with = "crate::model::serde_duration")]
+    pub duration: Duration,
+    /// Workflow attempt (above 1 after workflow-level retries).
+    pub attempt: u32,
+    /// Every step.
+    pub steps: Vec<StepState>,
+    /// Steps waiting for `resume`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub awaiting: Vec<AwaitInfo>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureInfo>,
+    /// What the rollback did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackReport>,
+    /// Why it was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_reason: Option<String>,
+    /// Errors of `on_failure` / `on_success` / `on_cancel` handlers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handler_errors: Vec<StepError>,
+    /// The parent execution, for a nested workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ExecutionId>,
+    /// How it was started.
+    pub trigger: Trigger,
+    /// Why recovery parked it (its definition changed incompatibly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked: Option<String>,
+}
+
+impl ExecutionState {
+    /// A step by name.
+    pub fn step(&self, name: &str) -> Option<&StepState> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// Children started by nested-workflow steps.
+    pub fn children(&self) -> Vec<ExecutionId> {
+        self.steps.iter().filter_map(|s| s.child).collect()
+    }
+
+    /// The context value under `key`, deserialized.
+    pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
+        self.context.get(key).and_then(|v| T::deserialize(v).ok())
+    }
+}
+
+/// Facts about an execution that the machine does not hold.
+pub(crate) struct Identity<'a> {
+    pub(crate) id: ExecutionId,
+    pub(crate) parent: Option<ExecutionId>,
+    pub(crate) trigger: &'a Trigger,
+    pub(crate) parked: Option<String>,
+}
+
+impl Machine {
+    /// The public view of this execution at `now`.
+    pub(crate) fn view(&self, who: Identity<'_>, now: DateTime<Utc>) -> ExecutionState {
+        let def = self.def();
+        let mut steps = Vec::with_capacity(self.step_count());
+        let mut running = Vec::new();
+        let mut awaiting = Vec::new();
+        for (id, slot) in self.slots() {
+            let name = self.step_name(id).to_string();
+            let detail = slot.detail.as_deref();
+            if slot.status == StepStatus::Running {
+                running.push(name.clone());
+            }
+            if slot.status == StepStatus::Awaiting
+                && let Some(spec) = detail.and_then(|d| d.await_spec.as_ref())
+            {
+                awaiting.push(AwaitInfo {
+                    step: name.clone(),
+                    notify: spec.notify.clone(),
+                    approvers: spec.approvers.clone(),
+                    data: spec.data.clone(),
+                    timeout_at: detail.and_then(|d| d.await_due),
+                });
+            }
+            steps.push(StepState {
+                name,
+                status: slot.status,
+                attempts: slot.attempt,
+                started_at: slot.started_at,
+                ended_at: slot.ended_at,
+                error: detail.and_then(|d| d.error.clone()),
+                skip_reason: detail.and_then(|d| d.skip_reason.clone()),
+                graft: self.graft_parent(id).map(|p| self.step_name(p).to_string()),
+                child: detail.and_then(|d| d.child),
+                compensation_error: detail.and_then(|d| d.compensation_error.clone()),
+            });
+        }
+        let (done, total) = self.progress();
+        let ended = self.ended_at;
+        let until = ended.unwrap_or(now);
+        let name = |id| self.step_name(id).to_string();
+        ExecutionState {
+            id: who.id,
+            workflow: def.name.to_string(),
+            version: def.version.clone(),
+            status: self.status(),
+            current_step: running.first().cloned(),
+            running,
+            progress: Progress { done, total },
+            context: self.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            started_at: self.started_at,
+            ended_at: ended,
+            duration: (until - self.started_at).to_std().unwrap_or_default(),
+            attempt: self.workflow_attempt(),
+            steps,
+            awaiting,
+            failure: self.failure.as_ref().map(|f| FailureInfo {
+                step: f.step.map(name),
+                error: f.error.clone(),
+                attempts: f.attempts,
+            }),
+            rollback: self.rollback.as_ref().map(|rb| RollbackReport {
+                compensated: rb.compensated.iter().map(|&s| name(s)).collect(),
+                failed: rb
+                    .failed
+                    .iter()
+                    .map(|&s| {
+                        let err = self.slot(s).detail.as_ref().and_then(|d| d.compensation_error.clone());
+                        (name(s), err.unwrap_or_else(|| StepError::msg("compensation failed")))
+                    })
+                    .collect(),
+                remaining: rb
+                    .planned
+                    .iter()
+                    .filter(|s| !rb.compensated.contains(s) && !rb.failed.contains(s))
+                    .map(|&s| name(s))
+                    .collect(),
+            }),
+            cancel_reason: self.cancel.as_ref().map(|c| c.reason.clone()),
+            handler_errors: self.handler_errors.iter().map(|(_, e)| e.clone()).collect(),
+            parent: who.parent,
+            trigger: who.trigger.clone(),
+            parked: who.parked,
+        }
+    }
+}

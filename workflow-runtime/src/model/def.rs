@@ -1,0 +1,497 @@
+//! [`WorkflowDef`]: a validated workflow, as `build()` and `#[workflow]` produce it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::duration::{Timeout, format_duration};
+use super::ids::StepId;
+use super::options::{OnError, RetryPolicy, StepPolicy};
+use super::schedule::Schedule;
+use super::step::{CancelHandler, Named, StepBody, StepErrorHandler};
+
+/// What a step runs.
+#[derive(Clone)]
+pub(crate) enum StepKind {
+    /// A function, closure or worker.
+    Task(StepBody),
+    /// A function whose outcome adds steps at run time.
+    Graft(StepBody),
+    /// Another registered workflow, run as a child execution. `input` computes the
+    /// additions to the parent's context that the child starts with.
+    Workflow { workflow: Arc<str>, input: Option<StepBody> },
+}
+
+/// The kind of a step, as introspection shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKindName {
+    /// A function, closure or worker.
+    Task,
+    /// A graft: adds steps at run time.
+    Graft,
+    /// A nested workflow.
+    Workflow,
+}
+
+/// One step of a definition.
+#[derive(Clone)]
+pub struct StepDef {
+    pub(crate) name: Arc<str>,
+    pub(crate) kind: StepKind,
+    pub(crate) policy: Arc<StepPolicy>,
+    /// Steps that must all have ended (from `after` and `after_group`, and
+    /// `after_graft`).
+    pub(crate) all: Vec<StepId>,
+    /// Steps of which the first to complete starts this one.
+    pub(crate) any: Vec<StepId>,
+    pub(crate) declared: Declared,
+}
+
+/// Dependencies as the user declared them, for introspection.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Declared {
+    /// `after`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+    /// `after_any`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_any: Vec<String>,
+    /// `after_group`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_group: Vec<String>,
+    /// `after_graft`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_graft: Vec<String>,
+}
+
+impl StepDef {
+    /// The step's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What kind of step it is.
+    pub fn kind(&self) -> StepKindName {
+        match self.kind {
+            StepKind::Task(_) => StepKindName::Task,
+            StepKind::Graft(_) => StepKindName::Graft,
+            StepKind::Workflow { .. } => StepKindName::Workflow,
+        }
+    }
+
+    /// For a nested-workflow step, the child workflow's name.
+    pub fn child_workflow(&self) -> Option<&str> {
+        match &self.kind {
+            StepKind::Workflow { workflow, .. } => Some(workflow),
+            _ => None,
+        }
+    }
+
+    /// The resolved options.
+    pub fn policy(&self) -> &StepPolicy {
+        &self.policy
+    }
+
+    /// The dependencies as declared.
+    pub fn declared(&self) -> &Declared {
+        &self.declared
+    }
+}
+
+impl fmt::Debug for StepDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepDef")
+            .field("name", &self.name)
+            .field("kind", &self.kind())
+            .field("declared", &self.declared)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+/// Workflow-level options after defaults and validation.
+#[derive(Clone)]
+pub struct WorkflowPolicy {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) step_timeout: Timeout,
+    pub(crate) step_max_retries: u32,
+    pub(crate) step_retry_delay: Duration,
+    pub(crate) on_failure: Option<Named<StepBody>>,
+    pub(crate) on_success: Option<Named<StepBody>>,
+    pub(crate) on_cancel: Option<Named<CancelHandler>>,
+    pub(crate) on_step_error: Option<Named<StepErrorHandler>>,
+    pub(crate) dead_letter: bool,
+    pub(crate) dead_letter_ttl: Duration,
+    pub(crate) tags: Vec<String>,
+    pub(crate) metadata: Map<String, Value>,
+    pub(crate) step_concurrency: Option<u32>,
+    pub(crate) description: Option<String>,
+    pub(crate) version: Option<String>,
+}
+
+impl WorkflowPolicy {
+    /// Timeout of a whole execution (`None`: no limit).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+    /// Workflow-level retries (the whole workflow restarts).
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+    /// Default step timeout.
+    pub fn step_timeout(&self) -> &Timeout {
+        &self.step_timeout
+    }
+    /// Default retries of a step.
+    pub fn step_max_retries(&self) -> u32 {
+        self.step_max_retries
+    }
+    /// Whether executions that fail for good are kept as dead letters.
+    pub fn dead_letter(&self) -> bool {
+        self.dead_letter
+    }
+    /// How long dead letters are kept.
+    pub fn dead_letter_ttl(&self) -> Duration {
+        self.dead_letter_ttl
+    }
+    /// Tags.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+    /// Free-form metadata.
+    pub fn metadata(&self) -> &Map<String, Value> {
+        &self.metadata
+    }
+    /// Most steps of one execution running at once (`None`: no limit).
+    pub fn step_concurrency(&self) -> Option<u32> {
+        self.step_concurrency
+    }
+    /// The description.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+    /// Names of the handlers that are set: `on_failure`, `on_success`, ...
+    pub fn handler_names(&self) -> BTreeMap<&'static str, String> {
+        let mut out = BTreeMap::new();
+        let mut put = |key, name: Option<&Option<Arc<str>>>| {
+            if let Some(n) = name {
+                out.insert(key, n.as_deref().unwrap_or("<closure>").to_owned());
+            }
+        };
+        put("on_failure", self.on_failure.as_ref().map(|h| &h.name));
+        put("on_success", self.on_success.as_ref().map(|h| &h.name));
+        put("on_cancel", self.on_cancel.as_ref().map(|h| &h.name));
+        put("on_step_error", self.on_step_error.as_ref().map(|h| &h.name));
+        out
+    }
+}
+
+impl fmt::Debug for WorkflowPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkflowPolicy")
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .field("step_timeout", &self.step_timeout)
+            .field("step_max_retries", &self.step_max_retries)
+            .field("handlers", &self.handler_names())
+            .field("dead_letter", &self.dead_letter)
+            .field("tags", &self.tags)
+            .field("step_concurrency", &self.step_concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How executions of a workflow get started, besides `engine.start`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Triggers {
+    /// Time-based schedules.
+    pub schedules: Vec<Schedule>,
+    /// Names of events that start the workflow (see `Engine::emit`).
+    pub events: Vec<String>,
+}
+
+pub(crate) struct DefInner {
+    pub(crate) name: Arc<str>,
+    pub(crate) policy: WorkflowPolicy,
+    pub(crate) steps: Vec<StepDef>,
+    pub(crate) by_name: HashMap<Arc<str>, StepId>,
+    pub(crate) groups: BTreeMap<String, Vec<StepId>>,
+    /// For each step, the steps that wait on it: `(dependent, is_any_edge)`.
+    pub(crate) dependents: Vec<Vec<(StepId, bool)>>,
+    pub(crate) roots: Vec<StepId>,
+    pub(crate) triggers: Triggers,
+    pub(crate) version: String,
+}
+
+/// A validated workflow definition. Cheap to clone.
+///
+/// Built by [`Workflow::build`](crate::Workflow::build) or by `#[workflow]`; run by
+/// registering it with an [`Engine`](crate::Engine).
+#[derive(Clone)]
+pub struct WorkflowDef {
+    pub(crate) inner: Arc<DefInner>,
+}
+
+impl WorkflowDef {
+    /// The workflow's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The steps, in declaration order.
+    pub fn steps(&self) -> &[StepDef] {
+        &self.inner.steps
+    }
+
+    /// A step by name.
+    pub fn step(&self, name: &str) -> Option<&StepDef> {
+        self.inner.by_name.get(name).map(|&id| &self.inner.steps[id as usize])
+    }
+
+    /// Parallel groups and their steps.
+    pub fn groups(&self) -> impl Iterator<Item = (&str, Vec<&str>)> {
+        self.inner
+            .groups
+            .iter()
+            .map(|(g, ids)| (g.as_str(), ids.iter().map(|&i| &*self.inner.steps[i as usize].name).collect()))
+    }
+
+    /// Workflow-level options.
+    pub fn policy(&self) -> &WorkflowPolicy {
+        &self.inner.policy
+    }
+
+    /// Schedules and events that start it.
+    pub fn triggers(&self) -> &Triggers {
+        &self.inner.triggers
+    }
+
+    /// A hash of the definition's shape (steps, dependencies, options): executions
+    /// record it, so recovery can tell when the code changed.
+    pub fn version(&self) -> &str {
+        &self.inner.version
+    }
+
+    /// Names of the steps that step `name` directly depends on (all kinds of edge).
+    pub fn dependencies(&self, name: &str) -> Vec<&str> {
+        self.step(name)
+            .map(|s| s.all.iter().chain(&s.any).map(|&d| &*self.inner.steps[d as usize].name).collect())
+            .unwrap_or_default()
+    }
+
+    /// A serializable description of the definition, without code.
+    pub fn snapshot(&self) -> DefinitionSnapshot {
+        snapshot_of(&self.inner)
+    }
+}
+
+impl fmt::Debug for WorkflowDef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkflowDef")
+            .field("name", &self.inner.name)
+            .field("version", &self.inner.version)
+            .field("steps", &self.inner.steps)
+            .field("policy", &self.inner.policy)
+            .field("triggers", &self.inner.triggers)
+            .finish()
+    }
+}
+
+/// Two definitions are equal when their snapshots are: same steps, dependencies,
+/// options, handler names and triggers.
+impl PartialEq for WorkflowDef {
+    fn eq(&self, other: &Self) -> bool {
+        self.snapshot() == other.snapshot()
+    }
+}
+
+/// A definition as data: what stores keep so that tools can show a workflow without
+/// its code, and what `version` hashes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DefinitionSnapshot {
+    /// Name.
+    pub name: String,
+    /// Shape hash.
+    pub version: String,
+    /// Steps in declaration order.
+    pub steps: Vec<StepSnapshot>,
+    /// Groups and their steps.
+    pub groups: BTreeMap<String, Vec<String>>,
+    /// Workflow timeout, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Workflow-level retries.
+    pub max_retries: u32,
+    /// Handlers that are set, by option name.
+    pub handlers: BTreeMap<String, String>,
+    /// Whether failures are kept as dead letters.
+    pub dead_letter: bool,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Metadata.
+    pub metadata: Map<String, Value>,
+    /// Step concurrency limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_concurrency: Option<u32>,
+    /// Schedules, described.
+    pub schedules: Vec<String>,
+    /// Event names.
+    pub events: Vec<String>,
+    /// User-given version label, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// One step in a [`DefinitionSnapshot`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepSnapshot {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: StepKindName,
+    /// Child workflow of a nested-workflow step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// Dependencies as declared.
+    #[serde(flatten)]
+    pub declared: Declared,
+    /// Group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Timeout (`"5m"`, `"infinity"`, `"dynamic"`).
+    pub timeout: String,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Base retry delay.
+    pub retry_delay: String,
+    /// Backoff name.
+    pub retry_backoff: String,
+    /// Retry delay cap.
+    pub retry_max_delay: String,
+    /// Jitter on.
+    pub retry_jitter: bool,
+    /// Kinds that are retried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_on: Vec<String>,
+    /// Kinds that are never retried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub no_retry_on: Vec<String>,
+    /// `on_error`.
+    pub on_error: OnError,
+    /// Compensation name (`"<closure>"` when unnamed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<String>,
+    /// Condition name (`"<closure>"` when unnamed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    /// Await-timeout handler name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<String>,
+    /// Human-in-the-loop step.
+    pub await_approval: bool,
+    /// Interrupted by cancel.
+    pub cancellable: bool,
+    /// Output key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_key: Option<String>,
+    /// Circuit breaker name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<String>,
+    /// Description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn name_of<T>(n: &Option<Named<T>>) -> Option<String> {
+    n.as_ref().map(|h| h.name.as_deref().unwrap_or("<closure>").to_owned())
+}
+
+pub(crate) fn step_snapshot(s: &StepDef) -> StepSnapshot {
+    let p = &s.policy;
+    StepSnapshot {
+        name: s.name.to_string(),
+        kind: s.kind(),
+        workflow: s.child_workflow().map(str::to_owned),
+        declared: s.declared.clone(),
+        group: p.group.as_deref().map(str::to_owned),
+        timeout: p.timeout.to_string(),
+        max_retries: p.retry.max_retries,
+        retry_delay: format_duration(p.retry.delay),
+        retry_backoff: p.retry.backoff.as_str().to_owned(),
+        retry_max_delay: format_duration(p.retry.max_delay),
+        retry_jitter: p.retry.jitter,
+        retry_on: p.retry.retry_on.clone(),
+        no_retry_on: p.retry.no_retry_on.clone(),
+        on_error: p.on_error,
+        rollback: name_of(&p.rollback),
+        when: name_of(&p.when),
+        on_timeout: name_of(&p.on_timeout),
+        await_approval: p.await_approval,
+        cancellable: p.cancellable,
+        context_key: p.context_key.as_deref().map(str::to_owned),
+        circuit_breaker: p.circuit_breaker.as_ref().map(|(n, _)| n.to_string()),
+        description: p.description.clone(),
+    }
+}
+
+fn snapshot_of(d: &DefInner) -> DefinitionSnapshot {
+    let p = &d.policy;
+    DefinitionSnapshot {
+        name: d.name.to_string(),
+        version: d.version.clone(),
+        steps: d.steps.iter().map(step_snapshot).collect(),
+        groups: d
+            .groups
+            .iter()
+            .map(|(g, ids)| (g.clone(), ids.iter().map(|&i| d.steps[i as usize].name.to_string()).collect()))
+            .collect(),
+        timeout: p.timeout.map(format_duration),
+        max_retries: p.retry.max_retries,
+        handlers: p.handler_names().into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        dead_letter: p.dead_letter,
+        tags: p.tags.clone(),
+        metadata: p.metadata.clone(),
+        step_concurrency: p.step_concurrency,
+        schedules: d.triggers.schedules.iter().map(Schedule::describe).collect(),
+        events: d.triggers.events.clone(),
+        label: p.version.clone(),
+    }
+}
+
+/// Computes the shape hash of a definition (FNV-1a over its snapshot's JSON, so the
+/// value is stable across builds and platforms).
+pub(crate) fn version_hash(d: &DefInner) -> String {
+    let mut snap = snapshot_of(d);
+    snap.version.clear();
+    let json = serde_json::to_vec(&snap).unwrap_or_default();
+    let mut h = Fnv1a::default();
+    json.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Identifiers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The identity of one execution of a workflow: a UUIDv7, so ids sort by start time
+/// and are unique across every node that shares a store.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ExecutionId(uuid::Uuid);
+
+impl ExecutionId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        ExecutionId(uuid::Uuid::now_v7())
+    }
+
+    /// The id as a UUID.
+    pub fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+
+    /// Builds an id from a UUID (for ids read back from a store or a URL).
+    pub fn from_uuid(id: uuid::Uuid) -> Self {
+        ExecutionId(id)
+    }
+}
+
+impl Default for ExecutionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ExecutionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for ExecutionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ExecutionId({})", self.0.hyphenated())
+    }
+}
+
+/// The text was not an execution id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an execution id (expected a UUID)")]
+pub struct ParseExecutionIdError(pub String);
+
+impl FromStr for ExecutionId {
+    type Err = ParseExecutionIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s.trim()).map(ExecutionId).map_err(|_| ParseExecutionIdError(s.to_owned()))
+    }
+}
+
+/// Index of a step inside one execution: the definition's steps first, then the
+/// steps that grafts added, in the order they were added.
+pub(crate) type StepId = u32;

@@ -1,0 +1,30 @@
+//! Pure data: context, outcomes, errors, durations, options and definitions.
+//! Nothing here runs anything.
+
+pub(crate) mod context;
+pub(crate) mod def;
+pub(crate) mod duration;
+pub(crate) mod error;
+pub(crate) mod ids;
+pub(crate) mod options;
+pub(crate) mod outcome;
+pub(crate) mod schedule;
+pub(crate) mod serde_duration;
+pub(crate) mod step;
+pub(crate) mod task;
+
+pub use context::Context;
+pub use def::{
+    Declared, DefinitionSnapshot, StepDef, StepKindName, StepSnapshot, Triggers, WorkflowDef, WorkflowPolicy,
+};
+pub use duration::{DurationArg, DurationError, DynamicTimeout, INFINITY, Timeout, format_duration, parse_duration};
+pub use error::{StepError, StepResultExt, kinds};
+pub use ids::{ExecutionId, ParseExecutionIdError};
+pub use options::{Backoff, BreakerOptions, IntoNames, OnError, RetryPolicy, Step, StepOptions, StepPolicy, defaults};
+pub use outcome::{AwaitRequest, IntoOutcome, IntoStepResult, Outcome, StepResult};
+pub use schedule::{CronExpr, Misfire, Schedule, ScheduleError, ScheduleKind};
+pub use step::{
+    AsyncFnMarker, BoxHandlerFuture, BoxStepFuture, CancelHandler, Condition, IntoCancelHandler, IntoStepErrorHandler,
+    IntoStepFn, StepBody, StepErrorHandler, SyncFnMarker, Worker, WorkerMarker,
+};
+pub use task::Task;

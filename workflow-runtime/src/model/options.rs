@@ -1,0 +1,678 @@
+//! Step and workflow options, as written ([`StepOptions`]) and as resolved at build
+//! time ([`StepPolicy`], [`RetryPolicy`]).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::context::Context;
+use super::duration::{DurationArg, Timeout};
+use super::error::StepError;
+use super::step::{Condition, IntoStepFn, Named, StepBody, fn_name};
+
+/// What happens when a step has failed for good (after its retries).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Fail the workflow (the default): rollback, then `on_failure`.
+    #[default]
+    Fail,
+    /// Mark the step skipped; dependents run as if it had been skipped.
+    Skip,
+    /// Record the step as failed and let dependents run.
+    Continue,
+}
+
+impl OnError {
+    /// The option's spelling (`"fail"`, `"skip"`, `"continue"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Fail => "fail",
+            OnError::Skip => "skip",
+            OnError::Continue => "continue",
+        }
+    }
+}
+
+/// How the delay between retries grows. `n` below is the retry number, from 1.
+#[derive(Clone, Default)]
+pub enum Backoff {
+    /// Always `retry_delay`.
+    Fixed,
+    /// `retry_delay * 2^(n-1)`: 1s, 2s, 4s, 8s... (the default).
+    #[default]
+    Exponential,
+    /// `retry_delay * n`: 10s, 20s, 30s...
+    Linear,
+    /// Any function of `(n, retry_delay)`.
+    Custom(Arc<dyn Fn(u32, Duration) -> Duration + Send + Sync>),
+}
+
+impl Backoff {
+    /// A custom backoff function of `(retry number from 1, base delay)`.
+    pub fn custom(f: impl Fn(u32, Duration) -> Duration + Send + Sync + 'static) -> Self {
+        Backoff::Custom(Arc::new(f))
+    }
+
+    /// The option's spelling (`"fixed"`, `"exponential"`, `"linear"`, `"custom"`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Backoff::Fixed => "fixed",
+            Backoff::Exponential => "exponential",
+            Backoff::Linear => "linear",
+            Backoff::Custom(_) => "custom",
+        }
+    }
+}
+
+impl fmt::Debug for Backoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Options of a named circuit breaker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerOptions {
+    /// Consecutive failures that open the breaker (default 5).
+    pub failure_threshold: u32,
+    /// How long the breaker stays open before one probe call is let through
+    /// (default 30 s).
+    #[serde(with = "crate::model::serde_duration")]
+    pub reset_timeout: Duration,
+}
+
+impl Default for BreakerOptions {
+    fn default() -> Self {
+        BreakerOptions { failure_threshold: 5, reset_timeout: Duration::from_secs(30) }
+    }
+}
+
+impl BreakerOptions {
+    /// Sets the failure threshold.
+    pub fn failure_threshold(mut self, n: u32) -> Self {
+        self.failure_threshold = n;
+        self
+    }
+
+    /// Sets the reset timeout.
+    pub fn reset_timeout(mut self, d: Duration) -> Self {
+        self.reset_timeout = d;
+        self
+    }
+}
+
+/// Defaults that apply where neither the step nor the workflow sets a value.
+pub mod defaults {
+    use std::time::Duration;
+    /// Step timeout: 5 minutes.
+    pub const STEP_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Retries after the first attempt: 3.
+    pub const MAX_RETRIES: u32 = 3;
+    /// First retry delay: 1 second.
+    pub const RETRY_DELAY: Duration = Duration::from_secs(1);
+    /// Cap on retry delays: 5 minutes.
+    pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(300);
+    /// How long dead letters are kept: 30 days.
+    pub const DEAD_LETTER_TTL: Duration = Duration::from_secs(30 * 86_400);
+}
+
+/// The options of one step, written with a builder.
+///
+/// ```
+/// use sagaflow_runtime::{Backoff, OnError, Step};
+///
+/// let opts = Step::opts()
+///     .after(["fetch_a", "fetch_b"])
+///     .timeout("30s")
+///     .max_retries(5)
+///     .retry_backoff(Backoff::Exponential)
+///     .retry_on(["timeout", "connection_error"])
+///     .on_error(OnError::Continue);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Default)]
+pub struct StepOptions {
+    pub(crate) after: Vec<String>,
+    pub(crate) after_any: Vec<String>,
+    pub(crate) after_group: Vec<String>,
+    pub(crate) after_graft: Vec<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) when: Option<Named<Condition>>,
+    pub(crate) timeout: Option<DurationArg>,
+    pub(crate) max_retries: Option<u32>,
+    pub(crate) retry_delay: Option<DurationArg>,
+    pub(crate) retry_backoff: Option<Backoff>,
+    pub(crate) retry_max_delay: Option<DurationArg>,
+    pub(crate) retry_jitter: Option<bool>,
+    pub(crate) retry_on: Vec<String>,
+    pub(crate) no_retry_on: Vec<String>,
+    pub(crate) on_error: Option<OnError>,
+    pub(crate) rollback: Option<Named<StepBody>>,
+    pub(crate) on_timeout: Option<Named<StepBody>>,
+    pub(crate) await_approval: bool,
+    pub(crate) cancellable: bool,
+    pub(crate) context_key: Option<String>,
+    pub(crate) circuit_breaker: Option<String>,
+    pub(crate) circuit_breaker_opts: Option<BreakerOptions>,
+    pub(crate) description: Option<String>,
+}
+
+/// Entry point for step options: `Step::opts()`.
+#[derive(Debug)]
+pub struct Step;
+
+impl Step {
+    /// Empty step options.
+    pub fn opts() -> StepOptions {
+        StepOptions::default()
+    }
+}
+
+/// One name or several: `"a"`, `["a", "b"]`, `vec!["a".to_string()]`.
+pub trait IntoNames {
+    /// The names.
+    fn into_names(self) -> Vec<String>;
+}
+
+impl IntoNames for &str {
+    fn into_names(self) -> Vec<String> {
+        vec![self.to_owned()]
+    }
+}
+impl IntoNames for String {
+    fn into_names(self) -> Vec<String> {
+        vec![self]
+    }
+}
+impl IntoNames for &String {
+    fn into_names(self) -> Vec<String> {
+        vec![self.clone()]
+    }
+}
+impl<S: AsRef<str>, const N: usize> IntoNames for [S; N] {
+    fn into_names(self) -> Vec<String> {
+        self.iter().map(|s| s.as_ref().to_owned()).collect()
+    }
+}
+impl<S: AsRef<str>> IntoNames for Vec<S> {
+    fn into_names(self) -> Vec<String> {
+        self.iter().map(|s| s.as_ref().to_owned()).collect()
+    }
+}
+impl<S: AsRef<str>> IntoNames for &[S] {
+    fn into_names(self) -> Vec<String> {
+        self.iter().map(|s| s.as_ref().to_owned()).collect()
+    }
+}
+
+impl StepOptions {
+    /// Run after all of these steps have ended (completed or skipped).
+    pub fn after(mut self, steps: impl IntoNames) -> Self {
+        self.after.extend(steps.into_names());
+        self
+    }
+
+    /// Run as soon as the first of these steps completes; skipped if all are skipped.
+    pub fn after_any(mut self, steps: impl IntoNames) -> Self {
+        self.after_any.extend(steps.into_names());
+        self
+    }
+
+    /// Run after every step of these groups.
+    pub fn after_group(mut self, groups: impl IntoNames) -> Self {
+        self.after_group.extend(groups.into_names());
+        self
+    }
+
+    /// Run after these grafts and every step they expanded into.
+    pub fn after_graft(mut self, grafts: impl IntoNames) -> Self {
+        self.after_graft.extend(grafts.into_names());
+        self
+    }
+
+    /// Put the step in a parallel group.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// Run the step only when `condition` holds; otherwise it is skipped.
+    pub fn when<F>(mut self, condition: F) -> Self
+    where
+        F: Fn(&Context) -> bool + Send + Sync + 'static,
+    {
+        self.when = Some(Named { name: fn_name::<F>(), f: Arc::new(condition) });
+        self
+    }
+
+    /// Step timeout: `"30s"`, `Duration`, milliseconds or `"infinity"`.
+    pub fn timeout(mut self, timeout: impl Into<DurationArg>) -> Self {
+        self.timeout = Some(timeout.into());
+        self
+    }
+
+    /// A timeout computed from the context when the step starts (`None`: no limit).
+    pub fn timeout_fn(mut self, f: impl Fn(&Context) -> Option<Duration> + Send + Sync + 'static) -> Self {
+        self.timeout = Some(Timeout::Dynamic(Arc::new(f)).into());
+        self
+    }
+
+    /// Retries after the first attempt.
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = Some(n);
+        self
+    }
+
+    /// Delay before the first retry (the base of the backoff).
+    pub fn retry_delay(mut self, delay: impl Into<DurationArg>) -> Self {
+        self.retry_delay = Some(delay.into());
+        self
+    }
+
+    /// How delays grow between retries.
+    pub fn retry_backoff(mut self, backoff: Backoff) -> Self {
+        self.retry_backoff = Some(backoff);
+        self
+    }
+
+    /// A custom backoff: `f(retry number from 1, retry_delay)`.
+    pub fn retry_backoff_fn(self, f: impl Fn(u32, Duration) -> Duration + Send + Sync + 'static) -> Self {
+        self.retry_backoff(Backoff::custom(f))
+    }
+
+    /// Upper bound on any retry delay.
+    pub fn retry_max_delay(mut self, delay: impl Into<DurationArg>) -> Self {
+        self.retry_max_delay = Some(delay.into());
+        self
+    }
+
+    /// Randomize delays: each is drawn uniformly from `[delay / 2, delay]`.
+    pub fn retry_jitter(mut self, jitter: bool) -> Self {
+        self.retry_jitter = Some(jitter);
+        self
+    }
+
+    /// Retry only errors of these kinds.
+    pub fn retry_on(mut self, kinds: impl IntoNames) -> Self {
+        self.retry_on.extend(kinds.into_names());
+        self
+    }
+
+    /// Never retry errors of these kinds.
+    pub fn no_retry_on(mut self, kinds: impl IntoNames) -> Self {
+        self.no_retry_on.extend(kinds.into_names());
+        self
+    }
+
+    /// What a final failure does: fail the workflow, skip the step, or continue.
+    pub fn on_error(mut self, on_error: OnError) -> Self {
+        self.on_error = Some(on_error);
+        self
+    }
+
+    /// The compensation to run if the workflow fails after this step completed.
+    pub fn rollback<M, F: IntoStepFn<M>>(mut self, f: F) -> Self {
+        self.rollback = Some(Named { name: fn_name::<F>(), f: f.into_step_fn() });
+        self
+    }
+
+    /// A compensation shown under `name` in introspection.
+    pub fn rollback_named<M>(mut self, name: impl Into<String>, f: impl IntoStepFn<M>) -> Self {
+        self.rollback = Some(Named { name: Some(Arc::from(name.into())), f: f.into_step_fn() });
+        self
+    }
+
+    /// Runs when this step's await times out; its result becomes the step's result
+    /// (return an output to continue, an error to fail, or await again).
+    pub fn on_timeout<M, F: IntoStepFn<M>>(mut self, f: F) -> Self {
+        self.on_timeout = Some(Named { name: fn_name::<F>(), f: f.into_step_fn() });
+        self
+    }
+
+    /// `on_timeout` shown under `name`.
+    pub fn on_timeout_named<M>(mut self, name: impl Into<String>, f: impl IntoStepFn<M>) -> Self {
+        self.on_timeout = Some(Named { name: Some(Arc::from(name.into())), f: f.into_step_fn() });
+        self
+    }
+
+    /// Marks a human-in-the-loop step (it may return [`Outcome::Await`](crate::Outcome)).
+    pub fn await_approval(mut self, yes: bool) -> Self {
+        self.await_approval = yes;
+        self
+    }
+
+    /// Interrupt this step when its execution is cancelled (others finish first).
+    pub fn cancellable(mut self, yes: bool) -> Self {
+        self.cancellable = yes;
+        self
+    }
+
+    /// Store the step's output under this key instead of merging it at the top level.
+    pub fn context_key(mut self, key: impl Into<String>) -> Self {
+        self.context_key = Some(key.into());
+        self
+    }
+
+    /// Guard the step with the named circuit breaker (shared by every step naming it).
+    pub fn circuit_breaker(mut self, name: impl Into<String>) -> Self {
+        self.circuit_breaker = Some(name.into());
+        self
+    }
+
+    /// Options of the circuit breaker.
+    pub fn circuit_breaker_opts(mut self, opts: BreakerOptions) -> Self {
+        self.circuit_breaker_opts = Some(opts);
+        self
+    }
+
+    /// A description shown in introspection and the dashboard.
+    pub fn description(mut self, text: impl Into<String>) -> Self {
+        self.description = Some(text.into());
+        self
+    }
+}
+
+impl fmt::Debug for StepOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepOptions")
+            .field("after", &self.after)
+            .field("after_any", &self.after_any)
+            .field("after_group", &self.after_group)
+            .field("after_graft", &self.after_graft)
+            .field("group", &self.group)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("on_error", &self.on_error)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A resolved retry policy.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Base delay.
+    pub delay: Duration,
+    /// Growth of the delay.
+    pub backoff: Backoff,
+    /// Cap on any delay.
+    pub max_delay: Duration,
+    /// Whether delays are randomized within `[delay / 2, delay]`.
+    pub jitter: bool,
+    /// Retry only these kinds (empty: every kind).
+    pub retry_on: Vec<String>,
+    /// Never retry these kinds.
+    pub no_retry_on: Vec<String>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: defaults::MAX_RETRIES,
+            delay: defaults::RETRY_DELAY,
+            backoff: Backoff::Exponential,
+            max_delay: defaults::RETRY_MAX_DELAY,
+            jitter: false,
+            retry_on: Vec::new(),
+            no_retry_on: Vec::new(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Whether an error seen on attempt `attempt` (from 1) is retried.
+    pub fn should_retry(&self, error: &StepError, retries_used: u32) -> bool {
+        error.is_retryable()
+            && retries_used < self.max_retries
+            && !self.no_retry_on.iter().any(|k| k == error.kind())
+            && (self.retry_on.is_empty() || self.retry_on.iter().any(|k| k == error.kind()))
+    }
+
+    /// The delay before retry number `n` (from 1). `jitter_sample` in `[0, 1)` is
+    /// used only when jitter is on.
+    pub fn delay_for(&self, n: u32, jitter_sample: f64) -> Duration {
+        let n = n.max(1);
+        let raw = match &self.backoff {
+            Backoff::Fixed => self.delay,
+            Backoff::Exponential => {
+                let factor = 2u32.checked_pow(n - 1).unwrap_or(u32::MAX);
+                self.delay.checked_mul(factor).unwrap_or(Duration::MAX)
+            }
+            Backoff::Linear => self.delay.checked_mul(n).unwrap_or(Duration::MAX),
+            Backoff::Custom(f) => f(n, self.delay),
+        };
+        let capped = raw.min(self.max_delay);
+        if self.jitter {
+            let half = capped / 2;
+            half + half.mul_f64(jitter_sample.clamp(0.0, 1.0))
+        } else {
+            capped
+        }
+    }
+}
+
+/// A step's options after defaults and validation.
+#[derive(Clone)]
+pub struct StepPolicy {
+    pub(crate) timeout: Timeout,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) on_error: OnError,
+    pub(crate) when: Option<Named<Condition>>,
+    pub(crate) rollback: Option<Named<StepBody>>,
+    pub(crate) on_timeout: Option<Named<StepBody>>,
+    pub(crate) await_approval: bool,
+    pub(crate) cancellable: bool,
+    pub(crate) context_key: Option<Arc<str>>,
+    pub(crate) group: Option<Arc<str>>,
+    pub(crate) circuit_breaker: Option<(Arc<str>, BreakerOptions)>,
+    pub(crate) description: Option<String>,
+}
+
+impl StepPolicy {
+    /// The timeout.
+    pub fn timeout(&self) -> &Timeout {
+        &self.timeout
+    }
+    /// The retry policy.
+    pub fn retry(&self) -> &RetryPolicy {
+        &self.retry
+    }
+    /// What a final failure does.
+    pub fn on_error(&self) -> OnError {
+        self.on_error
+    }
+    /// Whether the step has a compensation.
+    pub fn has_rollback(&self) -> bool {
+        self.rollback.is_some()
+    }
+    /// The compensation's name, when it has one.
+    pub fn rollback_name(&self) -> Option<&str> {
+        self.rollback.as_ref().and_then(|r| r.name.as_deref())
+    }
+    /// The condition's name, when the step has a named condition.
+    pub fn when_name(&self) -> Option<&str> {
+        self.when.as_ref().and_then(|w| w.name.as_deref())
+    }
+    /// Whether the step has a condition.
+    pub fn has_condition(&self) -> bool {
+        self.when.is_some()
+    }
+    /// The group, if any.
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+    /// Whether it is a human-in-the-loop step.
+    pub fn await_approval(&self) -> bool {
+        self.await_approval
+    }
+    /// Whether cancellation interrupts it.
+    pub fn cancellable(&self) -> bool {
+        self.cancellable
+    }
+    /// Where its output goes, if not merged at the top level.
+    pub fn context_key(&self) -> Option<&str> {
+        self.context_key.as_deref()
+    }
+    /// The circuit breaker guarding it.
+    pub fn circuit_breaker(&self) -> Option<(&str, &BreakerOptions)> {
+        self.circuit_breaker.as_ref().map(|(n, o)| (&**n, o))
+    }
+    /// The description.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+}
+
+impl fmt::Debug for StepPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StepPolicy")
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .field("on_error", &self.on_error)
+            .field("rollback", &self.rollback)
+            .field("when", &self.when)
+            .field("cancellable", &self.cancellable)
+            .field("context_key", &self.context_key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An option problem found while resolving a step's policy.
+pub(crate) enum PolicyError {
+    Invalid(&'static str, String),
+    Conflict(String),
+}
+
+/// Applies workflow defaults to a step's options and checks them.
+pub(crate) fn resolve_step_policy(o: &StepOptions, wf: &super::def::WorkflowPolicy) -> Result<StepPolicy, PolicyError> {
+    let dur = |option: &'static str, arg: &Option<DurationArg>| {
+        arg.as_ref().map(|a| a.to_duration().map_err(|e| PolicyError::Invalid(option, e.to_string()))).transpose()
+    };
+    let timeout = match &o.timeout {
+        Some(a) => a.to_timeout().map_err(|e| PolicyError::Invalid("timeout", e.to_string()))?,
+        None => wf.step_timeout.clone(),
+    };
+    let retry_delay = dur("retry_delay", &o.retry_delay)?;
+    let retry_max_delay = dur("retry_max_delay", &o.retry_max_delay)?;
+    if let (Some(d), Some(m)) = (retry_delay, retry_max_delay)
+        && m < d
+    {
+        return Err(PolicyError::Conflict("`retry_max_delay` is shorter than `retry_delay`".into()));
+    }
+    if o.max_retries == Some(0)
+        && (o.retry_delay.is_some()
+            || o.retry_backoff.is_some()
+            || o.retry_max_delay.is_some()
+            || o.retry_jitter.is_some())
+    {
+        return Err(PolicyError::Conflict("retry options are set but `max_retries` is 0".into()));
+    }
+    if let Some(kind) = o.retry_on.iter().find(|k| o.no_retry_on.contains(k)) {
+        return Err(PolicyError::Conflict(format!("`{kind}` is in both `retry_on` and `no_retry_on`")));
+    }
+    if o.circuit_breaker_opts.is_some() && o.circuit_breaker.is_none() {
+        return Err(PolicyError::Conflict("`circuit_breaker_opts` is set without `circuit_breaker`".into()));
+    }
+    if let Some(opts) = &o.circuit_breaker_opts
+        && opts.failure_threshold == 0
+    {
+        return Err(PolicyError::Invalid("circuit_breaker_opts", "`failure_threshold` must be at least 1".into()));
+    }
+    if o.on_timeout.is_some() && !o.await_approval {
+        return Err(PolicyError::Conflict("`on_timeout` is set but `await_approval` is off".into()));
+    }
+    if let Some(g) = &o.group
+        && g.trim().is_empty()
+    {
+        return Err(PolicyError::Invalid("group", "the group name is empty".into()));
+    }
+    if let Some(k) = &o.context_key
+        && k.is_empty()
+    {
+        return Err(PolicyError::Invalid("context_key", "the key is empty".into()));
+    }
+    Ok(StepPolicy {
+        timeout,
+        retry: RetryPolicy {
+            max_retries: o.max_retries.unwrap_or(wf.step_max_retries),
+            delay: retry_delay.unwrap_or(wf.step_retry_delay),
+            backoff: o.retry_backoff.clone().unwrap_or_default(),
+            max_delay: retry_max_delay.unwrap_or(defaults::RETRY_MAX_DELAY),
+            jitter: o.retry_jitter.unwrap_or(false),
+            retry_on: o.retry_on.clone(),
+            no_retry_on: o.no_retry_on.clone(),
+        },
+        on_error: o.on_error.unwrap_or(OnError::Fail),
+        when: o.when.clone(),
+        rollback: o.rollback.clone(),
+        on_timeout: o.on_timeout.clone(),
+        await_approval: o.await_approval,
+        cancellable: o.cancellable,
+        context_key: o.context_key.as_deref().map(Arc::from),
+        group: o.group.as_deref().map(Arc::from),
+        circuit_breaker: o
+            .circuit_breaker
+            .as_deref()
+            .map(|n| (Arc::from(n), o.circuit_breaker_opts.clone().unwrap_or_default())),
+        description: o.description.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(backoff: Backoff, delay: u64, cap: u64) -> RetryPolicy {
+        RetryPolicy {
+            backoff,
+            delay: Duration::from_secs(delay),
+            max_delay: Duration::from_secs(cap),
+            ..RetryPolicy::default()
+        }
+    }
+
+    fn schedule(p: &RetryPolicy, n: u32) -> Vec<u64> {
+        (1..=n).map(|i| p.delay_for(i, 0.0).as_secs()).collect()
+    }
+
+    #[test]
+    fn backoff_schedules() {
+        assert_eq!(schedule(&policy(Backoff::Fixed, 5, 300), 4), [5, 5, 5, 5]);
+        assert_eq!(schedule(&policy(Backoff::Exponential, 1, 300), 10), [1, 2, 4, 8, 16, 32, 64, 128, 256, 300]);
+        assert_eq!(
+            schedule(&policy(Backoff::Linear, 10, 120), 14)[..],
+            [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 120, 120]
+        );
+        let custom = policy(Backoff::custom(|n, base| base * (n * n)), 1, 300);
+        assert_eq!(schedule(&custom, 4), [1, 4, 9, 16]);
+        assert_eq!(policy(Backoff::Exponential, 1, 300).delay_for(200, 0.0), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn jitter_stays_in_bounds() {
+        let mut p = policy(Backoff::Fixed, 10, 300);
+        p.jitter = true;
+        assert_eq!(p.delay_for(1, 0.0), Duration::from_secs(5));
+        assert_eq!(p.delay_for(1, 1.0), Duration::from_secs(10));
+        assert_eq!(p.delay_for(1, 0.5), Duration::from_millis(7500));
+    }
+
+    #[test]
+    fn retry_rules_match_kinds() {
+        let mut p = RetryPolicy { max_retries: 2, ..RetryPolicy::default() };
+        let timeout = StepError::new("timeout", "t");
+        assert!(p.should_retry(&timeout, 0));
+        assert!(p.should_retry(&timeout, 1));
+        assert!(!p.should_retry(&timeout, 2));
+        assert!(!p.should_retry(&timeout.clone().permanent(), 0));
+        p.retry_on = vec!["connection_error".into()];
+        assert!(!p.should_retry(&timeout, 0));
+        p.retry_on.clear();
+        p.no_retry_on = vec!["timeout".into()];
+        assert!(!p.should_retry(&timeout, 0));
+    }
+}

@@ -1,0 +1,254 @@
+//! The conformance suite: what every [`Store`] must do. Each store's tests call
+//! [`run_all`] with a function that makes a fresh, empty store.
+//!
+//! Every check panics with a message naming the rule that was broken.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Map, Value, json};
+
+use super::{DeadLetter, ExecutionQuery, JournalEntry, NewExecution, ParentRef, Store, Write};
+use crate::machine::state::Status;
+use crate::machine::view::{ExecutionState, Progress, Trigger};
+use crate::model::{DefinitionSnapshot, ExecutionId, StepError};
+
+/// Runs every check, each on a fresh store from `make`.
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: Store,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    journal_round_trip(&make().await).await;
+    finish_moves_to_history(&make().await).await;
+    delayed_starts(&make().await).await;
+    dead_letters(&make().await).await;
+    definitions(&make().await).await;
+    batches_are_atomic(&make().await).await;
+    concurrent_writers_keep_order(&make().await).await;
+    values_round_trip(&make().await).await;
+    schedule_ticks(&make().await).await;
+}
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 0).single().expect("valid time")
+}
+
+/// A new execution record for tests.
+pub fn new_execution(workflow: &str, at: DateTime<Utc>) -> NewExecution {
+    let mut input = Map::new();
+    input.insert("email".into(), json!("alice@example.com"));
+    NewExecution {
+        id: ExecutionId::new(),
+        workflow: workflow.to_owned(),
+        version: "0123456789abcdef".into(),
+        input,
+        parent: None,
+        trigger: Trigger::Manual,
+        created_at: at,
+        start_at: None,
+    }
+}
+
+/// A final state for tests.
+pub fn final_state(n: &NewExecution, status: Status, ended: DateTime<Utc>) -> ExecutionState {
+    ExecutionState {
+        id: n.id,
+        workflow: n.workflow.clone(),
+        version: n.version.clone(),
+        status,
+        running: Vec::new(),
+        current_step: None,
+        progress: Progress { done: 1, total: 1 },
+        context: n.input.clone(),
+        started_at: n.created_at,
+        ended_at: Some(ended),
+        duration: (ended - n.created_at).to_std().unwrap_or_default(),
+        attempt: 1,
+        steps: Vec::new(),
+        awaiting: Vec::new(),
+        failure: None,
+        rollback: None,
+        cancel_reason: None,
+        handler_errors: Vec::new(),
+        parent: n.parent.as_ref().map(|p| p.execution),
+        trigger: n.trigger.clone(),
+        parked: None,
+    }
+}
+
+fn entry(id: ExecutionId, seq: u64) -> JournalEntry {
+    JournalEntry { execution: id, seq, event: format!("{{\"event\":\"paused\",\"seq\":{seq}}}") }
+}
+
+async fn journal_round_trip(store: &dyn Store) {
+    let a = new_execution("alpha", t(0));
+    let b = new_execution("beta", t(1));
+    store
+        .write(&[Write::Create(Box::new(a.clone())), Write::Create(Box::new(b.clone()))])
+        .await
+        .expect("creating executions succeeds");
+    store
+        .write(&(1..=3).map(|s| Write::Event(entry(a.id, s))).collect::<Vec<_>>())
+        .await
+        .expect("appending events succeeds");
+    store.write(&[Write::Event(entry(b.id, 1)), Write::Event(entry(a.id, 4))]).await.expect("append");
+    let live = store.unfinished().await.expect("unfinished");
+    assert_eq!(live.len(), 2, "unfinished() returns every execution that has not ended");
+    assert_eq!(live[0].execution, a, "unfinished() returns executions oldest first, as written");
+    assert!(live[0].started, "an execution without start_at counts as started");
+    let seqs: Vec<u64> = live[0].events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4], "journal entries come back in seq order");
+    assert_eq!(live[0].events[2], entry(a.id, 3), "journal entries round-trip unchanged");
+    assert_eq!(live[1].events, vec![entry(b.id, 1)], "journals of executions are kept apart");
+}
+
+async fn finish_moves_to_history(store: &dyn Store) {
+    let mut ids = Vec::new();
+    for (i, wf) in ["alpha", "beta", "alpha"].iter().enumerate() {
+        let n = new_execution(wf, t(i as i64 * 10));
+        store.write(&[Write::Create(Box::new(n.clone())), Write::Event(entry(n.id, 1))]).await.expect("create");
+        let state = final_state(&n, Status::Completed, t(i as i64 * 10 + 5));
+        store.write(&[Write::Finish(Box::new(state.clone()))]).await.expect("finish");
+        assert_eq!(store.finished(n.id).await.expect("finished"), Some(state), "finished() returns the final state");
+        ids.push(n.id);
+    }
+    assert!(store.unfinished().await.expect("unfinished").is_empty(), "finished executions leave unfinished()");
+    assert_eq!(store.finished(ExecutionId::new()).await.expect("finished"), None, "unknown ids are None");
+    let all = store.list_finished(&ExecutionQuery::default()).await.expect("list");
+    assert_eq!(all.iter().map(|s| s.id).collect::<Vec<_>>(), [ids[2], ids[1], ids[0]], "newest first");
+    let alpha = store.list_finished(&ExecutionQuery { workflow: Some("alpha".into()), limit: 1 }).await.expect("list");
+    assert_eq!(alpha.len(), 1, "limit is honoured");
+    assert_eq!(alpha[0].id, ids[2], "the workflow filter applies before the limit");
+}
+
+async fn delayed_starts(store: &dyn Store) {
+    let mut n = new_execution("later", t(0));
+    n.start_at = Some(t(3600));
+    n.trigger = Trigger::Delayed { at: t(3600) };
+    store.write(&[Write::Create(Box::new(n.clone()))]).await.expect("create");
+    let live = store.unfinished().await.expect("unfinished");
+    assert_eq!(live.len(), 1);
+    assert!(!live[0].started, "a delayed execution is not started before `Started`");
+    assert_eq!(live[0].execution.start_at, Some(t(3600)), "start_at is kept");
+    store.write(&[Write::Started { id: n.id, at: t(3600) }]).await.expect("started");
+    assert!(store.unfinished().await.expect("unfinished")[0].started, "`Started` marks it started");
+}
+
+async fn dead_letters(store: &dyn Store) {
+    let mut letters = Vec::new();
+    for (i, wf) in ["alpha", "beta", "alpha"].iter().enumerate() {
+        let n = new_execution(wf, t(i as i64));
+        let mut state = final_state(&n, Status::Failed, t(i as i64 + 1));
+        state.context.insert("__error__".into(), json!({"kind": "timeout"}));
+        letters.push(DeadLetter {
+            id: n.id,
+            workflow: n.workflow.clone(),
+            input: n.input.clone(),
+            error: Some(StepError::timeout("too slow")),
+            error_step: Some("charge".into()),
+            failed_at: t(i as i64 + 1),
+            expires_at: t(i as i64 + 1) + Duration::from_secs(100),
+            state,
+        });
+    }
+    store
+        .write(&letters.iter().map(|d| Write::DeadLetter(Box::new(d.clone()))).collect::<Vec<_>>())
+        .await
+        .expect("dead letters");
+    assert_eq!(store.dead_letters(None).await.expect("list"), letters, "all dead letters, oldest first");
+    let alpha = store.dead_letters(Some("alpha")).await.expect("list");
+    assert_eq!(alpha, vec![letters[0].clone(), letters[2].clone()], "filtered by workflow");
+    store.write(&[Write::RemoveDeadLetter(letters[0].id)]).await.expect("remove");
+    assert_eq!(store.dead_letters(None).await.expect("list").len(), 2, "a removed dead letter is gone");
+    let purged = store.purge_dead_letters(t(102)).await.expect("purge");
+    assert_eq!(purged, 1, "only entries whose expires_at passed are purged");
+    assert_eq!(store.dead_letters(None).await.expect("list"), vec![letters[2].clone()]);
+    store.write(&[Write::DeadLetter(Box::new(letters[2].clone()))]).await.expect("again");
+    assert_eq!(store.dead_letters(None).await.expect("list").len(), 1, "writing a dead letter twice keeps one");
+}
+
+async fn definitions(store: &dyn Store) {
+    let mut snap = DefinitionSnapshot {
+        name: "alpha".into(),
+        version: "1".into(),
+        steps: Vec::new(),
+        groups: Default::default(),
+        timeout: Some("1h".into()),
+        max_retries: 0,
+        handlers: Default::default(),
+        dead_letter: false,
+        tags: vec!["etl".into()],
+        metadata: Map::new(),
+        step_concurrency: None,
+        schedules: vec!["cron 0 6 * * *".into()],
+        events: Vec::new(),
+        label: None,
+    };
+    store.write(&[Write::Definition(Box::new(snap.clone()))]).await.expect("definition");
+    snap.version = "2".into();
+    store.write(&[Write::Definition(Box::new(snap.clone()))]).await.expect("definition");
+    assert_eq!(store.definitions().await.expect("definitions"), vec![snap], "the latest snapshot per name is kept");
+}
+
+async fn batches_are_atomic(store: &dyn Store) {
+    let n = new_execution("atomic", t(0));
+    let orphan = ExecutionId::new();
+    let result = store.write(&[Write::Create(Box::new(n.clone())), Write::Event(entry(orphan, 1))]).await;
+    assert!(result.is_err(), "a journal entry for an unknown execution is rejected");
+    assert!(store.unfinished().await.expect("unfinished").is_empty(), "a rejected batch leaves nothing behind");
+}
+
+async fn concurrent_writers_keep_order(store: &dyn Store) {
+    let execs: Vec<NewExecution> = (0..8).map(|i| new_execution("many", t(i))).collect();
+    store.write(&execs.iter().map(|n| Write::Create(Box::new(n.clone()))).collect::<Vec<_>>()).await.expect("create");
+    let writes = execs.iter().map(|n| async move {
+        for seq in 1..=25 {
+            store.write(&[Write::Event(entry(n.id, seq))]).await.expect("append");
+        }
+    });
+    futures::future::join_all(writes).await;
+    for e in store.unfinished().await.expect("unfinished") {
+        let seqs: Vec<u64> = e.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=25).collect::<Vec<_>>(), "each execution's journal is complete and ordered");
+    }
+}
+
+async fn values_round_trip(store: &dyn Store) {
+    let mut n = new_execution("unicode", t(0));
+    n.input.insert("name".into(), json!("Zoë 🚀 — \"quoted\" \\ back"));
+    n.input.insert("nested".into(), json!({"list": [1, 2.5, null, {"deep": true}], "big": u64::MAX}));
+    n.parent = Some(ParentRef { execution: ExecutionId::new(), step: 3, attempt: 2 });
+    n.trigger = Trigger::Scheduled { schedule: "cron 0 6 * * *".into(), fire_time: t(60) };
+    let event = JournalEntry { execution: n.id, seq: 1, event: json!({"event": "x", "v": "é\u{0}"}).to_string() };
+    store.write(&[Write::Create(Box::new(n.clone())), Write::Event(event.clone())]).await.expect("write");
+    let live = store.unfinished().await.expect("unfinished");
+    assert_eq!(live[0].execution, n, "inputs, parents and triggers round-trip unchanged");
+    assert_eq!(live[0].events, vec![event], "event text round-trips byte for byte");
+    let state = final_state(&n, Status::RolledBack, t(9));
+    store.write(&[Write::Finish(Box::new(state.clone()))]).await.expect("finish");
+    let back = store.finished(n.id).await.expect("finished").expect("present");
+    assert_eq!(back, state, "final states round-trip unchanged");
+    assert_eq!(back.context.get("name"), Some(&Value::from("Zoë 🚀 — \"quoted\" \\ back")));
+}
+
+async fn schedule_ticks(store: &dyn Store) {
+    assert!(store.last_ticks().await.expect("ticks").is_empty(), "a new store has no ticks");
+    assert!(store.claim_tick("daily#0", t(60)).await.expect("claim"), "the first claim of a tick wins");
+    assert!(!store.claim_tick("daily#0", t(60)).await.expect("claim"), "a tick is claimed once");
+    assert!(!store.claim_tick("daily#0", t(0)).await.expect("claim"), "an older tick cannot be claimed");
+    assert!(store.claim_tick("daily#1", t(0)).await.expect("claim"), "schedules are independent");
+    assert!(store.claim_tick("daily#0", t(120)).await.expect("claim"), "the next tick wins");
+    let claims = futures::future::join_all((0..8).map(|_| store.claim_tick("race#0", t(180)))).await;
+    let winners = claims.into_iter().filter(|c| *c.as_ref().expect("claim")).count();
+    assert_eq!(winners, 1, "concurrent claims of one tick have exactly one winner");
+    let mut ticks = store.last_ticks().await.expect("ticks");
+    ticks.sort();
+    assert_eq!(
+        ticks,
+        vec![("daily#0".to_owned(), t(120)), ("daily#1".to_owned(), t(0)), ("race#0".to_owned(), t(180))],
+        "last_ticks returns the latest claimed tick per schedule"
+    );
+}

@@ -1,0 +1,151 @@
+//! [`MemoryStore`]: everything in memory, gone with the process.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+
+use super::{DeadLetter, Durability, ExecutionQuery, JournalEntry, Store, StoreError, StoredExecution, Write};
+use crate::machine::view::ExecutionState;
+use crate::model::{DefinitionSnapshot, ExecutionId};
+
+/// A store in memory: for tests and throwaway runs. The engine does not journal
+/// events into it (it could not recover from it anyway), but it keeps final
+/// states, dead letters and definitions.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use sagaflow_runtime::store::{conformance, MemoryStore};
+/// conformance::run_all(|| async { MemoryStore::new() }).await;
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    live: HashMap<ExecutionId, StoredExecution>,
+    finished: HashMap<ExecutionId, ExecutionState>,
+    dead: BTreeMap<(DateTime<Utc>, ExecutionId), DeadLetter>,
+    definitions: BTreeMap<String, DefinitionSnapshot>,
+    ticks: BTreeMap<String, DateTime<Utc>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn durability(&self) -> Durability {
+        Durability::Volatile
+    }
+
+    async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock();
+        // Validate first so a batch is applied entirely or not at all.
+        for w in batch {
+            if let Write::Event(JournalEntry { execution, .. }) = w
+                && !inner.live.contains_key(execution)
+                && !batch.iter().any(|c| matches!(c, Write::Create(n) if n.id == *execution))
+            {
+                return Err(StoreError::Other(format!("journal entry for unknown execution {execution}")));
+            }
+        }
+        for w in batch {
+            match w {
+                Write::Create(n) => {
+                    let started = n.start_at.is_none();
+                    let e = StoredExecution { execution: (**n).clone(), started, events: Vec::new() };
+                    inner.live.insert(n.id, e);
+                }
+                Write::Started { id, .. } => {
+                    if let Some(e) = inner.live.get_mut(id) {
+                        e.started = true;
+                    }
+                }
+                Write::Event(entry) => {
+                    if let Some(e) = inner.live.get_mut(&entry.execution) {
+                        e.events.push(entry.clone());
+                    }
+                }
+                Write::Finish(state) => {
+                    inner.live.remove(&state.id);
+                    inner.finished.insert(state.id, (**state).clone());
+                }
+                Write::DeadLetter(d) => {
+                    inner.dead.retain(|(_, id), _| *id != d.id);
+                    inner.dead.insert((d.failed_at, d.id), (**d).clone());
+                }
+                Write::RemoveDeadLetter(id) => inner.dead.retain(|(_, i), _| i != id),
+                Write::Definition(d) => {
+                    inner.definitions.insert(d.name.clone(), (**d).clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn unfinished(&self) -> Result<Vec<StoredExecution>, StoreError> {
+        let inner = self.inner.lock();
+        let mut out: Vec<StoredExecution> = inner.live.values().cloned().collect();
+        out.sort_by_key(|e| (e.execution.created_at, e.execution.id));
+        Ok(out)
+    }
+
+    async fn finished(&self, id: ExecutionId) -> Result<Option<ExecutionState>, StoreError> {
+        Ok(self.inner.lock().finished.get(&id).cloned())
+    }
+
+    async fn list_finished(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionState>, StoreError> {
+        let inner = self.inner.lock();
+        let mut out: Vec<ExecutionState> = inner
+            .finished
+            .values()
+            .filter(|s| query.workflow.as_deref().is_none_or(|w| s.workflow == w))
+            .cloned()
+            .collect();
+        out.sort_by_key(|s| std::cmp::Reverse((s.started_at, s.id)));
+        if query.limit > 0 {
+            out.truncate(query.limit);
+        }
+        Ok(out)
+    }
+
+    async fn dead_letters(&self, workflow: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
+        let inner = self.inner.lock();
+        Ok(inner.dead.values().filter(|d| workflow.is_none_or(|w| d.workflow == w)).cloned().collect())
+    }
+
+    async fn purge_dead_letters(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut inner = self.inner.lock();
+        let before = inner.dead.len();
+        inner.dead.retain(|_, d| d.expires_at > now);
+        Ok(before - inner.dead.len())
+    }
+
+    async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError> {
+        Ok(self.inner.lock().definitions.values().cloned().collect())
+    }
+
+    async fn claim_tick(&self, key: &str, fire_time: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock();
+        match inner.ticks.get(key) {
+            Some(last) if *last >= fire_time => Ok(false),
+            _ => {
+                inner.ticks.insert(key.to_owned(), fire_time);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn last_ticks(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        Ok(self.inner.lock().ticks.iter().map(|(k, v)| (k.clone(), *v)).collect())
+    }
+}

@@ -1,0 +1,232 @@
+//! Persistence: the [`Store`] trait, its in-memory implementation, and the
+//! conformance suite every store must pass.
+//!
+//! The engine keeps a running execution's state in memory and appends the events
+//! of its state machine to the store, batched (group commit). A store therefore
+//! sees a few kinds of writes, always in batches that it must apply atomically, in
+//! order: new executions, journal events, final states, dead letters and
+//! definition snapshots. Recovery reads back the executions that have not ended,
+//! with their journals, and replays them.
+
+pub mod conformance;
+mod memory;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use self::memory::MemoryStore;
+use crate::machine::view::{ExecutionState, Trigger};
+use crate::model::{DefinitionSnapshot, ExecutionId, StepError};
+
+/// Opens a store from a URL: `memory://` (more schemes as their stores are
+/// compiled in).
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, crate::engine::EngineError> {
+    let scheme = url.split_once(':').map_or(url, |(s, _)| s);
+    match scheme {
+        "memory" => Ok(Arc::new(MemoryStore::new())),
+        _ => Err(crate::engine::EngineError::UnsupportedStore { url: url.to_owned(), supported: SUPPORTED_URLS }),
+    }
+}
+
+/// The store URL forms this build accepts.
+pub const SUPPORTED_URLS: &str = "`memory://`";
+
+/// Whether a store survives the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Gone with the process: the engine skips the journal.
+    Volatile,
+    /// Survives restarts: the engine journals every event and recovers on start.
+    Durable,
+}
+
+/// A store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database could not be reached or answered with an error.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The file or database is not one of ours, or is corrupt.
+    #[error("`{path}` is not a sagaflow database: {reason}")]
+    Foreign {
+        /// The file or URL.
+        path: String,
+        /// What was found instead.
+        reason: String,
+    },
+    /// The database was written by a newer version of sagaflow.
+    #[error("`{path}` has schema version {found}, newer than the {supported} this build supports")]
+    TooNew {
+        /// The file or URL.
+        path: String,
+        /// Version found.
+        found: i64,
+        /// Newest version this build knows.
+        supported: i64,
+    },
+    /// Stored data could not be decoded.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// Any other failure.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A new execution, as written when it starts (or is scheduled).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewExecution {
+    /// Id.
+    pub id: ExecutionId,
+    /// Workflow name.
+    pub workflow: String,
+    /// Definition version.
+    pub version: String,
+    /// Input context.
+    pub input: Map<String, Value>,
+    /// Parent execution and step, for a nested workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+    /// How it was started.
+    pub trigger: Trigger,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// For a delayed start: when to start. `None`: started at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<DateTime<Utc>>,
+}
+
+/// The parent of a nested execution.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    /// Parent execution.
+    pub execution: ExecutionId,
+    /// The parent's step index.
+    pub step: u32,
+    /// The parent's step attempt.
+    pub attempt: u32,
+}
+
+/// One journal entry: a serialized state-machine event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// Execution.
+    pub execution: ExecutionId,
+    /// Position in the execution's journal, from 1, without gaps.
+    pub seq: u64,
+    /// The event as JSON.
+    pub event: String,
+}
+
+/// An execution that failed for good and was kept for inspection and replay.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The failed execution.
+    pub id: ExecutionId,
+    /// Workflow name.
+    pub workflow: String,
+    /// Its input, for replay.
+    pub input: Map<String, Value>,
+    /// The error that killed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    /// The step that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_step: Option<String>,
+    /// When it failed.
+    pub failed_at: DateTime<Utc>,
+    /// When the entry expires (`dead_letter_ttl`).
+    pub expires_at: DateTime<Utc>,
+    /// Its final state.
+    pub state: ExecutionState,
+}
+
+/// One write of a batch.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Write {
+    /// An execution started or was scheduled.
+    Create(Box<NewExecution>),
+    /// A delayed execution started (its `start_at` passed).
+    Started {
+        /// The execution.
+        id: ExecutionId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// An event was applied.
+    Event(JournalEntry),
+    /// An execution ended; its journal is no longer needed.
+    Finish(Box<ExecutionState>),
+    /// Keep a dead letter.
+    DeadLetter(Box<DeadLetter>),
+    /// Drop a dead letter.
+    RemoveDeadLetter(ExecutionId),
+    /// A workflow definition was registered.
+    Definition(Box<DefinitionSnapshot>),
+}
+
+/// An execution that has not ended, as recovery reads it back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredExecution {
+    /// What was written when it was created.
+    pub execution: NewExecution,
+    /// Whether it has started (delayed executions wait for `start_at`).
+    pub started: bool,
+    /// Its journal, by `seq`.
+    pub events: Vec<JournalEntry>,
+}
+
+/// Which finished executions to list.
+#[derive(Clone, Debug, Default)]
+pub struct ExecutionQuery {
+    /// Only this workflow.
+    pub workflow: Option<String>,
+    /// At most this many, newest first (0: no limit).
+    pub limit: usize,
+}
+
+/// Where executions, journals, dead letters and definitions are kept.
+///
+/// Implementations must pass [`conformance`]. Every method may be called
+/// concurrently; `write` receives batches in order and applies each one atomically.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Whether the store survives the process.
+    fn durability(&self) -> Durability;
+
+    /// Applies a batch atomically.
+    async fn write(&self, batch: &[Write]) -> Result<(), StoreError>;
+
+    /// Executions that have not ended, with their journals, oldest first.
+    async fn unfinished(&self) -> Result<Vec<StoredExecution>, StoreError>;
+
+    /// The final state of an ended execution.
+    async fn finished(&self, id: ExecutionId) -> Result<Option<ExecutionState>, StoreError>;
+
+    /// Ended executions, newest first.
+    async fn list_finished(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionState>, StoreError>;
+
+    /// Dead letters, oldest first.
+    async fn dead_letters(&self, workflow: Option<&str>) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// Deletes dead letters whose `expires_at` is at or before `now`; returns how many.
+    async fn purge_dead_letters(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Definition snapshots, by name.
+    async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError>;
+
+    /// Claims the tick `fire_time` of the schedule `key` (`"{workflow}#{index}"`):
+    /// records it as the schedule's last tick and returns `true` if it is later than
+    /// the last tick recorded, `false` if that tick (or a later one) was already
+    /// claimed. On a store shared by several engines exactly one caller wins each tick.
+    async fn claim_tick(&self, key: &str, fire_time: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// The last claimed tick of every schedule, by key.
+    async fn last_ticks(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
+}
