@@ -1,0 +1,159 @@
+//! The engine's own cost, in memory: a long chain of no-op steps, wide fan-outs,
+//! and many concurrent executions of sleeping steps.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use sagaflow::prelude::*;
+use sagaflow::{Task, WorkflowDef};
+use tokio::time::Instant;
+
+use crate::{Table, median, mib, ms, peak_memory, percentile, reset_peak_memory, us};
+
+async fn noop(_ctx: Context) -> StepResult {
+    Ok(Outcome::Done)
+}
+
+fn chain(n: usize) -> WorkflowDef {
+    let mut wf = Workflow::new("chain").step("s0", noop);
+    for i in 1..n {
+        wf = wf.step_with(format!("s{i}"), noop, Step::opts().after(format!("s{}", i - 1)));
+    }
+    wf.build().expect("chain builds")
+}
+
+fn fan(width: usize) -> WorkflowDef {
+    Workflow::new("fan")
+        .step("start", noop)
+        .fan_out("start", (0..width).map(|i| Task::new(format!("b{i}"), noop)))
+        .fan_in((0..width).map(|i| format!("b{i}")).collect::<Vec<_>>(), "join", noop)
+        .build()
+        .expect("fan builds")
+}
+
+async fn time_one(engine: &Engine, workflow: &str) -> Duration {
+    let start = Instant::now();
+    let id = engine.start(workflow, json!({})).await.expect("start");
+    let state = engine.wait(id).await.expect("wait");
+    assert_eq!(state.status, Status::Completed);
+    start.elapsed()
+}
+
+pub(crate) async fn run(table: &mut Table) {
+    if table.wants("chain") {
+        let n = 10_000;
+        let engine = Engine::builder().register(chain(n)).build().await.expect("engine");
+        time_one(&engine, "chain").await;
+        let runs: Vec<Duration> = {
+            let mut v = Vec::new();
+            for _ in 0..7 {
+                v.push(time_one(&engine, "chain").await);
+            }
+            v
+        };
+        let per_step = median(runs) / n as u32;
+        table.add("chain of 10,000 no-op steps", "engine cost / step", us(per_step), "≤ 1.5 µs");
+    }
+    for (width, target_ms, target_mem) in [(10_000usize, "≤ 15 ms", "-"), (100_000, "≤ 150 ms", "≤ 150 MiB")] {
+        let name = format!("fan-out 1 → {width} → 1");
+        if !table.wants(&name) {
+            continue;
+        }
+        let def = fan(width);
+        let engine = Engine::builder().register(def).build().await.expect("engine");
+        time_one(&engine, "fan").await;
+        let mut runs = Vec::new();
+        let mut peaks = Vec::new();
+        for _ in 0..5 {
+            reset_peak_memory();
+            let before = crate::current_memory();
+            runs.push(time_one(&engine, "fan").await);
+            peaks.push(peak_memory().saturating_sub(before));
+        }
+        peaks.sort();
+        table.add(&name, "total", ms(median(runs)), target_ms);
+        if width == 100_000 {
+            table.add(&name, "peak memory (added)", mib(peaks[peaks.len() / 2]), target_mem);
+        }
+    }
+    if table.wants("concurrent") {
+        concurrent(table).await;
+    }
+}
+
+/// 10,000 executions of a 10-step chain whose steps each sleep 10 ms. Lateness is
+/// how long a step started after its predecessor ended.
+async fn concurrent(table: &mut Table) {
+    const EXECUTIONS: usize = 10_000;
+    const STEPS: usize = 10;
+    let lateness = Arc::new(Mutex::new(Vec::with_capacity(EXECUTIONS * STEPS)));
+    let ends: Arc<slots::Ends> = Arc::new(slots::Ends::new(EXECUTIONS));
+    let mut wf = Workflow::new("sleepy");
+    for i in 0..STEPS {
+        let lateness = Arc::clone(&lateness);
+        let ends = Arc::clone(&ends);
+        let step = move |ctx: Context| {
+            let lateness = Arc::clone(&lateness);
+            let ends = Arc::clone(&ends);
+            async move {
+                let slot: usize = ctx.get("slot")?;
+                let now = ends.now_nanos();
+                if i > 0 {
+                    let prev = ends.get(slot);
+                    lateness.lock().push(Duration::from_nanos(now.saturating_sub(prev)));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ends.set(slot, ends.now_nanos());
+                Ok::<_, StepError>(())
+            }
+        };
+        let opts = if i == 0 { Step::opts() } else { Step::opts().after(format!("s{}", i - 1)) };
+        wf = wf.step_with(format!("s{i}"), step, opts);
+    }
+    let engine = Engine::builder().register(wf.build().expect("builds")).build().await.expect("engine");
+    let mut walls = Vec::new();
+    let mut p99s = Vec::new();
+    for _ in 0..3 {
+        lateness.lock().clear();
+        let start = Instant::now();
+        let mut ids = Vec::with_capacity(EXECUTIONS);
+        for slot in 0..EXECUTIONS {
+            ids.push(engine.start("sleepy", json!({ "slot": slot })).await.expect("start"));
+        }
+        for id in ids {
+            engine.wait(id).await.expect("wait");
+        }
+        walls.push(start.elapsed());
+        let mut l = std::mem::take(&mut *lateness.lock());
+        p99s.push(percentile(&mut l, 99.0));
+    }
+    table.add("10,000 × 10-step chain, 10 ms steps", "wall time", ms(median(walls)), "≤ 250 ms");
+    table.add("10,000 × 10-step chain, 10 ms steps", "step lateness p99", ms(median(p99s)), "≤ 5 ms");
+}
+
+/// Per-execution end times without a map: one atomic per slot.
+mod slots {
+    use super::*;
+
+    pub(crate) struct Ends {
+        base: Instant,
+        slots: Vec<AtomicU64>,
+    }
+
+    impl Ends {
+        pub(crate) fn new(n: usize) -> Self {
+            Ends { base: Instant::now(), slots: (0..n).map(|_| AtomicU64::new(0)).collect() }
+        }
+        pub(crate) fn now_nanos(&self) -> u64 {
+            self.base.elapsed().as_nanos() as u64
+        }
+        pub(crate) fn get(&self, i: usize) -> u64 {
+            self.slots[i].load(Ordering::Acquire)
+        }
+        pub(crate) fn set(&self, i: usize, v: u64) {
+            self.slots[i].store(v, Ordering::Release);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The benchmark harness: runs every workload and prints one table of figures
+//! (medians of several runs). `cargo bench` runs it; `cargo bench -- <filter>` runs
+//! the workloads whose name contains `<filter>`.
+//!
+//! Figures are for reading, never for pass/fail: no test depends on them.
+
+mod engine;
+
+use std::time::Duration;
+
+/// One row of the result table.
+pub(crate) struct Row {
+    pub(crate) workload: String,
+    pub(crate) metric: String,
+    pub(crate) value: String,
+    pub(crate) target: String,
+}
+
+/// The result table.
+#[derive(Default)]
+pub(crate) struct Table {
+    rows: Vec<Row>,
+    filter: Option<String>,
+}
+
+impl Table {
+    /// Whether a workload should run under the command-line filter.
+    pub(crate) fn wants(&self, workload: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| workload.contains(f))
+    }
+
+    /// Adds a figure.
+    pub(crate) fn add(&mut self, workload: &str, metric: &str, value: String, target: &str) {
+        println!("  {workload:<44} {metric:<22} {value:>14}   target {target}");
+        self.rows.push(Row { workload: workload.into(), metric: metric.into(), value, target: target.into() });
+    }
+
+    fn print(&self) {
+        let w = self.rows.iter().map(|r| r.workload.len()).max().unwrap_or(8).max(8);
+        let m = self.rows.iter().map(|r| r.metric.len()).max().unwrap_or(6).max(6);
+        let v = self.rows.iter().map(|r| r.value.len()).max().unwrap_or(5).max(5);
+        println!("\n{:<w$}  {:<m$}  {:>v$}  target", "workload", "metric", "value");
+        println!("{}", "-".repeat(w + m + v + 16));
+        for r in &self.rows {
+            println!("{:<w$}  {:<m$}  {:>v$}  {}", r.workload, r.metric, r.value, r.target);
+        }
+    }
+}
+
+/// The median of some durations.
+pub(crate) fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+/// The `p`-th percentile (0..=100) of some durations.
+pub(crate) fn percentile(xs: &mut [Duration], p: f64) -> Duration {
+    xs.sort();
+    let i = ((xs.len() as f64 - 1.0) * p / 100.0).round() as usize;
+    xs[i.min(xs.len() - 1)]
+}
+
+/// Peak resident memory of this process since the last [`reset_peak_memory`], in bytes.
+pub(crate) fn peak_memory() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Current resident memory, in bytes.
+pub(crate) fn current_memory() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Resets the peak-memory mark to the current resident size (Linux).
+pub(crate) fn reset_peak_memory() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Formats bytes as MiB.
+pub(crate) fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Formats a duration in milliseconds.
+pub(crate) fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Formats a duration in microseconds.
+pub(crate) fn us(d: Duration) -> String {
+    format!("{:.3} µs", d.as_secs_f64() * 1e6)
+}
+
+fn main() {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let mut table = Table { rows: Vec::new(), filter };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    println!("sagaflow benchmarks (medians; 2 tokio worker threads)");
+    rt.block_on(engine::run(&mut table));
+    table.print();
+}
