@@ -4,5 +4,7 @@
 // Helpers are `pub` for the sibling modules; nothing here is a public API.
 #![allow(unreachable_pub, missing_docs)]
 
+mod build_errors;
 mod common;
 mod patterns;
+mod properties;
