@@ -6,5 +6,6 @@
 
 mod build_errors;
 mod common;
+mod failures;
 mod patterns;
 mod properties;

@@ -93,3 +93,78 @@ proptest! {
         }
     }
 }
+
+/// A random DAG where some steps have a compensation and one step fails for good.
+#[derive(Debug, Clone)]
+struct Saga {
+    dag: Dag,
+    rollback: Vec<bool>,
+    failing: usize,
+}
+
+fn saga() -> impl Strategy<Value = Saga> {
+    dag().prop_flat_map(|dag| {
+        let n = dag.steps.len();
+        (Just(dag), proptest::collection::vec(any::<bool>(), n), 0..n).prop_map(|(dag, rollback, failing)| Saga {
+            dag,
+            rollback,
+            failing,
+        })
+    })
+}
+
+type Ends = Arc<Mutex<Vec<(usize, Instant)>>>;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn compensations_run_for_completed_steps_in_reverse_completion_order(saga in saga()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        let completed: Ends = Arc::default();
+        let compensated: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let mut wf = Workflow::new("saga").step_max_retries(0);
+        for (i, (ms, deps)) in saga.dag.steps.iter().enumerate() {
+            let (ms, fails, done) = (*ms + 1, i == saga.failing, Arc::clone(&completed));
+            let step = move |_ctx: Context| {
+                let done = Arc::clone(&done);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    if fails {
+                        return Err(StepError::msg("planned failure"));
+                    }
+                    done.lock().unwrap().push((i, Instant::now()));
+                    Ok(())
+                }
+            };
+            let after: Vec<String> = deps.iter().map(|d| format!("s{d}")).collect();
+            let mut opts = Step::opts().after(after);
+            if saga.rollback[i] {
+                let comp = Arc::clone(&compensated);
+                opts = opts.rollback(move |_ctx: Context| {
+                    comp.lock().unwrap().push(i);
+                    std::future::ready(Ok::<(), StepError>(()))
+                });
+            }
+            wf = wf.step_with(format!("s{i}"), step, opts);
+        }
+        let def = wf.build().unwrap();
+        let state = rt.block_on(async {
+            let engine = Engine::builder().register(def).build().await.unwrap();
+            let id = engine.start("saga", json!({})).await.unwrap();
+            engine.wait(id).await.unwrap()
+        });
+        prop_assert!(state.status.is_failure());
+        let completed = completed.lock().unwrap().clone();
+        let compensated = compensated.lock().unwrap().clone();
+        let mut expected: Vec<usize> = completed.iter().map(|c| c.0).filter(|&i| saga.rollback[i]).collect();
+        let mut got = compensated.clone();
+        expected.sort_unstable();
+        got.sort_unstable();
+        prop_assert_eq!(got, expected, "exactly the completed steps with a compensation are compensated");
+        let end = |i: usize| completed.iter().find(|c| c.0 == i).unwrap().1;
+        for pair in compensated.windows(2) {
+            prop_assert!(end(pair[0]) >= end(pair[1]), "s{} was compensated before s{}, which completed later", pair[0], pair[1]);
+        }
+    }
+}
