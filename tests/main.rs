@@ -6,6 +6,7 @@
 
 mod build_errors;
 mod common;
+mod control;
 mod failures;
 mod patterns;
 mod properties;

@@ -343,7 +343,7 @@ impl EngineInner {
                             workflow: Arc::clone(workflow),
                             input: input.cloned(),
                             ctx: exec.step_context(m, step, attempt),
-                            existing: m.slot(step).detail.as_ref().and_then(|d| d.child),
+                            existing: m.current_child(step),
                             timeout: m.step_policy(step).timeout.clone(),
                         });
                     }

@@ -86,6 +86,8 @@ pub(crate) struct Detail {
     pub(crate) await_spec: Option<AwaitSpec>,
     pub(crate) await_due: Option<DateTime<Utc>>,
     pub(crate) child: Option<ExecutionId>,
+    /// The attempt that started `child`.
+    pub(crate) child_attempt: u32,
     pub(crate) compensation_error: Option<StepError>,
 }
 
@@ -343,6 +345,12 @@ impl Machine {
         self.timers.iter().map(|(id, _, due)| (*id, *due))
     }
 
+    /// The child execution started by the current attempt of a nested-workflow step.
+    pub(crate) fn current_child(&self, step: StepId) -> Option<ExecutionId> {
+        let slot = &self.slots[step as usize];
+        slot.detail.as_ref().filter(|d| d.child_attempt == slot.attempt).and_then(|d| d.child)
+    }
+
     pub(crate) fn running_steps(&self) -> Vec<StepId> {
         self.slots().filter(|(_, s)| s.status == StepStatus::Running).map(|(i, _)| i).collect()
     }
@@ -366,7 +374,9 @@ impl Machine {
             Event::ChildStarted { step, attempt, child, .. } => {
                 let slot = &mut self.slots[step as usize];
                 if slot.attempt == attempt {
-                    slot.detail().child = Some(child);
+                    let d = slot.detail();
+                    d.child = Some(child);
+                    d.child_attempt = attempt;
                 }
             }
         }
@@ -380,9 +390,9 @@ impl Machine {
     fn recover(&mut self, at: DateTime<Utc>, out: &mut Vec<Command>) {
         for id in self.running_steps() {
             let is_child = matches!(self.runnable_kind(id), RunKind::Child);
+            let has_child = self.current_child(id).is_some();
             let slot = &mut self.slots[id as usize];
-            let slot_child = slot.detail.as_ref().and_then(|d| d.child);
-            if is_child && slot_child.is_some() {
+            if is_child && has_child {
                 // The child execution survives on its own: re-attach to it.
                 out.push(Command::StartChild { step: id, attempt: slot.attempt });
                 continue;

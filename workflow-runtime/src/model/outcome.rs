@@ -15,14 +15,15 @@ pub type StepResult = Result<Outcome, StepError>;
 /// What a step returns when it did not fail.
 ///
 /// ```
-/// use sagaflow_runtime::{Outcome, json};
+/// use sagaflow_runtime::{AwaitRequest, Outcome, json};
 ///
 /// let merge: Outcome = json!({ "user_id": 123 }).into();   // merged into the context
 /// let done = Outcome::Done;                               // nothing to add
 /// let skip = Outcome::skip("nothing to do today");
-/// let wait = Outcome::await_for("24h").notify(json!("email"));
+/// let wait = Outcome::await_for("24h");
+/// let ask = Outcome::await_with(AwaitRequest::timeout("48h").notify("email").approvers(["boss@example.com"]));
 /// let later = Outcome::snooze("5m");                      // run again in 5 minutes
-/// # let _ = (merge, done, skip, wait, later);
+/// # let _ = (merge, done, skip, wait, ask, later);
 /// ```
 #[non_exhaustive]
 pub enum Outcome {
@@ -49,14 +50,19 @@ impl Outcome {
     }
 
     /// Wait for a human (or another system) without a time limit.
-    pub fn await_resume() -> AwaitRequest {
-        AwaitRequest::default()
+    pub fn await_resume() -> Self {
+        Outcome::Await(AwaitRequest::default())
     }
 
     /// Wait at most `timeout` for [`resume`](crate::Engine::resume); then the step's
     /// `on_timeout` handler runs, or the step fails with kind `"await_timeout"`.
-    pub fn await_for(timeout: impl Into<DurationArg>) -> AwaitRequest {
-        AwaitRequest { timeout: Some(timeout.into()), ..AwaitRequest::default() }
+    pub fn await_for(timeout: impl Into<DurationArg>) -> Self {
+        Outcome::Await(AwaitRequest::timeout(timeout))
+    }
+
+    /// Wait as described by an [`AwaitRequest`] (timeout, whom to notify, approvers).
+    pub fn await_with(request: AwaitRequest) -> Self {
+        Outcome::Await(request)
     }
 
     /// Run the step again after `delay`.
@@ -111,7 +117,8 @@ impl fmt::Debug for Outcome {
     }
 }
 
-/// A request to park the execution until it is resumed.
+/// A request to park the execution until it is resumed: an optional timeout and
+/// free-form data kept on the execution (shown by `get_state` and the dashboard).
 #[derive(Clone, Debug, Default)]
 pub struct AwaitRequest {
     pub(crate) timeout: Option<DurationArg>,
@@ -121,6 +128,16 @@ pub struct AwaitRequest {
 }
 
 impl AwaitRequest {
+    /// A request without a time limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A request that times out after `timeout`.
+    pub fn timeout(timeout: impl Into<DurationArg>) -> Self {
+        AwaitRequest { timeout: Some(timeout.into()), ..Self::default() }
+    }
+
     /// Who or what should be notified (free-form, kept on the execution).
     pub fn notify(mut self, notify: impl Serialize) -> Self {
         self.notify = serde_json::to_value(notify).ok();
