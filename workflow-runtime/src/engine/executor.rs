@@ -10,7 +10,7 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -63,7 +63,7 @@ pub(crate) struct Core {
     /// Last journal sequence number.
     pub(crate) seq: u64,
     /// The final state, once ended.
-    pub(crate) final_state: Option<ExecutionState>,
+    pub(crate) final_state: Option<Arc<ExecutionState>>,
     rollback_started: Option<Instant>,
 }
 
@@ -107,7 +107,7 @@ impl Execution {
     pub(crate) fn state(&self, now: DateTime<Utc>) -> ExecutionState {
         let core = self.core.lock();
         match &core.final_state {
-            Some(s) => s.clone(),
+            Some(s) => (**s).clone(),
             None => core.machine.view(self.identity(), now),
         }
     }
@@ -143,21 +143,133 @@ enum JobTag {
     Handler(HandlerKind),
 }
 
-/// A step, compensation or handler future with its timeout. The timeout's timer
-/// is created only if the future does not finish on its first poll, so steps that
-/// complete at once cost no timer.
+/// A step, compensation or handler future with its deadline. Deadlines are
+/// enforced by one timer per driver (see [`Jobs`]), so a step costs no timer of
+/// its own.
 struct Job {
     tag: JobTag,
     fut: JobFuture,
     limit: Option<Duration>,
-    sleep: Option<Pin<Box<Sleep>>>,
+    deadline: Option<Instant>,
+    expired: bool,
+    /// The waker of the last pending poll, to wake the job when it expires.
+    waker: Option<Waker>,
     started: Instant,
     span: tracing::Span,
+}
+
+impl Job {
+    fn new(tag: JobTag, fut: JobFuture, limit: Option<Duration>, span: tracing::Span) -> Self {
+        let started = Instant::now();
+        Job {
+            tag,
+            fut,
+            limit,
+            deadline: limit.and_then(|l| started.checked_add(l)),
+            expired: false,
+            waker: None,
+            started,
+            span,
+        }
+    }
+
+    /// Marks the job timed out and wakes it so that it reports so.
+    fn expire(&mut self) {
+        self.expired = true;
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
 }
 
 enum JobFuture {
     Plain(BoxStepFuture),
     Abortable(Abortable<BoxStepFuture>),
+}
+
+/// The running jobs of one execution. Most executions run one step at a time, so
+/// the first job is polled directly with the driver's own waker; only further
+/// concurrent jobs pay for a `FuturesUnordered` slot.
+///
+/// Timeouts: one timer serves every job, armed at the earliest deadline of the
+/// jobs that are still pending. Jobs that finish at their first poll never touch
+/// it, and a new job with a later deadline than the armed one costs nothing.
+#[derive(Default)]
+struct Jobs {
+    first: Option<Job>,
+    /// Created on first use: an empty `FuturesUnordered` still allocates.
+    rest: Option<FuturesUnordered<Job>>,
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: Option<Instant>,
+    /// Earliest deadline of the jobs pushed since the timer was last armed.
+    earliest_new: Option<Instant>,
+}
+
+impl Jobs {
+    fn push(&mut self, job: Job) {
+        if let Some(d) = job.deadline {
+            self.earliest_new = Some(self.earliest_new.map_or(d, |e| e.min(d)));
+        }
+        if self.first.is_none() {
+            self.first = Some(job);
+        } else {
+            self.rest.get_or_insert_with(FuturesUnordered::new).push(job);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.as_ref().is_none_or(FuturesUnordered::is_empty)
+    }
+
+    /// Polls the jobs; collects the finished ones, and times out expired ones.
+    fn poll_finished(&mut self, cx: &mut TaskContext<'_>, out: &mut Vec<Finished>) -> Poll<()> {
+        loop {
+            if let Some(job) = &mut self.first
+                && let Poll::Ready(done) = Pin::new(job).poll(cx)
+            {
+                self.first = None;
+                out.push(done);
+            }
+            if let Some(rest) = &mut self.rest {
+                while let Poll::Ready(Some(done)) = rest.poll_next_unpin(cx) {
+                    out.push(done);
+                }
+            }
+            if !out.is_empty() {
+                return Poll::Ready(());
+            }
+            if let Some(d) = self.earliest_new.take()
+                && self.armed.is_none_or(|a| d < a)
+            {
+                self.arm(d);
+            }
+            let Some(timer) = self.timer.as_mut().filter(|_| self.armed.is_some()) else { return Poll::Pending };
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.armed = None;
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            for job in self.first.iter_mut().chain(self.rest.iter_mut().flat_map(|r| r.iter_mut())) {
+                match job.deadline {
+                    Some(d) if d <= now => job.expire(),
+                    Some(d) => next = Some(next.map_or(d, |n| n.min(d))),
+                    None => {}
+                }
+            }
+            if let Some(n) = next {
+                self.arm(n);
+            }
+        }
+    }
+
+    fn arm(&mut self, at: Instant) {
+        match &mut self.timer {
+            Some(t) => t.as_mut().reset(at),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        self.armed = Some(at);
+    }
 }
 
 /// A finished job.
@@ -172,6 +284,13 @@ impl Future for Job {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Finished> {
         let this = &mut *self;
+        if this.expired {
+            // Drop the step's future now: the timed-out work stops here.
+            this.fut = JobFuture::Plain(Box::pin(std::future::pending()));
+            let limit = this.limit.unwrap_or_default();
+            let err = StepError::timeout(format!("did not finish within {}", crate::model::format_duration(limit)));
+            return Poll::Ready(Finished { tag: this.tag.clone(), result: Err(err), elapsed: this.started.elapsed() });
+        }
         let polled = {
             let _entered = this.span.enter();
             catch_unwind(AssertUnwindSafe(|| match &mut this.fut {
@@ -190,15 +309,10 @@ impl Future for Job {
         let result = match polled {
             Ok(Poll::Ready(r)) => r,
             Ok(Poll::Pending) => {
-                let Some(limit) = this.limit else { return Poll::Pending };
-                let started = this.started;
-                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(started + limit)));
-                if sleep.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
+                if this.deadline.is_some() && !this.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    this.waker = Some(cx.waker().clone());
                 }
-                // Drop the step's future now: the timed-out work stops here.
-                this.fut = JobFuture::Plain(Box::pin(std::future::pending()));
-                Err(StepError::timeout(format!("did not finish within {}", crate::model::format_duration(limit))))
+                return Poll::Pending;
             }
             Err(payload) => {
                 let msg = panic_message(&*payload);
@@ -254,7 +368,7 @@ enum Action {
         attempt: u32,
     },
     Emit(Telemetry),
-    Finish(Box<ExecutionState>),
+    Finish(Arc<ExecutionState>),
 }
 
 enum HandlerRun {
@@ -406,9 +520,9 @@ impl EngineInner {
                 }
                 Command::Finish { status } => {
                     tracing::debug!(execution_id = %exec.id, %status, "execution ended");
-                    let state = core.machine.view(exec.identity(), self.clock.now());
-                    core.final_state = Some(state.clone());
-                    actions.push(Action::Finish(Box::new(state)));
+                    let state = Arc::new(core.machine.view(exec.identity(), self.clock.now()));
+                    core.final_state = Some(Arc::clone(&state));
+                    actions.push(Action::Finish(state));
                 }
             }
         }
@@ -469,8 +583,14 @@ impl EngineInner {
     }
 
     /// Turns a finished job into the machine event it reports.
-    fn event_of(&self, exec: &Execution, done: Finished, wanted: bool, emits: &mut Vec<Telemetry>) -> Event {
-        let at = self.clock.now();
+    fn event_of(
+        &self,
+        exec: &Execution,
+        done: Finished,
+        at: DateTime<Utc>,
+        wanted: bool,
+        emits: &mut Vec<Telemetry>,
+    ) -> Event {
         match done.tag {
             JobTag::Step { step, attempt, name, breaker } => {
                 if let Some((b, permit)) = &breaker {
@@ -512,7 +632,7 @@ impl EngineInner {
         self: &Arc<Self>,
         exec: &Arc<Execution>,
         action: Action,
-        jobs: &mut FuturesUnordered<Job>,
+        jobs: &mut Jobs,
         aborts: &mut Vec<(StepId, AbortHandle)>,
         immediate: &mut Vec<Finished>,
     ) {
@@ -579,7 +699,7 @@ impl EngineInner {
                 } else {
                     JobFuture::Plain(fut)
                 };
-                jobs.push(Job { tag, fut, limit, sleep: None, started: Instant::now(), span });
+                jobs.push(Job::new(tag, fut, limit, span));
             }
             Action::Child { step, attempt, name, workflow, input, ctx, existing, timeout } => {
                 if self.bus.wanted() {
@@ -592,14 +712,8 @@ impl EngineInner {
                 }
                 let limit = timeout.resolve(&ctx);
                 let fut = run_child(Arc::clone(self), Arc::clone(exec), step, attempt, workflow, input, ctx, existing);
-                jobs.push(Job {
-                    tag: JobTag::Step { step, attempt, name, breaker: None },
-                    fut: JobFuture::Plain(Box::pin(fut)),
-                    limit,
-                    sleep: None,
-                    started: Instant::now(),
-                    span: tracing::Span::none(),
-                });
+                let tag = JobTag::Step { step, attempt, name, breaker: None };
+                jobs.push(Job::new(tag, JobFuture::Plain(Box::pin(fut)), limit, tracing::Span::none()));
             }
             Action::Interrupt(step) => {
                 aborts.retain(|(s, h)| {
@@ -624,14 +738,8 @@ impl EngineInner {
                     Ok(f) => f,
                     Err(p) => Box::pin(std::future::ready(Err(StepError::new(kinds::PANIC, panic_message(&*p))))),
                 };
-                jobs.push(Job {
-                    tag: JobTag::Compensation { step, attempt },
-                    fut: JobFuture::Plain(fut),
-                    limit,
-                    sleep: None,
-                    started: Instant::now(),
-                    span: tracing::info_span!("sagaflow.rollback", execution_id = %exec.id, step),
-                });
+                let span = tracing::info_span!("sagaflow.rollback", execution_id = %exec.id, step);
+                jobs.push(Job::new(JobTag::Compensation { step, attempt }, JobFuture::Plain(fut), limit, span));
             }
             Action::Handler { kind, run, ctx } => {
                 let fut: BoxStepFuture = match catch_unwind(AssertUnwindSafe(|| match run {
@@ -641,14 +749,7 @@ impl EngineInner {
                     Ok(f) => f,
                     Err(p) => Box::pin(std::future::ready(Err(StepError::new(kinds::PANIC, panic_message(&*p))))),
                 };
-                jobs.push(Job {
-                    tag: JobTag::Handler(kind),
-                    fut: JobFuture::Plain(fut),
-                    limit: None,
-                    sleep: None,
-                    started: Instant::now(),
-                    span: tracing::Span::none(),
-                });
+                jobs.push(Job::new(JobTag::Handler(kind), JobFuture::Plain(fut), None, tracing::Span::none()));
             }
             Action::Hook { handler, ctx, step, error, attempt } => {
                 if let Ok(fut) = catch_unwind(AssertUnwindSafe(|| handler(ctx, step, error, attempt))) {
@@ -660,11 +761,11 @@ impl EngineInner {
                 }
             }
             Action::Emit(event) => self.bus.emit(event),
-            Action::Finish(state) => self.finish(exec, *state),
+            Action::Finish(state) => self.finish(exec, state),
         }
     }
 
-    fn finish(self: &Arc<Self>, exec: &Arc<Execution>, state: ExecutionState) {
+    fn finish(self: &Arc<Self>, exec: &Arc<Execution>, state: Arc<ExecutionState>) {
         if self.bus.wanted() {
             self.bus.emit(Telemetry::WorkflowStop {
                 workflow_name: Arc::clone(exec.workflow()),
@@ -685,11 +786,11 @@ impl EngineInner {
                 error_step: state.failure.as_ref().and_then(|f| f.step.clone()),
                 failed_at,
                 expires_at: failed_at + policy.dead_letter_ttl,
-                state: state.clone(),
+                state: (*state).clone(),
             };
             self.journal.append(Write::DeadLetter(Box::new(letter)));
         }
-        self.journal.append(Write::Finish(Box::new(state)));
+        self.journal.append(Write::Finish(state));
         exec.done.notify_waiters();
     }
 }
@@ -801,22 +902,23 @@ pub(crate) async fn drive(engine: Arc<EngineInner>, exec: Arc<Execution>) {
 }
 
 async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
-    let mut jobs: FuturesUnordered<Job> = FuturesUnordered::new();
+    let mut jobs = Jobs::default();
     let mut aborts: Vec<(StepId, AbortHandle)> = Vec::new();
-    let mut finished: Vec<Finished> = Vec::new();
-    let mut cmds: Vec<Command> = Vec::new();
-    let mut actions: Vec<Action> = Vec::new();
+    let mut finished: Vec<Finished> = Vec::with_capacity(4);
+    let mut cmds: Vec<Command> = Vec::with_capacity(8);
+    let mut actions: Vec<Action> = Vec::with_capacity(8);
     let mut emits: Vec<Telemetry> = Vec::new();
     loop {
         {
             let wanted = engine.bus.wanted();
+            let at = if finished.is_empty() { None } else { Some(engine.clock.now()) };
             let mut core = exec.core.lock();
             for done in finished.drain(..) {
                 if let JobTag::Step { step, .. } = &done.tag {
                     let step = *step;
                     aborts.retain(|(s, _)| *s != step);
                 }
-                let event = engine.event_of(&exec, done, wanted, &mut emits);
+                let event = engine.event_of(&exec, done, at.unwrap_or_else(|| engine.clock.now()), wanted, &mut emits);
                 if let Err(e) = engine.apply_locked(&exec, &mut core, event, &mut cmds) {
                     tracing::debug!(error = %e, "ignoring a stale step result");
                 }
@@ -837,15 +939,14 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
         if !finished.is_empty() || jobs.is_empty() {
             continue;
         }
-        tokio::select! {
-            biased;
-            Some(done) = jobs.next() => {
-                finished.push(done);
-                while let Some(Some(done)) = jobs.next().now_or_never() {
-                    finished.push(done);
-                }
+        let woken = exec.wake.notified();
+        tokio::pin!(woken);
+        std::future::poll_fn(|cx| {
+            if jobs.poll_finished(cx, &mut finished).is_ready() {
+                return Poll::Ready(());
             }
-            _ = exec.wake.notified() => {}
-        }
+            woken.as_mut().poll(cx)
+        })
+        .await;
     }
 }

@@ -687,7 +687,7 @@ impl EngineInner {
             state.status = Status::Cancelled;
             state.cancel_reason = Some(options.reason);
             state.ended_at = Some(self.clock.now());
-            let ticket = self.journal.append(Write::Finish(Box::new(state)));
+            let ticket = self.journal.append(Write::Finish(Arc::new(state)));
             self.journal.flushed(ticket).await;
             return Ok(());
         }
@@ -717,7 +717,7 @@ impl EngineInner {
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 if let Some(s) = exec.core.lock().final_state.clone() {
-                    return Ok(s);
+                    return Ok((*s).clone());
                 }
                 notified.await;
                 continue;

@@ -181,8 +181,9 @@ impl Machine {
     /// A new execution of `def` with `input`, started at `at`.
     pub(crate) fn start(def: &WorkflowDef, input: Data, at: DateTime<Utc>, out: &mut Vec<Command>) -> Machine {
         let inner = Arc::clone(&def.inner);
+        let n = inner.steps.len();
         let mut m = Machine {
-            slots: Vec::new(),
+            slots: Vec::with_capacity(n),
             def: inner,
             phase: Phase::Running,
             paused: false,
@@ -194,7 +195,7 @@ impl Machine {
             ready: VecDeque::new(),
             running: 0,
             ended: 0,
-            completed: Vec::new(),
+            completed: Vec::with_capacity(n),
             timers: Vec::new(),
             next_timer: 0,
             workflow_attempt: 1,
@@ -212,7 +213,8 @@ impl Machine {
 
     fn begin_attempt(&mut self, at: DateTime<Utc>, out: &mut Vec<Command>) {
         let def = Arc::clone(&self.def);
-        self.slots = def.steps.iter().map(|s| Slot::new(s.all.len() as u32, s.any.len() as u32)).collect();
+        self.slots.clear();
+        self.slots.extend(def.steps.iter().map(|s| Slot::new(s.all.len() as u32, s.any.len() as u32)));
         if let Some(t) = def.policy.timeout {
             self.arm(TimerKind::WorkflowTimeout, at + t, out);
         }

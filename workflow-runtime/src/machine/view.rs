@@ -236,7 +236,7 @@ impl Machine {
         let mut running = Vec::new();
         let mut awaiting = Vec::new();
         for (id, slot) in self.slots() {
-            let name = self.step_name(id).to_string();
+            let name = String::from(&**self.step_name(id));
             let detail = slot.detail.as_deref();
             if slot.status == StepStatus::Running {
                 running.push(name.clone());
@@ -260,7 +260,7 @@ impl Machine {
                 ended_at: slot.ended_at,
                 error: detail.and_then(|d| d.error.clone()),
                 skip_reason: detail.and_then(|d| d.skip_reason.clone()),
-                graft: self.graft_parent(id).map(|p| self.step_name(p).to_string()),
+                graft: self.graft_parent(id).map(|p| String::from(&**self.step_name(p))),
                 child: detail.and_then(|d| d.child),
                 compensation_error: detail.and_then(|d| d.compensation_error.clone()),
             });
@@ -268,10 +268,10 @@ impl Machine {
         let (done, total) = self.progress();
         let ended = self.ended_at;
         let until = ended.unwrap_or(now);
-        let name = |id| self.step_name(id).to_string();
+        let name = |id| String::from(&**self.step_name(id));
         ExecutionState {
             id: who.id,
-            workflow: def.name.to_string(),
+            workflow: String::from(&*def.name),
             version: def.version.clone(),
             status: self.status(),
             current_step: running.first().cloned(),

@@ -4,6 +4,7 @@
 //! Every check panics with a message naming the rule that was broken.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -111,7 +112,7 @@ async fn finish_moves_to_history(store: &dyn Store) {
         let n = new_execution(wf, t(i as i64 * 10));
         store.write(&[Write::Create(Box::new(n.clone())), Write::Event(entry(n.id, 1))]).await.expect("create");
         let state = final_state(&n, Status::Completed, t(i as i64 * 10 + 5));
-        store.write(&[Write::Finish(Box::new(state.clone()))]).await.expect("finish");
+        store.write(&[Write::Finish(Arc::new(state.clone()))]).await.expect("finish");
         assert_eq!(store.finished(n.id).await.expect("finished"), Some(state), "finished() returns the final state");
         ids.push(n.id);
     }
@@ -228,7 +229,7 @@ async fn values_round_trip(store: &dyn Store) {
     assert_eq!(live[0].execution, n, "inputs, parents and triggers round-trip unchanged");
     assert_eq!(live[0].events, vec![event], "event text round-trips byte for byte");
     let state = final_state(&n, Status::RolledBack, t(9));
-    store.write(&[Write::Finish(Box::new(state.clone()))]).await.expect("finish");
+    store.write(&[Write::Finish(Arc::new(state.clone()))]).await.expect("finish");
     let back = store.finished(n.id).await.expect("finished").expect("present");
     assert_eq!(back, state, "final states round-trip unchanged");
     assert_eq!(back.context.get("name"), Some(&Value::from("Zoë 🚀 — \"quoted\" \\ back")));

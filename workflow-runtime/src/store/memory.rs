@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: everything in memory, gone with the process.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -12,7 +13,8 @@ use crate::model::{DefinitionSnapshot, ExecutionId};
 
 /// A store in memory: for tests and throwaway runs. The engine does not journal
 /// events into it (it could not recover from it anyway), but it keeps final
-/// states, dead letters and definitions.
+/// states (the most recent [`DEFAULT_HISTORY`](Self::DEFAULT_HISTORY), or as many as
+/// [`with_history`](Self::with_history) says), dead letters and definitions.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -20,24 +22,41 @@ use crate::model::{DefinitionSnapshot, ExecutionId};
 /// conformance::run_all(|| async { MemoryStore::new() }).await;
 /// # }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    history: usize,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     live: HashMap<ExecutionId, StoredExecution>,
-    finished: HashMap<ExecutionId, ExecutionState>,
+    finished: HashMap<ExecutionId, Arc<ExecutionState>>,
+    finish_order: VecDeque<ExecutionId>,
     dead: BTreeMap<(DateTime<Utc>, ExecutionId), DeadLetter>,
     definitions: BTreeMap<String, DefinitionSnapshot>,
     ticks: BTreeMap<String, DateTime<Utc>>,
 }
 
 impl MemoryStore {
+    /// How many finished executions a new store keeps.
+    pub const DEFAULT_HISTORY: usize = 100_000;
+
     /// An empty store.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_history(Self::DEFAULT_HISTORY)
+    }
+
+    /// An empty store that keeps the final states of the last `history` finished
+    /// executions (older ones are forgotten).
+    pub fn with_history(history: usize) -> Self {
+        MemoryStore { inner: Mutex::new(Inner::default()), history }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -77,7 +96,14 @@ impl Store for MemoryStore {
                 }
                 Write::Finish(state) => {
                     inner.live.remove(&state.id);
-                    inner.finished.insert(state.id, (**state).clone());
+                    if inner.finished.insert(state.id, Arc::clone(state)).is_none() {
+                        inner.finish_order.push_back(state.id);
+                    }
+                    while inner.finish_order.len() > self.history {
+                        if let Some(old) = inner.finish_order.pop_front() {
+                            inner.finished.remove(&old);
+                        }
+                    }
                 }
                 Write::DeadLetter(d) => {
                     inner.dead.retain(|(_, id), _| *id != d.id);
@@ -100,7 +126,7 @@ impl Store for MemoryStore {
     }
 
     async fn finished(&self, id: ExecutionId) -> Result<Option<ExecutionState>, StoreError> {
-        Ok(self.inner.lock().finished.get(&id).cloned())
+        Ok(self.inner.lock().finished.get(&id).map(|s| (**s).clone()))
     }
 
     async fn list_finished(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionState>, StoreError> {
@@ -109,7 +135,7 @@ impl Store for MemoryStore {
             .finished
             .values()
             .filter(|s| query.workflow.as_deref().is_none_or(|w| s.workflow == w))
-            .cloned()
+            .map(|s| (**s).clone())
             .collect();
         out.sort_by_key(|s| std::cmp::Reverse((s.started_at, s.id)));
         if query.limit > 0 {

@@ -162,7 +162,7 @@ pub enum Write {
     /// An event was applied.
     Event(JournalEntry),
     /// An execution ended; its journal is no longer needed.
-    Finish(Box<ExecutionState>),
+    Finish(Arc<ExecutionState>),
     /// Keep a dead letter.
     DeadLetter(Box<DeadLetter>),
     /// Drop a dead letter.
