@@ -5,4 +5,7 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod common;
+mod diagrams;
+mod introspection;
 mod patterns;
+mod tools;
