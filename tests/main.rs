@@ -8,4 +8,5 @@ mod common;
 mod diagrams;
 mod introspection;
 mod patterns;
+mod telemetry;
 mod tools;
