@@ -20,7 +20,10 @@ pub fn require(tool: &str, available: bool, install: &str) -> bool {
     }
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     assert!(!ci, "{tool} is required under CI=true but is missing; install it with: {install}");
-    eprintln!("\n!!! SKIPPED: {tool} is missing; install it with: {install}\n");
+    // Straight to the process's stderr: the test harness captures `eprintln!` of
+    // passing tests, and this must be seen.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "\n!!! SKIPPED: {tool} is missing; install it with: {install}\n");
     false
 }
 
