@@ -7,6 +7,10 @@
 mod build_errors;
 mod common;
 mod control;
+mod diagrams;
 mod failures;
+mod introspection;
 mod patterns;
 mod properties;
+mod telemetry;
+mod tools;

@@ -8,6 +8,7 @@
 
 pub mod builder;
 pub mod engine;
+pub mod introspect;
 pub(crate) mod machine;
 pub(crate) mod model;
 pub mod store;
@@ -20,6 +21,7 @@ pub use crate::engine::{
     BreakerState, CancelOptions, Clock, DeadLetters, Engine, EngineBuilder, EngineError, Registration, StartAt,
     WorkflowInfo, WorkflowType, registrations,
 };
+pub use crate::introspect::{DiagramOptions, Report, Summary};
 pub use crate::machine::state::{Status, StepStatus};
 pub use crate::machine::view::{AwaitInfo, ExecutionState, FailureInfo, Progress, RollbackReport, StepState, Trigger};
 pub use crate::model::*;

@@ -65,6 +65,8 @@ pub(crate) struct Core {
     /// The final state, once ended.
     pub(crate) final_state: Option<Arc<ExecutionState>>,
     rollback_started: Option<Instant>,
+    /// The `sagaflow.execution` span: one per execution, closed when it ends.
+    span: tracing::Span,
 }
 
 impl Execution {
@@ -81,6 +83,13 @@ impl Execution {
             cancel: tokio_util::sync::CancellationToken::new(),
             parent: parent.as_ref().map(|p| p.execution),
         });
+        let span = tracing::info_span!(
+            "sagaflow.execution",
+            workflow_name = %def.name(),
+            execution_id = %id,
+            trigger_type = trigger.kind(),
+            state = tracing::field::Empty,
+        );
         Execution {
             id,
             def,
@@ -93,6 +102,7 @@ impl Execution {
                 seq: 0,
                 final_state: None,
                 rollback_started: None,
+                span,
             }),
             wake: Notify::new(),
             done: Notify::new(),
@@ -320,6 +330,7 @@ impl Future for Job {
                     .with_details(serde_json::json!({ "stacktrace": format!("panicked: {msg}") })))
             }
         };
+        this.span.record("result", result.as_ref().map_or("error", outcome_name));
         Poll::Ready(Finished { tag: this.tag.clone(), result, elapsed: this.started.elapsed() })
     }
 }
@@ -351,6 +362,7 @@ enum Action {
     Compensate {
         step: StepId,
         attempt: u32,
+        name: Arc<str>,
         body: StepBody,
         ctx: Context,
         timeout: Timeout,
@@ -479,6 +491,7 @@ impl EngineInner {
                         actions.push(Action::Compensate {
                             step,
                             attempt,
+                            name: Arc::clone(m.step_name(step)),
                             body: Arc::clone(&rb.f),
                             ctx,
                             timeout: policy.timeout.clone(),
@@ -677,13 +690,7 @@ impl EngineInner {
                         return;
                     }
                 };
-                let span = tracing::info_span!(
-                    "sagaflow.step",
-                    workflow = %exec.workflow(),
-                    execution_id = %exec.id,
-                    step = %name,
-                    attempt
-                );
+                let span = step_span(exec, &name, attempt);
                 let fut = match catch_unwind(AssertUnwindSafe(|| body(ctx))) {
                     Ok(f) => f,
                     Err(p) => {
@@ -711,9 +718,10 @@ impl EngineInner {
                     });
                 }
                 let limit = timeout.resolve(&ctx);
+                let span = step_span(exec, &name, attempt);
                 let fut = run_child(Arc::clone(self), Arc::clone(exec), step, attempt, workflow, input, ctx, existing);
                 let tag = JobTag::Step { step, attempt, name, breaker: None };
-                jobs.push(Job::new(tag, JobFuture::Plain(Box::pin(fut)), limit, tracing::Span::none()));
+                jobs.push(Job::new(tag, JobFuture::Plain(Box::pin(fut)), limit, span));
             }
             Action::Interrupt(step) => {
                 aborts.retain(|(s, h)| {
@@ -732,13 +740,20 @@ impl EngineInner {
                     }
                 });
             }
-            Action::Compensate { step, attempt, body, ctx, timeout } => {
+            Action::Compensate { step, attempt, name, body, ctx, timeout } => {
                 let limit = timeout.resolve(&ctx);
                 let fut = match catch_unwind(AssertUnwindSafe(|| body(ctx))) {
                     Ok(f) => f,
                     Err(p) => Box::pin(std::future::ready(Err(StepError::new(kinds::PANIC, panic_message(&*p))))),
                 };
-                let span = tracing::info_span!("sagaflow.rollback", execution_id = %exec.id, step);
+                let span = tracing::info_span!(
+                    "sagaflow.rollback",
+                    workflow_name = %exec.workflow(),
+                    execution_id = %exec.id,
+                    step_name = %name,
+                    attempt,
+                    result = tracing::field::Empty,
+                );
                 jobs.push(Job::new(JobTag::Compensation { step, attempt }, JobFuture::Plain(fut), limit, span));
             }
             Action::Handler { kind, run, ctx } => {
@@ -766,6 +781,9 @@ impl EngineInner {
     }
 
     fn finish(self: &Arc<Self>, exec: &Arc<Execution>, state: Arc<ExecutionState>) {
+        let span = std::mem::replace(&mut exec.core.lock().span, tracing::Span::none());
+        span.record("state", state.status.as_str());
+        drop(span);
         if self.bus.wanted() {
             self.bus.emit(Telemetry::WorkflowStop {
                 workflow_name: Arc::clone(exec.workflow()),
@@ -793,6 +811,19 @@ impl EngineInner {
         self.journal.append(Write::Finish(state));
         exec.done.notify_waiters();
     }
+}
+
+/// The `sagaflow.step` span of one step attempt, a child of the execution's span.
+/// `result` is recorded when the attempt ends (`ok`, `skip`, ..., `error`).
+fn step_span(exec: &Execution, name: &str, attempt: u32) -> tracing::Span {
+    tracing::info_span!(
+        "sagaflow.step",
+        workflow_name = %exec.workflow(),
+        execution_id = %exec.id,
+        step_name = %name,
+        attempt,
+        result = tracing::field::Empty,
+    )
 }
 
 fn outcome_name(o: &Outcome) -> &'static str {
@@ -897,7 +928,7 @@ impl Drop for CancelOnDrop {
 
 /// The driver of one execution.
 pub(crate) async fn drive(engine: Arc<EngineInner>, exec: Arc<Execution>) {
-    let span = tracing::info_span!("sagaflow.execution", workflow = %exec.workflow(), execution_id = %exec.id);
+    let span = exec.core.lock().span.clone();
     run_driver(engine, exec).instrument(span).await
 }
 

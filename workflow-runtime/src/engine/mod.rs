@@ -5,6 +5,7 @@ mod builder;
 mod clock;
 mod error;
 pub(crate) mod executor;
+mod introspect;
 mod journal;
 mod recovery;
 mod registry;
@@ -30,6 +31,7 @@ use self::registry::Registry;
 pub use self::registry::{Registration, WorkflowType, registrations};
 use self::timers::{TimerTarget, Timers};
 use crate::builder::suggest;
+pub use crate::introspect::WorkflowInfo;
 use crate::machine::event::Event;
 use crate::machine::state::Status;
 use crate::machine::view::{ExecutionState, Progress, Trigger};
@@ -104,23 +106,6 @@ impl From<Duration> for StartAt {
     fn from(d: Duration) -> Self {
         StartAt::In(d.into())
     }
-}
-
-/// One registered workflow, as `list_all` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct WorkflowInfo {
-    /// Name.
-    pub name: String,
-    /// Number of steps.
-    pub steps: usize,
-    /// `manual`, `scheduled` or `event`.
-    pub trigger_type: &'static str,
-    /// Definition version.
-    pub version: String,
-    /// Tags.
-    pub tags: Vec<String>,
-    /// Executions of it running on this engine.
-    pub running: usize,
 }
 
 /// A delayed execution waiting for its start time.
@@ -374,35 +359,6 @@ impl Engine {
     /// Every registered definition, by name.
     pub fn definitions(&self) -> Vec<WorkflowDef> {
         self.inner.registry.read().defs.values().cloned().collect()
-    }
-
-    /// Every registered workflow with its trigger type and running count.
-    pub fn list_all(&self) -> Vec<WorkflowInfo> {
-        let defs = self.definitions();
-        defs.iter()
-            .map(|d| {
-                let trigger_type = if !d.triggers().schedules.is_empty() {
-                    "scheduled"
-                } else if !d.triggers().events.is_empty() {
-                    "event"
-                } else {
-                    "manual"
-                };
-                WorkflowInfo {
-                    name: d.name().to_owned(),
-                    steps: d.steps().len(),
-                    trigger_type,
-                    version: d.version().to_owned(),
-                    tags: d.policy().tags().to_vec(),
-                    running: self
-                        .inner
-                        .executions
-                        .iter()
-                        .filter(|e| &**e.workflow() == d.name() && !e.is_finished())
-                        .count(),
-                }
-            })
-            .collect()
     }
 
     /// The state of a circuit breaker, once a step has used it.

@@ -866,8 +866,8 @@ impl Machine {
         if !self.paused && awaiting.is_empty() {
             return Err(TransitionError::NotResumable);
         }
-        if self.paused {
-            self.paused = false;
+        // One `resume` notice per call, whether it ends a pause, an await, or both.
+        if std::mem::replace(&mut self.paused, false) || !awaiting.is_empty() {
             out.push(Command::Notify(Notice::Resumed));
         }
         if awaiting.is_empty() {
