@@ -524,10 +524,10 @@ impl EngineInner {
                     }
                 }
                 Command::Notify(notice) => {
-                    if let Notice::RollbackStarted { .. } = &notice {
+                    if let Notice::RollbackStarted { .. } = &*notice {
                         core.rollback_started = Some(Instant::now());
                     }
-                    if wanted && let Some(event) = self.telemetry_of(exec, core, notice) {
+                    if wanted && let Some(event) = self.telemetry_of(exec, core, *notice) {
                         actions.push(Action::Emit(event));
                     }
                 }

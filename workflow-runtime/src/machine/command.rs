@@ -53,9 +53,16 @@ pub(crate) enum Command {
     /// Run `on_step_error` for a failed attempt (fire and forget).
     StepErrorHook { step: StepId, error: StepError, attempt: u32 },
     /// Something worth telling observers.
-    Notify(Notice),
+    Notify(Box<Notice>),
     /// The execution ended.
     Finish { status: Status },
+}
+
+impl Command {
+    /// A notice for observers.
+    pub(crate) fn notify(notice: Notice) -> Self {
+        Command::Notify(Box::new(notice))
+    }
 }
 
 /// A decision of the machine that observers (telemetry, subscribers) care about.

@@ -24,7 +24,7 @@ pub(crate) enum StepReport {
     /// The step skipped itself.
     Skip { reason: String },
     /// Park until resumed.
-    Await { spec: AwaitSpec },
+    Await { spec: Box<AwaitSpec> },
     /// Run again after the delay.
     Snooze {
         #[serde(with = "crate::model::serde_duration")]

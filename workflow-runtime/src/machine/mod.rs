@@ -438,17 +438,17 @@ impl Machine {
                 let slot = &mut self.slots[step as usize];
                 slot.status = StepStatus::Awaiting;
                 let d = slot.detail();
-                d.await_spec = Some(spec);
+                d.await_spec = Some(*spec);
                 d.await_due = due;
                 if let Some(due) = due {
                     self.arm(TimerKind::AwaitTimeout(step), due, out);
                 }
-                out.push(Command::Notify(Notice::StepAwaiting { step }));
+                out.push(Command::notify(Notice::StepAwaiting { step }));
             }
             StepReport::Snooze { delay } if live => {
                 self.slots[step as usize].status = StepStatus::Snoozed;
                 self.arm(TimerKind::Snooze(step), at + delay, out);
-                out.push(Command::Notify(Notice::StepSnoozed { step, delay }));
+                out.push(Command::notify(Notice::StepSnoozed { step, delay }));
             }
             StepReport::Await { .. } | StepReport::Snooze { .. } => self.end_as(step, StepStatus::Cancelled, at),
             StepReport::Expand { steps } => self.expand(step, steps, at, out),
@@ -497,7 +497,7 @@ impl Machine {
         slot.status = StepStatus::Skipped;
         slot.ended_at = Some(at);
         slot.detail().skip_reason = Some(reason.clone());
-        out.push(Command::Notify(Notice::StepSkipped { step, reason }));
+        out.push(Command::notify(Notice::StepSkipped { step, reason }));
         self.end(step, at, out);
     }
 
@@ -557,7 +557,7 @@ impl Machine {
                     ds.status = StepStatus::Skipped;
                     ds.ended_at = Some(at);
                     ds.detail().skip_reason = Some(reason.clone());
-                    out.push(Command::Notify(Notice::StepSkipped { step: d, reason }));
+                    out.push(Command::notify(Notice::StepSkipped { step: d, reason }));
                     work.push(d);
                 }
             }
@@ -592,7 +592,7 @@ impl Machine {
                 slot.status = StepStatus::Skipped;
                 slot.ended_at = Some(at);
                 slot.detail().skip_reason = Some(reason.clone());
-                out.push(Command::Notify(Notice::StepSkipped { step, reason }));
+                out.push(Command::notify(Notice::StepSkipped { step, reason }));
                 Some(step)
             }
             Err(msg) => {
@@ -645,7 +645,7 @@ impl Machine {
         }
         let slot = &mut self.slots[step as usize];
         slot.graft_left = added;
-        out.push(Command::Notify(Notice::StepExpanded { step, added }));
+        out.push(Command::notify(Notice::StepExpanded { step, added }));
         if added == 0 {
             self.complete(step, None, at, out);
             return;
@@ -695,14 +695,14 @@ impl Machine {
             slot.status = StepStatus::Retrying;
             slot.detail().error = Some(error.clone());
             self.arm(TimerKind::Retry(step), at + delay, out);
-            out.push(Command::Notify(Notice::StepRetrying { step, attempt, delay, error }));
+            out.push(Command::notify(Notice::StepRetrying { step, attempt, delay, error }));
             return;
         }
         self.fail_final(step, attempt, error, at, out);
     }
 
     fn fail_final(&mut self, step: StepId, attempt: u32, error: StepError, at: DateTime<Utc>, out: &mut Vec<Command>) {
-        out.push(Command::Notify(Notice::StepFailed { step, attempt, error: error.clone() }));
+        out.push(Command::notify(Notice::StepFailed { step, attempt, error: error.clone() }));
         let on_error = self.step_policy(step).on_error;
         let slot = &mut self.slots[step as usize];
         slot.ended_at = Some(at);
@@ -742,7 +742,7 @@ impl Machine {
         self.data.insert("__attempts__".into(), Value::from(attempts));
         let trace = error.details().and_then(|d| d.get("stacktrace")).cloned().unwrap_or(Value::Null);
         self.data.insert("__stacktrace__".into(), trace);
-        out.push(Command::Notify(Notice::WorkflowFailed { step, error: error.clone() }));
+        out.push(Command::notify(Notice::WorkflowFailed { step, error: error.clone() }));
         self.failure = Some(Box::new(Failure { step, error, attempts }));
         self.stop_everything(out);
     }
@@ -868,7 +868,7 @@ impl Machine {
         }
         // One `resume` notice per call, whether it ends a pause, an await, or both.
         if std::mem::replace(&mut self.paused, false) || !awaiting.is_empty() {
-            out.push(Command::Notify(Notice::Resumed));
+            out.push(Command::notify(Notice::Resumed));
         }
         if awaiting.is_empty() {
             for (k, v) in data {
@@ -888,7 +888,7 @@ impl Machine {
             Phase::Running if self.paused => Err(TransitionError::AlreadyPaused),
             Phase::Running => {
                 self.paused = true;
-                out.push(Command::Notify(Notice::Paused { running: self.running_steps() }));
+                out.push(Command::notify(Notice::Paused { running: self.running_steps() }));
                 Ok(())
             }
             Phase::Done(s) => Err(TransitionError::Finished(s)),
@@ -911,7 +911,7 @@ impl Machine {
             return Ok(());
         }
         self.cancel = Some(Box::new(CancelInfo { reason: reason.clone(), cleanup, rollback }));
-        out.push(Command::Notify(Notice::Cancelling { reason }));
+        out.push(Command::notify(Notice::Cancelling { reason }));
         out.push(Command::SignalCancel);
         if matches!(self.phase, Phase::Running | Phase::Restarting) {
             self.phase = Phase::Draining;
@@ -1054,7 +1054,7 @@ impl Machine {
             return self.after_rollback(at, out);
         }
         let planned: Vec<StepId> = queue.iter().copied().collect();
-        out.push(Command::Notify(Notice::RollbackStarted { steps: planned.clone() }));
+        out.push(Command::notify(Notice::RollbackStarted { steps: planned.clone() }));
         self.rollback = Some(Box::new(Rollback { queue, current: None, planned, ..Default::default() }));
         self.phase = Phase::Compensating;
         self.next_compensation(at, out);
@@ -1068,7 +1068,7 @@ impl Machine {
                 out.push(Command::RunCompensation { step, attempt: 1 });
             }
             None => {
-                out.push(Command::Notify(Notice::RollbackFinished {
+                out.push(Command::notify(Notice::RollbackFinished {
                     compensated: rb.compensated.clone(),
                     failed: rb.failed.clone(),
                 }));
@@ -1092,7 +1092,7 @@ impl Machine {
             let delay: Duration = retry.delay_for(self.workflow_attempt, 0.0);
             self.phase = Phase::Restarting;
             self.arm(TimerKind::WorkflowRetry, at + delay, out);
-            out.push(Command::Notify(Notice::Restarting { attempt: self.workflow_attempt + 1, delay }));
+            out.push(Command::notify(Notice::Restarting { attempt: self.workflow_attempt + 1, delay }));
         } else if self.def.policy.on_failure.is_some() {
             self.phase = Phase::Handler(HandlerKind::OnFailure);
             out.push(Command::RunHandler { handler: HandlerKind::OnFailure });

@@ -37,8 +37,9 @@ pub(crate) fn report_of(step: &str, result: StepResult, wf: &WorkflowPolicy, jit
                     }
                 },
             };
+            let req = *req;
             StepReport::Await {
-                spec: AwaitSpec { timeout, notify: req.notify, approvers: req.approvers, data: req.data },
+                spec: Box::new(AwaitSpec { timeout, notify: req.notify, approvers: req.approvers, data: req.data }),
             }
         }
         Ok(Outcome::Expand(tasks)) => {

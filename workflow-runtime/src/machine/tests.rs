@@ -218,7 +218,7 @@ fn false_condition_skips_and_dependents_still_run() {
     assert_eq!(h.status("reserve"), StepStatus::Skipped);
     assert!(
         h.out.iter().any(
-            |c| matches!(c, Command::Notify(Notice::StepSkipped { reason, .. }) if reason == "condition is false")
+            |c| matches!(c, Command::Notify(n) if matches!(&**n, Notice::StepSkipped { reason, .. } if reason == "condition is false"))
         )
     );
 }
@@ -397,7 +397,7 @@ fn await_parks_until_resume_merges_the_context() {
         .unwrap();
     let mut h = Harness::start(&def);
     let spec = AwaitSpec { timeout: Some(Duration::from_secs(3600)), ..Default::default() };
-    h.report("approve", StepReport::Await { spec });
+    h.report("approve", StepReport::Await { spec: Box::new(spec) });
     assert_eq!(h.m.status(), Status::Awaiting);
     assert_eq!(h.timers()[0].1, t(3_600_000));
     let mut data = Map::new();
@@ -414,7 +414,7 @@ fn await_timeout_fails_with_await_timeout() {
     let mut h = Harness::start(&def);
     h.report(
         "approve",
-        StepReport::Await { spec: AwaitSpec { timeout: Some(Duration::from_secs(1)), ..Default::default() } },
+        StepReport::Await { spec: Box::new(AwaitSpec { timeout: Some(Duration::from_secs(1)), ..Default::default() }) },
     );
     let timer = h.timers()[0].0;
     h.advance(1000);

@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+
 use super::Machine;
 use super::state::{Status, StepStatus};
 use crate::model::{ExecutionId, StepError};
@@ -76,7 +78,7 @@ pub struct Progress {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepState {
     /// Name.
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// Status.
     pub status: StepStatus,
     /// Attempts started.
@@ -206,7 +208,7 @@ pub struct ExecutionState {
 impl ExecutionState {
     /// A step by name.
     pub fn step(&self, name: &str) -> Option<&StepState> {
-        self.steps.iter().find(|s| s.name == name)
+        self.steps.iter().find(|s| &*s.name == name)
     }
 
     /// Children started by nested-workflow steps.
@@ -236,16 +238,16 @@ impl Machine {
         let mut running = Vec::new();
         let mut awaiting = Vec::new();
         for (id, slot) in self.slots() {
-            let name = String::from(&**self.step_name(id));
+            let name = Arc::clone(self.step_name(id));
             let detail = slot.detail.as_deref();
             if slot.status == StepStatus::Running {
-                running.push(name.clone());
+                running.push(String::from(&*name));
             }
             if slot.status == StepStatus::Awaiting
                 && let Some(spec) = detail.and_then(|d| d.await_spec.as_ref())
             {
                 awaiting.push(AwaitInfo {
-                    step: name.clone(),
+                    step: String::from(&*name),
                     notify: spec.notify.clone(),
                     approvers: spec.approvers.clone(),
                     data: spec.data.clone(),

@@ -59,8 +59,15 @@ pub mod kinds {
 /// let e = StepError::new("payment_declined", "card expired").permanent();
 /// assert!(!e.is_retryable());
 /// ```
+///
+/// A `StepError` is one pointer wide, so `Result<T, StepError>` stays small on the
+/// success path.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepError {
+#[serde(transparent)]
+pub struct StepError(Box<Inner>);
+
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+struct Inner {
     kind: Cow<'static, str>,
     message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,7 +86,7 @@ fn is_true(b: &bool) -> bool {
 impl StepError {
     /// An error of the given kind.
     pub fn new(kind: impl Into<Cow<'static, str>>, message: impl fmt::Display) -> Self {
-        StepError { kind: kind.into(), message: message.to_string(), details: None, retryable: true }
+        StepError(Box::new(Inner { kind: kind.into(), message: message.to_string(), details: None, retryable: true }))
     }
 
     /// An error of kind `"error"` with this message.
@@ -94,40 +101,40 @@ impl StepError {
 
     /// Attaches structured details.
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.0.details = Some(details);
         self
     }
 
     /// Replaces the kind.
     pub fn with_kind(mut self, kind: impl Into<Cow<'static, str>>) -> Self {
-        self.kind = kind.into();
+        self.0.kind = kind.into();
         self
     }
 
     /// Marks the error as permanent: it is never retried, whatever the retry rules say.
     pub fn permanent(mut self) -> Self {
-        self.retryable = false;
+        self.0.retryable = false;
         self
     }
 
     /// The kind, matched by `retry_on` / `no_retry_on`.
     pub fn kind(&self) -> &str {
-        &self.kind
+        &self.0.kind
     }
 
     /// The human-readable message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// Structured details, if any.
     pub fn details(&self) -> Option<&Value> {
-        self.details.as_ref()
+        self.0.details.as_ref()
     }
 
     /// Whether retry rules may retry this error (false after [`permanent`](Self::permanent)).
     pub fn is_retryable(&self) -> bool {
-        self.retryable
+        self.0.retryable
     }
 
     /// The error as JSON, as stored under `__error__` in the context.
@@ -187,18 +194,18 @@ where
 
 impl fmt::Display for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)
+        write!(f, "{}: {}", self.0.kind, self.0.message)
     }
 }
 
 impl fmt::Debug for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("StepError");
-        d.field("kind", &self.kind).field("message", &self.message);
-        if let Some(details) = &self.details {
+        d.field("kind", &self.0.kind).field("message", &self.0.message);
+        if let Some(details) = &self.0.details {
             d.field("details", details);
         }
-        if !self.retryable {
+        if !self.0.retryable {
             d.field("retryable", &false);
         }
         d.finish()

@@ -36,7 +36,7 @@ pub enum Outcome {
     /// The step decided not to run; dependents proceed as if it had completed.
     Skip(String),
     /// Park the execution until [`resume`](crate::Engine::resume) or the timeout.
-    Await(AwaitRequest),
+    Await(Box<AwaitRequest>),
     /// Add steps to the running execution (only from a graft step).
     Expand(Vec<Task>),
     /// Run this step again after the duration, without spending a retry.
@@ -51,18 +51,18 @@ impl Outcome {
 
     /// Wait for a human (or another system) without a time limit.
     pub fn await_resume() -> Self {
-        Outcome::Await(AwaitRequest::default())
+        Outcome::Await(Box::default())
     }
 
     /// Wait at most `timeout` for [`resume`](crate::Engine::resume); then the step's
     /// `on_timeout` handler runs, or the step fails with kind `"await_timeout"`.
     pub fn await_for(timeout: impl Into<DurationArg>) -> Self {
-        Outcome::Await(AwaitRequest::timeout(timeout))
+        Outcome::Await(Box::new(AwaitRequest::timeout(timeout)))
     }
 
     /// Wait as described by an [`AwaitRequest`] (timeout, whom to notify, approvers).
     pub fn await_with(request: AwaitRequest) -> Self {
-        Outcome::Await(request)
+        Outcome::Await(Box::new(request))
     }
 
     /// Run the step again after `delay`.
@@ -100,7 +100,7 @@ impl From<Map<String, Value>> for Outcome {
 
 impl From<AwaitRequest> for Outcome {
     fn from(a: AwaitRequest) -> Self {
-        Outcome::Await(a)
+        Outcome::Await(Box::new(a))
     }
 }
 
@@ -185,7 +185,7 @@ impl IntoOutcome for Outcome {
 
 impl IntoOutcome for AwaitRequest {
     fn into_outcome(self) -> Result<Outcome, StepError> {
-        Ok(Outcome::Await(self))
+        Ok(Outcome::Await(Box::new(self)))
     }
 }
 
