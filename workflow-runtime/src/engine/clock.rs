@@ -34,6 +34,11 @@ impl Clock {
         self.base_utc + self.base_instant.elapsed()
     }
 
+    /// The wall-clock time of a tokio instant (for reusing one clock read).
+    pub fn at(&self, instant: Instant) -> DateTime<Utc> {
+        self.base_utc + instant.saturating_duration_since(self.base_instant)
+    }
+
     /// The tokio instant at which `at` arrives (now, if it is in the past).
     pub fn instant_at(&self, at: DateTime<Utc>) -> Instant {
         let now = Instant::now();

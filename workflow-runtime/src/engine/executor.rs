@@ -169,8 +169,7 @@ struct Job {
 }
 
 impl Job {
-    fn new(tag: JobTag, fut: JobFuture, limit: Option<Duration>, span: tracing::Span) -> Self {
-        let started = Instant::now();
+    fn new(tag: JobTag, fut: JobFuture, limit: Option<Duration>, span: tracing::Span, started: Instant) -> Self {
         Job {
             tag,
             fut,
@@ -286,7 +285,7 @@ impl Jobs {
 struct Finished {
     tag: JobTag,
     result: StepResult,
-    elapsed: Duration,
+    started: Instant,
 }
 
 impl Future for Job {
@@ -299,7 +298,7 @@ impl Future for Job {
             this.fut = JobFuture::Plain(Box::pin(std::future::pending()));
             let limit = this.limit.unwrap_or_default();
             let err = StepError::timeout(format!("did not finish within {}", crate::model::format_duration(limit)));
-            return Poll::Ready(Finished { tag: this.tag.clone(), result: Err(err), elapsed: this.started.elapsed() });
+            return Poll::Ready(Finished { tag: this.tag.clone(), result: Err(err), started: this.started });
         }
         let polled = {
             let _entered = this.span.enter();
@@ -331,7 +330,7 @@ impl Future for Job {
             }
         };
         this.span.record("result", result.as_ref().map_or("error", outcome_name));
-        Poll::Ready(Finished { tag: this.tag.clone(), result, elapsed: this.started.elapsed() })
+        Poll::Ready(Finished { tag: this.tag.clone(), result, started: this.started })
     }
 }
 
@@ -600,10 +599,12 @@ impl EngineInner {
         &self,
         exec: &Execution,
         done: Finished,
-        at: DateTime<Utc>,
+        now: Instant,
         wanted: bool,
         emits: &mut Vec<Telemetry>,
     ) -> Event {
+        let at = self.clock.at(now);
+        let elapsed = now.saturating_duration_since(done.started);
         match done.tag {
             JobTag::Step { step, attempt, name, breaker } => {
                 if let Some((b, permit)) = &breaker {
@@ -617,14 +618,14 @@ impl EngineInner {
                             workflow_name,
                             execution_id: exec.id,
                             step_name: Arc::clone(&name),
-                            duration: done.elapsed,
+                            duration: elapsed,
                             result: outcome_name(o),
                         },
                         Err(e) => Telemetry::StepException {
                             workflow_name,
                             execution_id: exec.id,
                             step_name: Arc::clone(&name),
-                            duration: done.elapsed,
+                            duration: elapsed,
                             kind: e.kind().to_owned(),
                             reason: e.message().to_owned(),
                         },
@@ -648,6 +649,7 @@ impl EngineInner {
         jobs: &mut Jobs,
         aborts: &mut Vec<(StepId, AbortHandle)>,
         immediate: &mut Vec<Finished>,
+        now: Instant,
     ) {
         match action {
             Action::Run { step, attempt, name, body, ctx, timeout, cancellable, breaker } => {
@@ -666,14 +668,14 @@ impl EngineInner {
                         format!("the function of step `{name}` is not available after recovery"),
                     )
                     .permanent();
-                    immediate.push(Finished { tag, result: Err(err), elapsed: Duration::ZERO });
+                    immediate.push(Finished { tag, result: Err(err), started: now });
                     return;
                 };
                 if let Some((b, opts)) = &breaker {
                     let permit = self.breakers.acquire(b, opts);
                     if permit == Permit::Reject {
                         let err = StepError::new(kinds::CIRCUIT_OPEN, format!("circuit breaker `{b}` is open"));
-                        immediate.push(Finished { tag, result: Err(err), elapsed: Duration::ZERO });
+                        immediate.push(Finished { tag, result: Err(err), started: now });
                         return;
                     }
                     tag =
@@ -686,7 +688,7 @@ impl EngineInner {
                             kinds::PANIC,
                             format!("the timeout function panicked: {}", panic_message(&*p)),
                         );
-                        immediate.push(Finished { tag, result: Err(err.permanent()), elapsed: Duration::ZERO });
+                        immediate.push(Finished { tag, result: Err(err.permanent()), started: now });
                         return;
                     }
                 };
@@ -695,7 +697,7 @@ impl EngineInner {
                     Ok(f) => f,
                     Err(p) => {
                         let err = StepError::new(kinds::PANIC, panic_message(&*p));
-                        immediate.push(Finished { tag, result: Err(err), elapsed: Duration::ZERO });
+                        immediate.push(Finished { tag, result: Err(err), started: now });
                         return;
                     }
                 };
@@ -706,7 +708,7 @@ impl EngineInner {
                 } else {
                     JobFuture::Plain(fut)
                 };
-                jobs.push(Job::new(tag, fut, limit, span));
+                jobs.push(Job::new(tag, fut, limit, span, now));
             }
             Action::Child { step, attempt, name, workflow, input, ctx, existing, timeout } => {
                 if self.bus.wanted() {
@@ -721,7 +723,7 @@ impl EngineInner {
                 let span = step_span(exec, &name, attempt);
                 let fut = run_child(Arc::clone(self), Arc::clone(exec), step, attempt, workflow, input, ctx, existing);
                 let tag = JobTag::Step { step, attempt, name, breaker: None };
-                jobs.push(Job::new(tag, JobFuture::Plain(Box::pin(fut)), limit, span));
+                jobs.push(Job::new(tag, JobFuture::Plain(Box::pin(fut)), limit, span, now));
             }
             Action::Interrupt(step) => {
                 aborts.retain(|(s, h)| {
@@ -754,7 +756,7 @@ impl EngineInner {
                     attempt,
                     result = tracing::field::Empty,
                 );
-                jobs.push(Job::new(JobTag::Compensation { step, attempt }, JobFuture::Plain(fut), limit, span));
+                jobs.push(Job::new(JobTag::Compensation { step, attempt }, JobFuture::Plain(fut), limit, span, now));
             }
             Action::Handler { kind, run, ctx } => {
                 let fut: BoxStepFuture = match catch_unwind(AssertUnwindSafe(|| match run {
@@ -764,7 +766,7 @@ impl EngineInner {
                     Ok(f) => f,
                     Err(p) => Box::pin(std::future::ready(Err(StepError::new(kinds::PANIC, panic_message(&*p))))),
                 };
-                jobs.push(Job::new(JobTag::Handler(kind), JobFuture::Plain(fut), None, tracing::Span::none()));
+                jobs.push(Job::new(JobTag::Handler(kind), JobFuture::Plain(fut), None, tracing::Span::none(), now));
             }
             Action::Hook { handler, ctx, step, error, attempt } => {
                 if let Ok(fut) = catch_unwind(AssertUnwindSafe(|| handler(ctx, step, error, attempt))) {
@@ -940,16 +942,17 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
     let mut actions: Vec<Action> = Vec::with_capacity(8);
     let mut emits: Vec<Telemetry> = Vec::new();
     loop {
+        // One clock read per turn serves every result and every job started in it.
+        let now = Instant::now();
         {
             let wanted = engine.bus.wanted();
-            let at = if finished.is_empty() { None } else { Some(engine.clock.now()) };
             let mut core = exec.core.lock();
             for done in finished.drain(..) {
                 if let JobTag::Step { step, .. } = &done.tag {
                     let step = *step;
                     aborts.retain(|(s, _)| *s != step);
                 }
-                let event = engine.event_of(&exec, done, at.unwrap_or_else(|| engine.clock.now()), wanted, &mut emits);
+                let event = engine.event_of(&exec, done, now, wanted, &mut emits);
                 if let Err(e) = engine.apply_locked(&exec, &mut core, event, &mut cmds) {
                     tracing::debug!(error = %e, "ignoring a stale step result");
                 }
@@ -965,7 +968,7 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
             engine.bus.emit(e);
         }
         for a in actions.drain(..) {
-            engine.carry_out(&exec, a, &mut jobs, &mut aborts, &mut finished);
+            engine.carry_out(&exec, a, &mut jobs, &mut aborts, &mut finished, now);
         }
         if !finished.is_empty() || jobs.is_empty() {
             continue;
