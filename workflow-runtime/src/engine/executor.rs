@@ -6,6 +6,7 @@
 //! has no task at all: its state sits in the engine's table and the next event (a
 //! timer, `resume`, `cancel`) starts a driver again.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -599,12 +600,10 @@ impl EngineInner {
         &self,
         exec: &Execution,
         done: Finished,
-        now: Instant,
+        (now, at): (Instant, DateTime<Utc>),
         wanted: bool,
         emits: &mut Vec<Telemetry>,
     ) -> Event {
-        let at = self.clock.at(now);
-        let elapsed = now.saturating_duration_since(done.started);
         match done.tag {
             JobTag::Step { step, attempt, name, breaker } => {
                 if let Some((b, permit)) = &breaker {
@@ -613,6 +612,7 @@ impl EngineInner {
                 }
                 if wanted {
                     let workflow_name = Arc::clone(exec.workflow());
+                    let elapsed = now.saturating_duration_since(done.started);
                     emits.push(match &done.result {
                         Ok(o) => Telemetry::StepStop {
                             workflow_name,
@@ -647,7 +647,7 @@ impl EngineInner {
         exec: &Arc<Execution>,
         action: Action,
         jobs: &mut Jobs,
-        aborts: &mut Vec<(StepId, AbortHandle)>,
+        aborts: &mut HashMap<StepId, AbortHandle>,
         immediate: &mut Vec<Finished>,
         now: Instant,
     ) {
@@ -703,7 +703,7 @@ impl EngineInner {
                 };
                 let fut = if cancellable {
                     let (handle, reg) = AbortHandle::new_pair();
-                    aborts.push((step, handle));
+                    aborts.insert(step, handle);
                     JobFuture::Abortable(Abortable::new(fut, reg))
                 } else {
                     JobFuture::Plain(fut)
@@ -726,12 +726,9 @@ impl EngineInner {
                 jobs.push(Job::new(tag, JobFuture::Plain(Box::pin(fut)), limit, span, now));
             }
             Action::Interrupt(step) => {
-                aborts.retain(|(s, h)| {
-                    if *s == step {
-                        h.abort();
-                    }
-                    *s != step
-                });
+                if let Some(h) = aborts.remove(&step) {
+                    h.abort();
+                }
             }
             Action::CancelChild(child, reason) => {
                 let engine = Arc::clone(self);
@@ -936,7 +933,7 @@ pub(crate) async fn drive(engine: Arc<EngineInner>, exec: Arc<Execution>) {
 
 async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
     let mut jobs = Jobs::default();
-    let mut aborts: Vec<(StepId, AbortHandle)> = Vec::new();
+    let mut aborts: HashMap<StepId, AbortHandle> = HashMap::new();
     let mut finished: Vec<Finished> = Vec::with_capacity(4);
     let mut cmds: Vec<Command> = Vec::with_capacity(8);
     let mut actions: Vec<Action> = Vec::with_capacity(8);
@@ -947,14 +944,18 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
         {
             let wanted = engine.bus.wanted();
             let mut core = exec.core.lock();
-            for done in finished.drain(..) {
-                if let JobTag::Step { step, .. } = &done.tag {
-                    let step = *step;
-                    aborts.retain(|(s, _)| *s != step);
-                }
-                let event = engine.event_of(&exec, done, now, wanted, &mut emits);
-                if let Err(e) = engine.apply_locked(&exec, &mut core, event, &mut cmds) {
-                    tracing::debug!(error = %e, "ignoring a stale step result");
+            if !finished.is_empty() {
+                let at = (now, engine.clock.at(now));
+                for done in finished.drain(..) {
+                    if let JobTag::Step { step, .. } = &done.tag
+                        && !aborts.is_empty()
+                    {
+                        aborts.remove(step);
+                    }
+                    let event = engine.event_of(&exec, done, at, wanted, &mut emits);
+                    if let Err(e) = engine.apply_locked(&exec, &mut core, event, &mut cmds) {
+                        tracing::debug!(error = %e, "ignoring a stale step result");
+                    }
                 }
             }
             cmds.append(&mut core.pending);
