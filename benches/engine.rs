@@ -81,6 +81,45 @@ pub(crate) async fn run(table: &mut Table) {
     if table.wants("concurrent") {
         concurrent(table).await;
     }
+    if table.wants("parked") {
+        parked(table).await;
+    }
+}
+
+/// 100,000 executions parked in an await: memory per execution, and the time to
+/// resume them all and see them complete.
+async fn parked(table: &mut Table) {
+    const N: usize = 100_000;
+    let awaiting = Arc::new(AtomicU64::new(0));
+    let a = Arc::clone(&awaiting);
+    let def = Workflow::new("approval")
+        .step("request", move |_ctx: Context| {
+            a.fetch_add(1, Ordering::Relaxed);
+            std::future::ready(Ok::<_, StepError>(Outcome::await_for("7d")))
+        })
+        .step_with("finish", noop, Step::opts().after("request"))
+        .build()
+        .expect("builds");
+    let engine = Engine::builder().register(def).build().await.expect("engine");
+    let before = crate::current_memory();
+    let mut ids = Vec::with_capacity(N);
+    for i in 0..N {
+        ids.push(engine.start("approval", json!({ "request": i })).await.expect("start"));
+    }
+    while awaiting.load(Ordering::Relaxed) < N as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let per = (crate::current_memory().saturating_sub(before) as f64 - (N * 16) as f64) / N as f64;
+    table.add("100,000 executions parked in await", "memory / execution", format!("{per:.0} B"), "≤ 1 KiB");
+    let start = Instant::now();
+    for &id in &ids {
+        engine.resume(id, json!({ "approved": true })).await.expect("resume");
+    }
+    for id in ids {
+        engine.wait(id).await.expect("wait");
+    }
+    table.add("100,000 executions parked in await", "resume all + complete", ms(start.elapsed()), "-");
 }
 
 /// 10,000 executions of a 10-step chain whose steps each sleep 10 ms. Lateness is

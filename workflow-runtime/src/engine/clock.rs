@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio::time::Instant;
 
 /// The engine's clock: wall-clock time anchored to tokio's monotonic clock.
@@ -20,30 +20,29 @@ pub struct Clock {
 impl Clock {
     /// The system clock.
     pub fn system() -> Self {
-        Clock { base_instant: Instant::now(), base_utc: Utc::now() }
+        Clock { base_instant: Instant::now(), base_utc: Utc::now().trunc_subsecs(6) }
     }
 
     /// A clock that reads `start` now and advances with tokio's clock (for tests
     /// with a paused clock and a fixed date).
     pub fn starting_at(start: DateTime<Utc>) -> Self {
-        Clock { base_instant: Instant::now(), base_utc: start }
+        Clock { base_instant: Instant::now(), base_utc: start.trunc_subsecs(6) }
     }
 
-    /// The current time.
+    /// The current time, to the microsecond (the resolution stores keep).
     pub fn now(&self) -> DateTime<Utc> {
-        self.base_utc + self.base_instant.elapsed()
+        (self.base_utc + self.base_instant.elapsed()).trunc_subsecs(6)
     }
 
     /// The wall-clock time of a tokio instant (for reusing one clock read).
     pub fn at(&self, instant: Instant) -> DateTime<Utc> {
-        self.base_utc + instant.saturating_duration_since(self.base_instant)
+        (self.base_utc + instant.saturating_duration_since(self.base_instant)).trunc_subsecs(6)
     }
 
-    /// The tokio instant at which `at` arrives (now, if it is in the past).
+    /// The tokio instant at which `at` arrives. The same `at` always maps to the
+    /// same instant; a time before the clock's start maps to its start.
     pub fn instant_at(&self, at: DateTime<Utc>) -> Instant {
-        let now = Instant::now();
-        let ahead = (at - self.now()).to_std().unwrap_or(Duration::ZERO);
-        now + ahead
+        self.base_instant + (at - self.base_utc).to_std().unwrap_or(Duration::ZERO)
     }
 }
 

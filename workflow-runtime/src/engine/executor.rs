@@ -65,9 +65,9 @@ pub(crate) struct Core {
     pub(crate) seq: u64,
     /// The final state, once ended.
     pub(crate) final_state: Option<Arc<ExecutionState>>,
-    rollback_started: Option<Instant>,
-    /// The `sagaflow.execution` span: one per execution, closed when it ends.
-    span: tracing::Span,
+    /// The `sagaflow.execution` span: one per execution, closed when it ends (none
+    /// when no subscriber listens, to keep parked executions small).
+    span: Option<Box<tracing::Span>>,
 }
 
 impl Execution {
@@ -81,7 +81,7 @@ impl Execution {
         let meta = Arc::new(ExecMeta {
             id,
             workflow: Arc::clone(&def.inner.name),
-            cancel: tokio_util::sync::CancellationToken::new(),
+            cancel: Default::default(),
             parent: parent.as_ref().map(|p| p.execution),
         });
         let span = tracing::info_span!(
@@ -91,20 +91,13 @@ impl Execution {
             trigger_type = trigger.kind(),
             state = tracing::field::Empty,
         );
+        let span = (!span.is_disabled()).then(|| Box::new(span));
         Execution {
             id,
             def,
             meta,
             trigger,
-            core: Mutex::new(Core {
-                machine,
-                pending: Vec::new(),
-                driver: false,
-                seq: 0,
-                final_state: None,
-                rollback_started: None,
-                span,
-            }),
+            core: Mutex::new(Core { machine, pending: Vec::new(), driver: false, seq: 0, final_state: None, span }),
             wake: Notify::new(),
             done: Notify::new(),
         }
@@ -477,7 +470,9 @@ impl EngineInner {
                 Command::ArmTimer { timer, due } => {
                     self.timers.arm(TimerTarget::Execution(exec.id, timer), self.clock.instant_at(due));
                 }
-                Command::CancelTimer { timer } => self.timers.cancel(TimerTarget::Execution(exec.id, timer)),
+                Command::CancelTimer { timer, due } => {
+                    self.timers.cancel(TimerTarget::Execution(exec.id, timer), self.clock.instant_at(due));
+                }
                 Command::Interrupt { step } => actions.push(Action::Interrupt(step)),
                 Command::CancelChild { child, reason } => actions.push(Action::CancelChild(child, reason)),
                 Command::SignalCancel => exec.meta.cancel.cancel(),
@@ -524,9 +519,6 @@ impl EngineInner {
                     }
                 }
                 Command::Notify(notice) => {
-                    if let Notice::RollbackStarted { .. } = &*notice {
-                        core.rollback_started = Some(Instant::now());
-                    }
                     if wanted && let Some(event) = self.telemetry_of(exec, core, *notice) {
                         actions.push(Action::Emit(event));
                     }
@@ -561,10 +553,10 @@ impl EngineInner {
             Notice::RollbackStarted { steps } => {
                 Telemetry::RollbackStart { workflow_name, execution_id, steps: steps.into_iter().map(name).collect() }
             }
-            Notice::RollbackFinished { compensated, failed } => Telemetry::RollbackStop {
+            Notice::RollbackFinished { compensated, failed, duration } => Telemetry::RollbackStop {
                 workflow_name,
                 execution_id,
-                duration: core.rollback_started.map(|t| t.elapsed()).unwrap_or_default(),
+                duration,
                 steps: compensated.into_iter().map(name).collect(),
                 failed: failed.into_iter().map(name).collect(),
             },
@@ -780,9 +772,9 @@ impl EngineInner {
     }
 
     fn finish(self: &Arc<Self>, exec: &Arc<Execution>, state: Arc<ExecutionState>) {
-        let span = std::mem::replace(&mut exec.core.lock().span, tracing::Span::none());
-        span.record("state", state.status.as_str());
-        drop(span);
+        if let Some(span) = exec.core.lock().span.take() {
+            span.record("state", state.status.as_str());
+        }
         if self.bus.wanted() {
             self.bus.emit(Telemetry::WorkflowStop {
                 workflow_name: Arc::clone(exec.workflow()),
@@ -927,7 +919,7 @@ impl Drop for CancelOnDrop {
 
 /// The driver of one execution.
 pub(crate) async fn drive(engine: Arc<EngineInner>, exec: Arc<Execution>) {
-    let span = exec.core.lock().span.clone();
+    let span = exec.core.lock().span.as_deref().cloned().unwrap_or_else(tracing::Span::none);
     run_driver(engine, exec).instrument(span).await
 }
 
@@ -962,6 +954,8 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
             engine.prepare(&exec, &mut core, &mut cmds, &mut actions);
             if actions.is_empty() && jobs.is_empty() && emits.is_empty() {
                 core.driver = false;
+                core.machine.compact();
+                core.pending = Vec::new();
                 return;
             }
         }

@@ -638,7 +638,8 @@ impl EngineInner {
 
     pub(crate) async fn cancel(self: &Arc<Self>, id: ExecutionId, options: CancelOptions) -> Result<(), EngineError> {
         if let Some((_, d)) = self.delayed.remove(&id) {
-            self.timers.cancel(TimerTarget::Start(id));
+            let at = d.new.start_at.unwrap_or(d.new.created_at);
+            self.timers.cancel(TimerTarget::Start(id), self.clock.instant_at(at));
             let mut state = pending_state(&d.new);
             state.status = Status::Cancelled;
             state.cancel_reason = Some(options.reason);

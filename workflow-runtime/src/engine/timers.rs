@@ -1,7 +1,7 @@
 //! One index of timers for all executions, served by one task and one
 //! `sleep_until`: no tokio timer per parked execution.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeSet;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -12,7 +12,7 @@ use crate::machine::event::TimerId;
 use crate::model::ExecutionId;
 
 /// What a timer wakes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum TimerTarget {
     /// A timer of an execution's state machine.
     Execution(ExecutionId, TimerId),
@@ -20,11 +20,11 @@ pub(crate) enum TimerTarget {
     Start(ExecutionId),
 }
 
+/// Timers by due instant. A timer is cancelled by its target and due instant, which
+/// the state machine keeps, so no second index is needed.
 #[derive(Default)]
 struct Index {
-    by_due: BTreeMap<(Instant, u64), TimerTarget>,
-    by_target: HashMap<TimerTarget, (Instant, u64)>,
-    seq: u64,
+    by_due: BTreeSet<(Instant, TimerTarget)>,
 }
 
 /// The timer index.
@@ -43,24 +43,17 @@ impl std::fmt::Debug for Timers {
 impl Timers {
     pub(crate) fn arm(&self, target: TimerTarget, at: Instant) {
         let mut ix = self.index.lock();
-        ix.seq += 1;
-        let key = (at, ix.seq);
-        if let Some(old) = ix.by_target.insert(target, key) {
-            ix.by_due.remove(&old);
-        }
-        ix.by_due.insert(key, target);
-        let earliest = ix.by_due.keys().next() == Some(&key);
+        let key = (at, target);
+        ix.by_due.insert(key);
+        let earliest = ix.by_due.first() == Some(&key);
         drop(ix);
         if earliest {
             self.wake.notify_one();
         }
     }
 
-    pub(crate) fn cancel(&self, target: TimerTarget) {
-        let mut ix = self.index.lock();
-        if let Some(key) = ix.by_target.remove(&target) {
-            ix.by_due.remove(&key);
-        }
+    pub(crate) fn cancel(&self, target: TimerTarget, at: Instant) {
+        self.index.lock().by_due.remove(&(at, target));
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -70,12 +63,11 @@ impl Timers {
     /// Takes every timer due at `now`; returns them and the next deadline.
     fn take_due(&self, now: Instant, out: &mut Vec<TimerTarget>) -> Option<Instant> {
         let mut ix = self.index.lock();
-        while let Some((&key, _)) = ix.by_due.first_key_value() {
-            if key.0 > now {
-                return Some(key.0);
+        while let Some(&(at, target)) = ix.by_due.first() {
+            if at > now {
+                return Some(at);
             }
-            let (_, target) = ix.by_due.pop_first().expect("non-empty");
-            ix.by_target.remove(&target);
+            ix.by_due.pop_first();
             out.push(target);
         }
         None

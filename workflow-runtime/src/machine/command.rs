@@ -39,7 +39,7 @@ pub(crate) enum Command {
     /// Wake the executor at `due`.
     ArmTimer { timer: TimerId, due: DateTime<Utc> },
     /// The timer is no longer needed.
-    CancelTimer { timer: TimerId },
+    CancelTimer { timer: TimerId, due: DateTime<Utc> },
     /// Drop a running cancellable step's future.
     Interrupt { step: StepId },
     /// Cancel a child execution.
@@ -78,7 +78,7 @@ pub(crate) enum Notice {
     Resumed,
     Cancelling { reason: String },
     RollbackStarted { steps: Vec<StepId> },
-    RollbackFinished { compensated: Vec<StepId>, failed: Vec<StepId> },
+    RollbackFinished { compensated: Vec<StepId>, failed: Vec<StepId>, duration: Duration },
     Restarting { attempt: u32, delay: Duration },
     WorkflowFailed { step: Option<StepId>, error: StepError },
 }

@@ -76,15 +76,42 @@ pub(crate) struct Rollback {
     pub(crate) planned: Vec<StepId>,
     pub(crate) compensated: Vec<StepId>,
     pub(crate) failed: Vec<StepId>,
+    started_at: Option<DateTime<Utc>>,
+}
+
+/// A moment stored in 8 bytes: microseconds since the Unix epoch, or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp(i64);
+
+impl Default for Stamp {
+    fn default() -> Self {
+        Stamp::NONE
+    }
+}
+
+impl Stamp {
+    pub(crate) const NONE: Stamp = Stamp(i64::MIN);
+
+    pub(crate) fn of(at: DateTime<Utc>) -> Self {
+        Stamp(at.timestamp_micros())
+    }
+
+    pub(crate) fn get(self) -> Option<DateTime<Utc>> {
+        if self == Self::NONE { None } else { DateTime::from_timestamp_micros(self.0) }
+    }
 }
 
 /// Per-step facts that most steps never need.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Detail {
     pub(crate) error: Option<StepError>,
-    pub(crate) skip_reason: Option<String>,
-    pub(crate) await_spec: Option<AwaitSpec>,
-    pub(crate) await_due: Option<DateTime<Utc>>,
+    pub(crate) skip_reason: Option<Box<str>>,
+    /// Who to notify and other data of a pending approval, when the step gave any.
+    pub(crate) await_info: Option<Box<AwaitSpec>>,
+    pub(crate) await_timeout: Option<Duration>,
+    pub(crate) await_due: Stamp,
+    /// The context as it was when the step completed (steps with a rollback only).
+    pub(crate) snapshot: Option<Data>,
     pub(crate) child: Option<ExecutionId>,
     /// The attempt that started `child`.
     pub(crate) child_attempt: u32,
@@ -94,15 +121,14 @@ pub(crate) struct Detail {
 #[derive(Clone, Debug)]
 pub(crate) struct Slot {
     pub(crate) status: StepStatus,
+    any_done: bool,
     pub(crate) attempt: u32,
     retries: u32,
     pending: u32,
     any_left: u32,
-    any_done: bool,
     graft_left: u32,
-    pub(crate) started_at: Option<DateTime<Utc>>,
-    pub(crate) ended_at: Option<DateTime<Utc>>,
-    snapshot: Option<Data>,
+    started: Stamp,
+    ended: Stamp,
     pub(crate) detail: Option<Box<Detail>>,
 }
 
@@ -116,15 +142,22 @@ impl Slot {
             any_left: any,
             any_done: false,
             graft_left: 0,
-            started_at: None,
-            ended_at: None,
-            snapshot: None,
+            started: Stamp::NONE,
+            ended: Stamp::NONE,
             detail: None,
         }
     }
 
     fn detail(&mut self) -> &mut Detail {
         self.detail.get_or_insert_with(Default::default)
+    }
+
+    pub(crate) fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.started.get()
+    }
+
+    pub(crate) fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.ended.get()
     }
 }
 
@@ -135,6 +168,13 @@ pub(crate) struct ExtraStep {
     pub(crate) parent: StepId,
     pub(crate) body: Option<StepBody>,
     pub(crate) policy: Arc<StepPolicy>,
+}
+
+/// The steps grafts added, and their names.
+#[derive(Default)]
+struct Grafted {
+    steps: Vec<ExtraStep>,
+    names: HashMap<Arc<str>, StepId>,
 }
 
 /// What a step id runs.
@@ -156,8 +196,8 @@ pub(crate) struct Machine {
     phase: Phase,
     paused: bool,
     slots: Vec<Slot>,
-    extra: Vec<ExtraStep>,
-    extra_names: HashMap<Arc<str>, StepId>,
+    /// Steps added by grafts (most executions have none).
+    grafted: Option<Box<Grafted>>,
     pub(crate) data: Data,
     pub(crate) outputs: Outputs,
     input: Data,
@@ -174,7 +214,11 @@ pub(crate) struct Machine {
     pub(crate) handler_errors: Vec<(HandlerKind, StepError)>,
     pub(crate) started_at: DateTime<Utc>,
     pub(crate) ended_at: Option<DateTime<Utc>>,
-    work: Vec<StepId>,
+}
+
+thread_local! {
+    /// Scratch list of steps to end, reused across transitions.
+    static WORK: std::cell::Cell<Vec<StepId>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 impl Machine {
@@ -187,15 +231,14 @@ impl Machine {
             def: inner,
             phase: Phase::Running,
             paused: false,
-            extra: Vec::new(),
-            extra_names: HashMap::new(),
+            grafted: None,
             data: input.clone(),
             outputs: Outputs::new(),
             input,
             ready: VecDeque::new(),
             running: 0,
             ended: 0,
-            completed: Vec::with_capacity(n),
+            completed: Vec::new(),
             timers: Vec::new(),
             next_timer: 0,
             workflow_attempt: 1,
@@ -205,7 +248,6 @@ impl Machine {
             handler_errors: Vec::new(),
             started_at: at,
             ended_at: None,
-            work: Vec::new(),
         };
         m.begin_attempt(at, out);
         m
@@ -278,11 +320,22 @@ impl Machine {
         self.slots.iter().enumerate().map(|(i, s)| (i as StepId, s))
     }
 
+    fn extra(&self, index: usize) -> &ExtraStep {
+        &self.grafted.as_ref().expect("a step id past the definition's steps is a grafted step").steps[index]
+    }
+
+    /// Gives back memory held for work that is over (called when the execution
+    /// parks with nothing running).
+    pub(crate) fn compact(&mut self) {
+        self.ready.shrink_to_fit();
+        self.timers.shrink_to_fit();
+    }
+
     pub(crate) fn step_name(&self, id: StepId) -> &Arc<str> {
         let n = self.def.steps.len();
         match (id as usize).checked_sub(n) {
             None => &self.def.steps[id as usize].name,
-            Some(e) => &self.extra[e].name,
+            Some(e) => &self.extra(e).name,
         }
     }
 
@@ -290,16 +343,16 @@ impl Machine {
         let n = self.def.steps.len();
         match (id as usize).checked_sub(n) {
             None => &self.def.steps[id as usize].policy,
-            Some(e) => &self.extra[e].policy,
+            Some(e) => &self.extra(e).policy,
         }
     }
 
     pub(crate) fn step_id(&self, name: &str) -> Option<StepId> {
-        self.def.by_name.get(name).or_else(|| self.extra_names.get(name)).copied()
+        self.def.by_name.get(name).or_else(|| self.grafted.as_ref().and_then(|g| g.names.get(name))).copied()
     }
 
     pub(crate) fn graft_parent(&self, id: StepId) -> Option<StepId> {
-        (id as usize).checked_sub(self.def.steps.len()).map(|e| self.extra[e].parent)
+        (id as usize).checked_sub(self.def.steps.len()).map(|e| self.extra(e).parent)
     }
 
     pub(crate) fn runnable(&self, id: StepId) -> Runnable<'_> {
@@ -310,7 +363,7 @@ impl Machine {
                 StepKind::Graft(b) => Runnable::Graft(b),
                 StepKind::Workflow { workflow, input } => Runnable::Workflow { workflow, input: input.as_ref() },
             },
-            Some(e) => match &self.extra[e].body {
+            Some(e) => match &self.extra(e).body {
                 Some(b) => Runnable::Task(b),
                 None => Runnable::Missing,
             },
@@ -326,7 +379,7 @@ impl Machine {
     /// completed, plus the error keys.
     pub(crate) fn compensation_context(&self, step: StepId) -> Context {
         let mut ctx = self.context();
-        if let Some(snap) = &self.slots[step as usize].snapshot {
+        if let Some(snap) = self.slots[step as usize].detail.as_ref().and_then(|d| d.snapshot.as_ref()) {
             ctx.data = snap.clone();
             for key in ERROR_KEYS {
                 if let Some(v) = self.data.get(key) {
@@ -400,7 +453,7 @@ impl Machine {
                 continue;
             }
             slot.attempt += 1;
-            slot.started_at = Some(at);
+            slot.started = Stamp::of(at);
             let attempt = slot.attempt;
             out.push(self.run_command(id, attempt));
         }
@@ -438,8 +491,10 @@ impl Machine {
                 let slot = &mut self.slots[step as usize];
                 slot.status = StepStatus::Awaiting;
                 let d = slot.detail();
-                d.await_spec = Some(*spec);
-                d.await_due = due;
+                d.await_timeout = spec.timeout;
+                d.await_due = due.map_or(Stamp::NONE, Stamp::of);
+                let has_info = spec.notify.is_some() || spec.approvers.is_some() || !spec.data.is_empty();
+                d.await_info = has_info.then_some(spec);
                 if let Some(due) = due {
                     self.arm(TimerKind::AwaitTimeout(step), due, out);
                 }
@@ -463,9 +518,9 @@ impl Machine {
         let has_rollback = self.step_policy(step).rollback.is_some();
         let slot = &mut self.slots[step as usize];
         slot.status = StepStatus::Completed;
-        slot.ended_at = Some(at);
+        slot.ended = Stamp::of(at);
         if has_rollback {
-            slot.snapshot = Some(self.data.clone());
+            slot.detail().snapshot = Some(self.data.clone());
         }
         self.completed.push(step);
         self.end(step, at, out);
@@ -495,8 +550,8 @@ impl Machine {
     fn skip(&mut self, step: StepId, reason: String, at: DateTime<Utc>, out: &mut Vec<Command>) {
         let slot = &mut self.slots[step as usize];
         slot.status = StepStatus::Skipped;
-        slot.ended_at = Some(at);
-        slot.detail().skip_reason = Some(reason.clone());
+        slot.ended = Stamp::of(at);
+        slot.detail().skip_reason = Some(reason.clone().into_boxed_str());
         out.push(Command::notify(Notice::StepSkipped { step, reason }));
         self.end(step, at, out);
     }
@@ -504,7 +559,7 @@ impl Machine {
     fn end_as(&mut self, step: StepId, status: StepStatus, at: DateTime<Utc>) {
         let slot = &mut self.slots[step as usize];
         slot.status = status;
-        slot.ended_at = Some(at);
+        slot.ended = Stamp::of(at);
         self.ended += 1;
     }
 
@@ -512,19 +567,19 @@ impl Machine {
     fn end(&mut self, step: StepId, at: DateTime<Utc>, out: &mut Vec<Command>) {
         let def = Arc::clone(&self.def);
         let n = def.steps.len();
-        let mut work = std::mem::take(&mut self.work);
+        let mut work = WORK.take();
         work.push(step);
         while let Some(s) = work.pop() {
             self.ended += 1;
             if let Some(e) = (s as usize).checked_sub(n) {
-                let parent = self.extra[e].parent;
+                let parent = self.extra(e).parent;
                 let p = &mut self.slots[parent as usize];
                 p.graft_left -= 1;
                 if p.status == StepStatus::Expanded && p.graft_left == 0 {
                     p.status = StepStatus::Completed;
-                    p.ended_at = Some(at);
+                    p.ended = Stamp::of(at);
                     if def.steps[parent as usize].policy.rollback.is_some() {
-                        p.snapshot = Some(self.data.clone());
+                        p.detail().snapshot = Some(self.data.clone());
                     }
                     self.completed.push(parent);
                     work.push(parent);
@@ -555,14 +610,14 @@ impl Machine {
                     let reason = "no step in `after_any` completed".to_owned();
                     let ds = &mut self.slots[d as usize];
                     ds.status = StepStatus::Skipped;
-                    ds.ended_at = Some(at);
-                    ds.detail().skip_reason = Some(reason.clone());
+                    ds.ended = Stamp::of(at);
+                    ds.detail().skip_reason = Some(reason.clone().into_boxed_str());
                     out.push(Command::notify(Notice::StepSkipped { step: d, reason }));
                     work.push(d);
                 }
             }
         }
-        self.work = work;
+        WORK.set(work);
     }
 
     /// A step whose dependencies are satisfied: evaluates its condition and queues
@@ -590,8 +645,8 @@ impl Machine {
                 };
                 let slot = &mut self.slots[step as usize];
                 slot.status = StepStatus::Skipped;
-                slot.ended_at = Some(at);
-                slot.detail().skip_reason = Some(reason.clone());
+                slot.ended = Stamp::of(at);
+                slot.detail().skip_reason = Some(reason.clone().into_boxed_str());
                 out.push(Command::notify(Notice::StepSkipped { step, reason }));
                 Some(step)
             }
@@ -634,8 +689,9 @@ impl Machine {
         let default_policy = self.def.steps[step as usize].policy.clone();
         for (i, x) in steps.into_iter().enumerate() {
             let id = base + i as StepId;
-            self.extra_names.insert(Arc::clone(&x.name), id);
-            self.extra.push(ExtraStep {
+            let grafted = self.grafted.get_or_insert_with(Default::default);
+            grafted.names.insert(Arc::clone(&x.name), id);
+            grafted.steps.push(ExtraStep {
                 name: x.name,
                 parent: step,
                 body: x.body,
@@ -705,7 +761,7 @@ impl Machine {
         out.push(Command::notify(Notice::StepFailed { step, attempt, error: error.clone() }));
         let on_error = self.step_policy(step).on_error;
         let slot = &mut self.slots[step as usize];
-        slot.ended_at = Some(at);
+        slot.ended = Stamp::of(at);
         match on_error {
             OnError::Fail => {
                 slot.status = StepStatus::Failed;
@@ -749,8 +805,8 @@ impl Machine {
 
     /// Disarms timers, cancels waiting steps, and interrupts what can be interrupted.
     fn stop_everything(&mut self, out: &mut Vec<Command>) {
-        for (timer, _, _) in self.timers.drain(..) {
-            out.push(Command::CancelTimer { timer });
+        for (timer, _, due) in self.timers.drain(..) {
+            out.push(Command::CancelTimer { timer, due });
         }
         for id in 0..self.slots.len() as StepId {
             let cancellable = self.step_policy(id).cancellable;
@@ -799,8 +855,7 @@ impl Machine {
                     let waited = self.slots[s as usize]
                         .detail
                         .as_ref()
-                        .and_then(|d| d.await_spec.as_ref())
-                        .and_then(|a| a.timeout)
+                        .and_then(|d| d.await_timeout)
                         .map(format_duration)
                         .unwrap_or_default();
                     let err = StepError::new(
@@ -995,7 +1050,7 @@ impl Machine {
                         let slot = &mut self.slots[s as usize];
                         slot.status = StepStatus::Running;
                         slot.attempt += 1;
-                        slot.started_at = Some(at);
+                        slot.started = Stamp::of(at);
                         self.running += 1;
                         let attempt = slot.attempt;
                         out.push(self.run_command(s, attempt));
@@ -1055,7 +1110,8 @@ impl Machine {
         }
         let planned: Vec<StepId> = queue.iter().copied().collect();
         out.push(Command::notify(Notice::RollbackStarted { steps: planned.clone() }));
-        self.rollback = Some(Box::new(Rollback { queue, current: None, planned, ..Default::default() }));
+        self.rollback =
+            Some(Box::new(Rollback { queue, current: None, planned, started_at: Some(at), ..Default::default() }));
         self.phase = Phase::Compensating;
         self.next_compensation(at, out);
     }
@@ -1068,9 +1124,11 @@ impl Machine {
                 out.push(Command::RunCompensation { step, attempt: 1 });
             }
             None => {
+                let took = rb.started_at.and_then(|s| (at - s).to_std().ok()).unwrap_or_default();
                 out.push(Command::notify(Notice::RollbackFinished {
                     compensated: rb.compensated.clone(),
                     failed: rb.failed.clone(),
+                    duration: took,
                 }));
                 self.after_rollback(at, out);
             }
@@ -1113,8 +1171,7 @@ impl Machine {
     fn restart(&mut self, at: DateTime<Utc>, out: &mut Vec<Command>) {
         self.workflow_attempt += 1;
         self.phase = Phase::Running;
-        self.extra.clear();
-        self.extra_names.clear();
+        self.grafted = None;
         self.data = self.input.clone();
         self.outputs = Outputs::new();
         self.ready.clear();
@@ -1129,8 +1186,8 @@ impl Machine {
     fn finish(&mut self, status: Status, at: DateTime<Utc>, out: &mut Vec<Command>) {
         self.phase = Phase::Done(status);
         self.ended_at = Some(at);
-        for (timer, _, _) in self.timers.drain(..) {
-            out.push(Command::CancelTimer { timer });
+        for (timer, _, due) in self.timers.drain(..) {
+            out.push(Command::CancelTimer { timer, due });
         }
         out.push(Command::Finish { status });
     }
@@ -1143,10 +1200,10 @@ impl Machine {
     }
 
     fn disarm(&mut self, pred: impl Fn(TimerKind) -> bool, out: &mut Vec<Command>) {
-        self.timers.retain(|(timer, kind, _)| {
+        self.timers.retain(|(timer, kind, due)| {
             let keep = !pred(*kind);
             if !keep {
-                out.push(Command::CancelTimer { timer: *timer });
+                out.push(Command::CancelTimer { timer: *timer, due: *due });
             }
             keep
         });

@@ -243,25 +243,24 @@ impl Machine {
             if slot.status == StepStatus::Running {
                 running.push(String::from(&*name));
             }
-            if slot.status == StepStatus::Awaiting
-                && let Some(spec) = detail.and_then(|d| d.await_spec.as_ref())
-            {
+            if slot.status == StepStatus::Awaiting {
+                let info = detail.and_then(|d| d.await_info.as_deref());
                 awaiting.push(AwaitInfo {
                     step: String::from(&*name),
-                    notify: spec.notify.clone(),
-                    approvers: spec.approvers.clone(),
-                    data: spec.data.clone(),
-                    timeout_at: detail.and_then(|d| d.await_due),
+                    notify: info.and_then(|i| i.notify.clone()),
+                    approvers: info.and_then(|i| i.approvers.clone()),
+                    data: info.map(|i| i.data.clone()).unwrap_or_default(),
+                    timeout_at: detail.and_then(|d| d.await_due.get()),
                 });
             }
             steps.push(StepState {
                 name,
                 status: slot.status,
                 attempts: slot.attempt,
-                started_at: slot.started_at,
-                ended_at: slot.ended_at,
+                started_at: slot.started_at(),
+                ended_at: slot.ended_at(),
                 error: detail.and_then(|d| d.error.clone()),
-                skip_reason: detail.and_then(|d| d.skip_reason.clone()),
+                skip_reason: detail.and_then(|d| d.skip_reason.as_deref().map(String::from)),
                 graft: self.graft_parent(id).map(|p| String::from(&**self.step_name(p))),
                 child: detail.and_then(|d| d.child),
                 compensation_error: detail.and_then(|d| d.compensation_error.clone()),

@@ -6,24 +6,61 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
-use tokio_util::sync::CancellationToken;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Notify;
 
+use super::cowmap::CowMap;
 use super::error::{StepError, kinds};
 use super::ids::ExecutionId;
 
-/// The context's key/value data. A persistent map: a step's snapshot costs a
-/// reference count, and merging an output copies only the touched path.
-pub(crate) type Data = imbl::OrdMap<String, Value>;
+/// The context's key/value data: a step's snapshot costs a reference count, and
+/// merging an output copies only what it must (see [`CowMap`]).
+pub(crate) type Data = CowMap<String, Value>;
 
 /// Per-step outputs, by step name.
-pub(crate) type Outputs = imbl::OrdMap<Arc<str>, Value>;
+pub(crate) type Outputs = CowMap<Arc<str>, Value>;
 
 /// What a step knows about the execution it runs in.
 pub(crate) struct ExecMeta {
     pub(crate) id: ExecutionId,
     pub(crate) workflow: Arc<str>,
-    pub(crate) cancel: CancellationToken,
+    pub(crate) cancel: CancelSignal,
     pub(crate) parent: Option<ExecutionId>,
+}
+
+/// The execution's cancellation flag. Waiting on it allocates nothing until a step
+/// actually waits, so parked executions stay small.
+#[derive(Default)]
+pub(crate) struct CancelSignal {
+    flag: AtomicBool,
+    waiters: OnceLock<Notify>,
+}
+
+impl CancelSignal {
+    pub(crate) fn cancel(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Some(n) = self.waiters.get() {
+            n.notify_waiters();
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    pub(crate) async fn cancelled(&self) {
+        let notify = self.waiters.get_or_init(Notify::new);
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 /// The context of an execution as one step sees it.

@@ -2,6 +2,7 @@
 //! Nothing here runs anything.
 
 pub(crate) mod context;
+pub(crate) mod cowmap;
 pub(crate) mod def;
 pub(crate) mod duration;
 pub(crate) mod error;
