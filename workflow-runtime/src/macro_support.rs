@@ -259,6 +259,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_borrow)] // the borrow is what selects the implementation
     fn probe_builds_only_default_types() {
         #[allow(unused_imports)]
         use super::{ViaDefault as _, ViaValue as _};
