@@ -7,3 +7,4 @@
 mod common;
 mod macros;
 mod patterns;
+mod ui;

@@ -77,13 +77,14 @@ fn step(s: &StepPlan) -> TokenStream {
     let body = bound(&s.body);
     let options = s.options.iter().map(call);
     let opts = quote!(__sagaflow_rt::Step::opts() #(#options)*);
+    let span = s.body.span;
     match &s.kind {
-        StepKindPlan::Task if s.options.is_empty() => quote!(.step(#name, #body)),
-        StepKindPlan::Task => quote!(.step_with(#name, #body, #opts)),
-        StepKindPlan::Graft => quote!(.graft(#name, #body, #opts)),
+        StepKindPlan::Task if s.options.is_empty() => quote_spanned!(span=> .step(#name, #body)),
+        StepKindPlan::Task => quote_spanned!(span=> .step_with(#name, #body, #opts)),
+        StepKindPlan::Graft => quote_spanned!(span=> .graft(#name, #body, #opts)),
         StepKindPlan::Workflow(child) => {
             let child = LitStr::new(child, s.body.method.span());
-            quote!(.add_workflow_with(#name, #child, #body, #opts))
+            quote_spanned!(span=> .add_workflow_with(#name, #child, #body, #opts))
         }
     }
 }
@@ -148,7 +149,8 @@ fn duration(d: &DurationLit) -> TokenStream {
 /// `__sagaflow_rt::step(&this, |this, ctx| async move { this.fetch(&ctx).await })`.
 fn bound(b: &Bound) -> TokenStream {
     let method = &b.method;
-    let this = if b.has_self { quote!(this) } else { quote!(_) };
+    let span = b.span;
+    let this = if b.has_self { quote_spanned!(span=> this) } else { quote_spanned!(span=> _) };
     // The values the runtime passes, in order; each is given to the method borrowed or
     // owned as its parameter declares.
     let (helper, values): (&str, &[&str]) = match b.shape {
@@ -162,10 +164,10 @@ fn bound(b: &Bound) -> TokenStream {
     let borrowed_by_runtime = matches!(b.shape, Shape::Condition | Shape::Timeout);
     let closure_params = values.iter().enumerate().map(|(i, v)| {
         if i < b.params.len() {
-            let v = format_ident!("{}", v);
+            let v = format_ident!("{}", v, span = span);
             quote!(#v)
         } else {
-            quote!(_)
+            quote_spanned!(span=> _)
         }
     });
     let args = b.params.iter().zip(values.iter()).map(|((by_ref, span), v)| {
@@ -176,11 +178,16 @@ fn bound(b: &Bound) -> TokenStream {
             _ => quote_spanned!(*span=> #v),
         }
     });
-    let call = if b.has_self { quote!(this.#method(#(#args),*)) } else { quote!(Self::#method(#(#args),*)) };
-    let call = if b.is_async { quote!(#call.await) } else { call };
-    let helper = format_ident!("{}", helper, span = b.span);
+    // Spanned at the method's return type, where type errors about the result point.
+    let call = if b.has_self {
+        quote_spanned!(span=> this.#method(#(#args),*))
+    } else {
+        quote_spanned!(span=> Self::#method(#(#args),*))
+    };
+    let call = if b.is_async { quote_spanned!(span=> #call.await) } else { call };
+    let helper = format_ident!("{}", helper, span = span);
     let body = match b.shape {
-        Shape::Step | Shape::Cancel | Shape::StepError => quote!(async move { #call }),
+        Shape::Step | Shape::Cancel | Shape::StepError => quote_spanned!(span=> async move { #call }),
         Shape::Condition | Shape::Timeout | Shape::Backoff => call,
     };
     quote_spanned! {b.span=>

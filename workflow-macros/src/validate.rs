@@ -133,7 +133,11 @@ impl Checker<'_> {
         } else if n < *allowed.start() {
             acc.push(error(
                 m.ident.span(),
-                format!("`{name}` is {role}, so it takes {}; it has {n} argument(s)", shape_signature(shape)),
+                format!(
+                    "`{name}` is {role}, so it takes {}; it takes {n} argument{} besides `self`",
+                    shape_signature(shape),
+                    if n == 1 { "" } else { "s" }
+                ),
             ));
             ok = false;
         }
@@ -320,6 +324,10 @@ impl Checker<'_> {
 
     fn steps(&self, input: &Input, acc: &mut Accumulator) -> Vec<StepPlan> {
         if input.steps.is_empty() {
+            if input.item.trait_.is_some() {
+                // Already reported: the attribute is on a trait impl.
+                return Vec::new();
+            }
             acc.push(error(
                 input.call_site,
                 "this workflow has no steps: mark methods with `#[step]`, `#[graft]` or `#[subworkflow(..)]`",
@@ -638,7 +646,7 @@ fn check_cycles(names: &[Name], deps: &[Vec<(usize, Span)>], acc: &mut Accumulat
                 path.rotate_left(start);
                 path.push(path[0]);
                 let text: Vec<&str> = path.iter().map(|&n| names[n].value.as_str()).collect();
-                acc.push(error(span, format!("cycle: {}", text.join(" -> "))));
+                acc.push(error(span, format!("cycle: {} (each step runs after the one before it)", text.join(" -> "))));
                 continue;
             }
             if !next[dep].contains(&step) {
@@ -726,7 +734,13 @@ mod tests {
                 }
             },
         );
-        assert_eq!(errs, ["cycle: a -> b -> c -> a", "cycle: d -> d"]);
+        assert_eq!(
+            errs,
+            [
+                "cycle: a -> b -> c -> a (each step runs after the one before it)",
+                "cycle: d -> d (each step runs after the one before it)"
+            ]
+        );
     }
 
     #[test]

@@ -48,8 +48,8 @@ pub mod __private {
     pub use crate::builder::{BuildError, Workflow};
     pub use crate::engine::{Registration, WorkflowType};
     pub use crate::macro_support::{
-        Probe, ScheduleSpec, TimeoutValue, ViaDefault, ViaValue, backoff, cancel_handler, condition, step,
-        step_error_handler, timeout,
+        Bound, BoundMarker, Probe, ScheduleSpec, TimeoutValue, ViaDefault, ViaValue, backoff, cancel_handler,
+        condition, step, step_error_handler, timeout,
     };
     pub use crate::model::{
         Backoff, BreakerOptions, Context, IntoStepResult, Misfire, OnError, Step, StepError, StepOptions, StepResult,

@@ -14,13 +14,49 @@ use chrono::{DateTime, Utc};
 use crate::builder::BuildError;
 use crate::engine::WorkflowType;
 use crate::model::{
-    AsyncFnMarker, Backoff, Context, DurationArg, IntoCancelHandler, IntoStepErrorHandler, IntoStepFn, IntoStepResult,
-    Misfire, Schedule, StepError, Timeout, WorkflowDef,
+    AsyncFnMarker, Backoff, CancelHandler, Context, DurationArg, IntoCancelHandler, IntoStepErrorHandler, IntoStepFn,
+    IntoStepResult, Misfire, Schedule, StepBody, StepError, StepErrorHandler, Timeout, WorkflowDef,
 };
+
+/// A method bound to the workflow value, erased to the engine's shape.
+///
+/// The helpers return these concrete types (not `impl Trait`) so that a method with
+/// the wrong signature is reported once, at the method, rather than again wherever
+/// the value is used.
+#[derive(Clone)]
+pub struct Bound<T>(T);
+
+impl<T> std::fmt::Debug for Bound<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bound")
+    }
+}
+
+/// Marker of [`Bound`] step functions for [`IntoStepFn`].
+#[derive(Debug)]
+pub enum BoundMarker {}
+
+impl IntoStepFn<BoundMarker> for Bound<StepBody> {
+    fn into_step_fn(self) -> StepBody {
+        self.0
+    }
+}
+
+impl IntoCancelHandler for Bound<CancelHandler> {
+    fn into_cancel_handler(self) -> CancelHandler {
+        self.0
+    }
+}
+
+impl IntoStepErrorHandler for Bound<StepErrorHandler> {
+    fn into_step_error_handler(self) -> StepErrorHandler {
+        self.0
+    }
+}
 
 /// A method used as a step, rollback, `on_timeout`, `on_failure`, `on_success` or
 /// nested-workflow input: `f(this, ctx)` returns the method's future.
-pub fn step<W, F, Fut>(this: &Arc<W>, f: F) -> impl IntoStepFn<AsyncFnMarker>
+pub fn step<W, F, Fut>(this: &Arc<W>, f: F) -> Bound<StepBody>
 where
     W: Send + Sync + 'static,
     F: Fn(Arc<W>, Context) -> Fut + Send + Sync + 'static,
@@ -28,7 +64,7 @@ where
     Fut::Output: IntoStepResult,
 {
     let this = Arc::clone(this);
-    move |ctx: Context| f(Arc::clone(&this), ctx)
+    Bound(IntoStepFn::<AsyncFnMarker>::into_step_fn(move |ctx: Context| f(Arc::clone(&this), ctx)))
 }
 
 /// A method used as a `when` condition.
@@ -85,7 +121,7 @@ where
 }
 
 /// A method used as `on_cancel(ctx, reason)`.
-pub fn cancel_handler<W, F, Fut>(this: &Arc<W>, f: F) -> impl IntoCancelHandler
+pub fn cancel_handler<W, F, Fut>(this: &Arc<W>, f: F) -> Bound<CancelHandler>
 where
     W: Send + Sync + 'static,
     F: Fn(Arc<W>, Context, String) -> Fut + Send + Sync + 'static,
@@ -93,11 +129,12 @@ where
     Fut::Output: IntoStepResult,
 {
     let this = Arc::clone(this);
-    move |ctx: Context, reason: String| f(Arc::clone(&this), ctx, reason)
+    let f = move |ctx: Context, reason: String| f(Arc::clone(&this), ctx, reason);
+    Bound(f.into_cancel_handler())
 }
 
 /// A method used as `on_step_error(ctx, step, error, attempt)`.
-pub fn step_error_handler<W, F, Fut>(this: &Arc<W>, f: F) -> impl IntoStepErrorHandler
+pub fn step_error_handler<W, F, Fut>(this: &Arc<W>, f: F) -> Bound<StepErrorHandler>
 where
     W: Send + Sync + 'static,
     F: Fn(Arc<W>, Context, String, StepError, u32) -> Fut + Send + Sync + 'static,
@@ -105,7 +142,10 @@ where
     Fut::Output: IntoStepResult,
 {
     let this = Arc::clone(this);
-    move |ctx: Context, step: String, error: StepError, attempt: u32| f(Arc::clone(&this), ctx, step, error, attempt)
+    let f = move |ctx: Context, step: String, error: StepError, attempt: u32| {
+        f(Arc::clone(&this), ctx, step, error, attempt)
+    };
+    Bound(f.into_step_error_handler())
 }
 
 /// A schedule written in `#[workflow(schedule(...))]`, checked when the definition
