@@ -276,6 +276,68 @@ mod tests {
         }
     }
 
+    /// The `rust` code blocks of a markdown text, without rustdoc's hidden lines.
+    fn rust_blocks(doc: &str) -> Vec<Vec<String>> {
+        let mut blocks = Vec::new();
+        let mut current: Option<Vec<String>> = None;
+        for line in doc.lines() {
+            match (&mut current, line.trim_start()) {
+                (None, l) if l.starts_with("```rust") => current = Some(Vec::new()),
+                (Some(_), "```") => blocks.extend(current.take()),
+                (Some(b), l) if !(l == "#" || l.starts_with("# ")) => b.push(line.to_owned()),
+                _ => {}
+            }
+        }
+        blocks
+    }
+
+    #[test]
+    fn crate_docs_show_the_real_expansion() {
+        let blocks = rust_blocks(include_str!("../docs/crate.md"));
+        // The first block's visible items: the struct and the annotated impl block.
+        let source: String =
+            blocks[0].iter().take_while(|l| !l.starts_with("let ")).cloned().collect::<Vec<_>>().join("\n");
+        let file: syn::File = syn::parse_str(&source).unwrap();
+        let mut item = file
+            .items
+            .into_iter()
+            .find_map(|i| match i {
+                syn::Item::Impl(i) => Some(i),
+                _ => None,
+            })
+            .unwrap();
+        let attr = item.attrs.remove(0);
+        let args = attr.meta.require_list().unwrap().tokens.clone();
+        let actual: TokenStream = expand_text(args, item.into_token_stream()).parse().unwrap();
+        let shown: TokenStream = blocks[1].join("\n").parse().unwrap();
+        assert_eq!(normalized(actual), normalized(shown), "docs/crate.md shows an outdated expansion");
+    }
+
+    /// Tokens as text, ignoring spacing and the trailing commas `rustfmt` adds.
+    fn normalized(tokens: TokenStream) -> Vec<String> {
+        use proc_macro2::{Delimiter, TokenTree};
+        let mut out = Vec::new();
+        let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+        for (i, t) in tokens.iter().enumerate() {
+            match t {
+                TokenTree::Group(g) => {
+                    let (open, close) = match g.delimiter() {
+                        Delimiter::Parenthesis => ("(", ")"),
+                        Delimiter::Brace => ("{", "}"),
+                        Delimiter::Bracket => ("[", "]"),
+                        Delimiter::None => ("", ""),
+                    };
+                    out.push(open.to_owned());
+                    out.extend(normalized(g.stream()));
+                    out.push(close.to_owned());
+                }
+                TokenTree::Punct(p) if p.as_char() == ',' && i + 1 == tokens.len() => {}
+                other => out.push(other.to_string()),
+            }
+        }
+        out
+    }
+
     #[test]
     fn output_is_deterministic() {
         let args = quote!(name = "w", tags = ["a", "b"], metadata(owner = "x", tier = 1));
