@@ -77,6 +77,17 @@ impl Shapes {
     fn sync_associated_no_context() -> Result<Vec<u32>, StepError> {
         Ok(vec![1, 2, 3])
     }
+
+    // A step named like a method of `Arc` still calls this method.
+    #[allow(clippy::should_implement_trait)] // a step name, not a `Clone` impl
+    #[step(after = sync_associated_no_context, when = has_input)]
+    async fn clone(&self) -> StepResult {
+        Ok(json!({ "cloned": self.prefix }).into())
+    }
+
+    fn has_input(&self, ctx: Context) -> bool {
+        ctx.contains("input") && !self.prefix.is_empty()
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -93,6 +104,7 @@ async fn steps_of_every_shape_run() {
     assert_eq!(skipped.skip_reason.as_deref(), Some("nothing left to do"));
     assert_eq!(state.step("sync_associated_no_context").unwrap().status, StepStatus::Completed);
     assert!(!state.context.contains_key("0"), "a non-object output is not merged");
+    assert_eq!(state.get::<String>("cloned").as_deref(), Some("x-"));
 }
 
 // ----- handlers and compensations -----

@@ -30,7 +30,7 @@ pub struct Everything {
     dead_letter,
     dead_letter_ttl = "7d",
     tags = ["critical", "daily"],
-    metadata(owner = "data-team", tier = 1, big = 10_000_000_000, ratio = 0.5, public = false),
+    metadata(owner = "data-team", tier = 1, big = 10_000_000_000, offset = -3, ratio = 0.5, public = false),
     step_concurrency = 4,
     description = "exercises every option",
     version = "2025.1",
@@ -215,6 +215,7 @@ fn builder_version() -> WorkflowDef {
         .metadata("owner", "data-team")
         .metadata("tier", 1)
         .metadata("big", 10_000_000_000u64)
+        .metadata("offset", -3)
         .metadata("ratio", 0.5)
         .metadata("public", false)
         .step_concurrency(4)
@@ -337,6 +338,7 @@ fn workflow_policies_match() {
     assert_eq!(p.description(), Some("exercises every option"));
     assert_eq!(p.metadata(), q.metadata());
     assert_eq!(p.metadata()["big"], json!(10_000_000_000u64));
+    assert_eq!(p.metadata()["offset"], json!(-3));
     let handlers: Vec<(&str, String)> = p.handler_names().into_iter().collect();
     assert_eq!(
         handlers,

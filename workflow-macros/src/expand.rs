@@ -179,11 +179,15 @@ fn bound(b: &Bound) -> TokenStream {
         }
     });
     // Spanned at the method's return type, where type errors about the result point.
-    let call = if b.has_self {
-        quote_spanned!(span=> this.#method(#(#args),*))
-    } else {
-        quote_spanned!(span=> Self::#method(#(#args),*))
+    // Called as `Self::method(..)`: `this.method(..)` could pick a method of `Arc`
+    // (`clone`, `as_ref`...) over the user's.
+    let receiver = match (b.has_self, borrowed_by_runtime || b.shape == Shape::Backoff) {
+        (false, _) => None,
+        (true, true) => Some(quote_spanned!(span=> this)),
+        (true, false) => Some(quote_spanned!(span=> &this)),
     };
+    let args = receiver.into_iter().chain(args);
+    let call = quote_spanned!(span=> Self::#method(#(#args),*));
     let call = if b.is_async { quote_spanned!(span=> #call.await) } else { call };
     let helper = format_ident!("{}", helper, span = span);
     let body = match b.shape {
@@ -227,10 +231,12 @@ mod tests {
         );
         let norm = text.replace(' ', "");
         assert!(
-            norm.contains(".step_with(\"a\",__sagaflow_rt::step(&this,|this,ctx|asyncmove{this.a(&ctx).await}),"),
+            norm.contains(
+                ".step_with(\"a\",__sagaflow_rt::step(&this,|this,ctx|asyncmove{Self::a(&this,&ctx).await}),"
+            ),
             "{text}"
         );
-        assert!(norm.contains("__sagaflow_rt::condition(&this,|this,ctx|this.ready(ctx))"), "{text}");
+        assert!(norm.contains("__sagaflow_rt::condition(&this,|this,ctx|Self::ready(this,ctx))"), "{text}");
         assert!(norm.contains("__sagaflow_rt::step(&this,|_,ctx|asyncmove{Self::b(ctx)})"), "{text}");
         assert!(norm.contains("__sagaflow_rt::step(&this,|_,_|asyncmove{Self::c().await})"), "{text}");
     }
