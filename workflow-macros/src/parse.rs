@@ -430,19 +430,11 @@ fn parse_workflow_attr(args: TokenStream, acc: &mut Accumulator) -> WorkflowAttr
             }),
             acc,
         ),
-        "timeout" => set(
-            &mut w.timeout,
-            key,
-            values::timeout(meta, name, false).map(|t| match t {
-                TimeoutValue::Fixed(d) => d,
-                TimeoutValue::Method(_) => unreachable!("methods are rejected when not allowed"),
-            }),
-            acc,
-        ),
+        "timeout" => set(&mut w.timeout, key, values::fixed_timeout(meta, name), acc),
         "max_retries" => set(&mut w.max_retries, key, values::count(meta, name), acc),
         "retry_delay" => set(&mut w.retry_delay, key, values::duration(meta, name, false), acc),
         "retry_backoff" => set(&mut w.retry_backoff, key, values::backoff(meta, name), acc),
-        "step_timeout" => set(&mut w.step_timeout, key, values::timeout(meta, name, true), acc),
+        "step_timeout" => set(&mut w.step_timeout, key, values::timeout(meta, name), acc),
         "step_max_retries" => set(&mut w.step_max_retries, key, values::count(meta, name), acc),
         "step_retry_delay" => set(&mut w.step_retry_delay, key, values::duration(meta, name, false), acc),
         "on_failure" => set(&mut w.on_failure, key, values::method(meta, name), acc),
@@ -543,10 +535,7 @@ fn cron_patterns(meta: &Meta) -> darling::Result<Vec<LitStr>> {
         return Err(error(meta.span(), "write `cron = \"0 6 * * *\"` or `cron = [\"0 6 * * *\", \"0 18 * * *\"]`"));
     };
     let strings = |e: &syn::Expr| match e {
-        syn::Expr::Lit(l) if matches!(l.lit, Lit::Str(_)) => {
-            let Lit::Str(s) = &l.lit else { unreachable!("matched above") };
-            Ok(s.clone())
-        }
+        syn::Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => Ok(s.clone()),
         other => Err(error(other.span(), "expected a cron pattern as a string literal, such as `\"0 6 * * *\"`")),
     };
     match &nv.value {
@@ -624,7 +613,7 @@ fn parse_step_attr(kind_name: &'static str, attr: &syn::Attribute, acc: &mut Acc
         "after_graft" => set(&mut s.after_graft, key, values::names(meta, name, "graft name"), acc),
         "group" => set(&mut s.group, key, values::name(meta, name, "a group name"), acc),
         "when" => set(&mut s.when, key, values::method(meta, name), acc),
-        "timeout" => set(&mut s.timeout, key, values::timeout(meta, name, true), acc),
+        "timeout" => set(&mut s.timeout, key, values::timeout(meta, name), acc),
         "max_retries" => set(&mut s.max_retries, key, values::count(meta, name), acc),
         "retry_delay" => set(&mut s.retry_delay, key, values::duration(meta, name, false), acc),
         "retry_backoff" => set(&mut s.retry_backoff, key, values::backoff(meta, name), acc),

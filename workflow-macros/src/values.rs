@@ -107,10 +107,7 @@ pub(crate) fn flag(meta: &Meta, key: &str) -> darling::Result<bool> {
     match meta {
         Meta::Path(_) => Ok(true),
         Meta::NameValue(nv) => match ungroup(&nv.value) {
-            Expr::Lit(l) if matches!(l.lit, Lit::Bool(_)) => {
-                let Lit::Bool(b) = &l.lit else { unreachable!("matched above") };
-                Ok(b.value)
-            }
+            Expr::Lit(syn::ExprLit { lit: Lit::Bool(b), .. }) => Ok(b.value),
             other => Err(error(other.span(), format!("expected `true` or `false`: write `{key}` or `{key} = false`"))),
         },
         Meta::List(l) => Err(error(l.path.span(), format!("`{key}` is not a list: write `{key}` or `{key} = false`"))),
@@ -140,10 +137,7 @@ pub(crate) fn count_value(lit: &LitInt) -> u32 {
 pub(crate) fn string(meta: &Meta, key: &str) -> darling::Result<LitStr> {
     let expr = value_of(meta, key, "\"...\"")?;
     match expr {
-        Expr::Lit(l) if matches!(l.lit, Lit::Str(_)) => {
-            let Lit::Str(s) = &l.lit else { unreachable!("matched above") };
-            Ok(s.clone())
-        }
+        Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => Ok(s.clone()),
         e => Err(error(e.span(), format!("expected a string literal: `{key} = \"...\"`"))),
     }
 }
@@ -239,20 +233,29 @@ pub(crate) enum TimeoutValue {
 }
 
 /// `timeout = "30s" | 30_000 | infinity | method`.
-pub(crate) fn timeout(meta: &Meta, key: &str, method_allowed: bool) -> darling::Result<TimeoutValue> {
+pub(crate) fn timeout(meta: &Meta, key: &str) -> darling::Result<TimeoutValue> {
     let expr = value_of(meta, key, "\"30s\"")?;
     if let Some(ident) = single_ident(expr)
         && ident != "infinity"
     {
-        if !method_allowed {
-            return Err(error(
-                ident.span(),
-                format!("`{key}` cannot be a function: write {DURATION_EXAMPLES}, or `infinity`"),
-            ));
-        }
         return Ok(TimeoutValue::Method(ident.clone()));
     }
     duration_of(expr, key, true).map(TimeoutValue::Fixed)
+}
+
+/// `timeout = "30s" | 30_000 | infinity` where a method is not allowed (the
+/// workflow's timeout is fixed when an execution starts).
+pub(crate) fn fixed_timeout(meta: &Meta, key: &str) -> darling::Result<DurationLit> {
+    let expr = value_of(meta, key, "\"30s\"")?;
+    if let Some(ident) = single_ident(expr)
+        && ident != "infinity"
+    {
+        return Err(error(
+            ident.span(),
+            format!("`{key}` cannot be a function: write {DURATION_EXAMPLES}, or `infinity`"),
+        ));
+    }
+    duration_of(expr, key, true)
 }
 
 /// A backoff: `fixed`, `exponential`, `linear` or a method `(attempt, base) -> Duration`.
@@ -268,10 +271,7 @@ pub(crate) enum BackoffValue {
 pub(crate) fn backoff(meta: &Meta, key: &str) -> darling::Result<BackoffValue> {
     let expr = value_of(meta, key, "exponential")?;
     let text = match expr {
-        Expr::Lit(l) if matches!(l.lit, Lit::Str(_)) => {
-            let Lit::Str(s) = &l.lit else { unreachable!("matched above") };
-            Some((s.value(), s.span()))
-        }
+        Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => Some((s.value(), s.span())),
         e => single_ident(e).map(|i| (ident_text(i), i.span())),
     };
     match text {
@@ -293,10 +293,7 @@ pub(crate) fn on_error(meta: &Meta, key: &str) -> darling::Result<&'static str> 
     let expr = value_of(meta, key, "skip")?;
     let (text, span) = match expr {
         Expr::Continue(c) if c.label.is_none() => ("continue".to_owned(), c.continue_token.span),
-        Expr::Lit(l) if matches!(l.lit, Lit::Str(_)) => {
-            let Lit::Str(s) = &l.lit else { unreachable!("matched above") };
-            (s.value(), s.span())
-        }
+        Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => (s.value(), s.span()),
         e => match single_ident(e) {
             Some(i) => (ident_text(i), i.span()),
             None => return Err(error(e.span(), "expected `fail`, `skip` or `continue`")),
@@ -309,10 +306,7 @@ pub(crate) fn on_error(meta: &Meta, key: &str) -> darling::Result<&'static str> 
 pub(crate) fn misfire(meta: &Meta, key: &str) -> darling::Result<&'static str> {
     let expr = value_of(meta, key, "run_once")?;
     let (text, span) = match expr {
-        Expr::Lit(l) if matches!(l.lit, Lit::Str(_)) => {
-            let Lit::Str(s) = &l.lit else { unreachable!("matched above") };
-            (s.value(), s.span())
-        }
+        Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => (s.value(), s.span()),
         e => match single_ident(e) {
             Some(i) => (ident_text(i), i.span()),
             None => return Err(error(e.span(), "expected `run_once`, `skip` or `run_all`")),
@@ -343,7 +337,7 @@ pub(crate) fn literal(meta: &Meta, key: &str) -> darling::Result<Lit> {
         Expr::Lit(l) if matches!(l.lit, Lit::Str(_) | Lit::Int(_) | Lit::Float(_) | Lit::Bool(_)) => Ok(l.lit.clone()),
         Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => match ungroup(&u.expr) {
             Expr::Lit(l) if matches!(l.lit, Lit::Int(_) | Lit::Float(_)) => {
-                let negated = format!("-{}", l.lit.to_token_stream_string());
+                let negated = format!("-{}", quote::ToTokens::to_token_stream(&l.lit));
                 Ok(match &l.lit {
                     Lit::Int(_) => Lit::Int(LitInt::new(&negated, u.span())),
                     _ => Lit::Float(syn::LitFloat::new(&negated, u.span())),
@@ -352,16 +346,6 @@ pub(crate) fn literal(meta: &Meta, key: &str) -> darling::Result<Lit> {
             e => Err(error(e.span(), "expected a string, number or boolean literal")),
         },
         e => Err(error(e.span(), "expected a string, number or boolean literal")),
-    }
-}
-
-trait LitText {
-    fn to_token_stream_string(&self) -> String;
-}
-
-impl LitText for Lit {
-    fn to_token_stream_string(&self) -> String {
-        quote::ToTokens::to_token_stream(self).to_string()
     }
 }
 
@@ -415,6 +399,23 @@ mod tests {
             msg(duration(&m, "timeout", true).unwrap_err()),
             "invalid duration `30x`: unknown unit `x` (expected ms, s, m, h, d or w)"
         );
+    }
+
+    #[test]
+    fn timeouts_take_methods_only_where_allowed() {
+        let m: Meta = parse_quote!(timeout = by_size);
+        assert!(matches!(timeout(&m, "timeout").unwrap(), TimeoutValue::Method(i) if i == "by_size"));
+        assert!(msg(fixed_timeout(&m, "timeout").unwrap_err()).starts_with("`timeout` cannot be a function: write "));
+        let m: Meta = parse_quote!(timeout = infinity);
+        assert!(matches!(timeout(&m, "timeout").unwrap(), TimeoutValue::Fixed(DurationLit::Infinity(_))));
+        assert!(fixed_timeout(&m, "timeout").unwrap().value().is_none());
+    }
+
+    #[test]
+    fn metadata_literals_may_be_negative() {
+        let m: Meta = parse_quote!(offset = -3);
+        let Lit::Int(i) = literal(&m, "offset").unwrap() else { panic!("an integer literal") };
+        assert_eq!(i.base10_parse::<i64>().unwrap(), -3);
     }
 
     #[test]
