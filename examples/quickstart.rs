@@ -1,44 +1,51 @@
-//! A small user-onboarding workflow: create the account, then set up the profile
-//! and send the welcome email in parallel, then finish. Each step prints as it
-//! runs; the final context is printed at the end.
+//! A small user-onboarding workflow written with the attribute macros: create the
+//! account, then set up the profile and send the welcome email in parallel, then
+//! finish. Each step prints as it runs; the final context is printed at the end.
 //!
 //! Run with `cargo run --example quickstart`.
 
 use sagaflow::prelude::*;
 
-async fn create_account(ctx: Context) -> StepResult {
-    let email: String = ctx.get("email")?;
-    println!("  create_account       creating an account for {email}");
-    Ok(json!({ "user_id": 123 }).into())
+/// The workflow's value holds what its steps need (here a sender address; in a real
+/// program a database pool or an HTTP client), reached through `&self`.
+struct UserOnboarding {
+    sender: String,
 }
 
-async fn setup_profile(ctx: Context) -> StepResult {
-    let user_id: u64 = ctx.get("user_id")?;
-    println!("  setup_profile        profile for user {user_id}");
-    Ok(json!({ "profile_id": 456 }).into())
-}
+#[workflow(name = "user_onboarding", timeout = "1h")]
+impl UserOnboarding {
+    #[step]
+    async fn create_account(&self, ctx: &Context) -> StepResult {
+        let email: String = ctx.get("email")?;
+        println!("  create_account       creating an account for {email}");
+        Ok(json!({ "user_id": 123 }).into())
+    }
 
-async fn send_welcome_email(ctx: Context) -> StepResult {
-    let email: String = ctx.get("email")?;
-    println!("  send_welcome_email   welcome mail to {email}");
-    Ok(json!({ "welcome_sent": true }).into())
-}
+    #[step(after = create_account)]
+    async fn setup_profile(&self, ctx: &Context) -> StepResult {
+        let user_id: u64 = ctx.get("user_id")?;
+        println!("  setup_profile        profile for user {user_id}");
+        Ok(json!({ "profile_id": 456 }).into())
+    }
 
-async fn activate(ctx: Context) -> StepResult {
-    println!("  activate             user {} is ready", ctx.get::<u64>("user_id")?);
-    Ok(json!({ "active": true }).into())
+    #[step(after = create_account, timeout = "30s", max_retries = 5)]
+    async fn send_welcome_email(&self, ctx: &Context) -> StepResult {
+        let email: String = ctx.get("email")?;
+        println!("  send_welcome_email   welcome mail from {} to {email}", self.sender);
+        Ok(json!({ "welcome_sent": true }).into())
+    }
+
+    #[step(after = [setup_profile, send_welcome_email])]
+    async fn activate(&self, ctx: &Context) -> StepResult {
+        println!("  activate             user {} is ready", ctx.get::<u64>("user_id")?);
+        Ok(json!({ "active": true }).into())
+    }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let onboarding = Workflow::new("user_onboarding")
-        .step("create_account", create_account)
-        .step_with("setup_profile", setup_profile, Step::opts().after("create_account"))
-        .step_with("send_welcome_email", send_welcome_email, Step::opts().after("create_account"))
-        .step_with("activate", activate, Step::opts().after(["setup_profile", "send_welcome_email"]))
-        .build()?;
-
-    let engine = Engine::builder().register(onboarding).build().await?;
+    let onboarding = UserOnboarding { sender: "welcome@example.com".into() };
+    let engine = Engine::builder().workflow(onboarding).build().await?;
 
     println!("starting user_onboarding");
     let id = engine.start("user_onboarding", json!({ "email": "alice@example.com", "name": "Alice" })).await?;

@@ -64,6 +64,31 @@ impl Recorder {
         x.start < y.end && y.start < x.end
     }
 
+    /// Sleeps `ms` on tokio's clock and records a run of `name` (for step bodies
+    /// written as methods).
+    pub async fn track(&self, name: &str, ms: u64) {
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.record(Run { name: name.to_owned(), start, end: Instant::now() });
+    }
+
+    /// A step that sleeps `ms`, records its run and outputs `output`.
+    pub fn emitter(
+        self: &Arc<Self>,
+        name: &'static str,
+        ms: u64,
+        output: serde_json::Value,
+    ) -> impl Fn(Context) -> StepFuture + Send + Sync + 'static {
+        let rec = Arc::clone(self);
+        move |_ctx| {
+            let (rec, output) = (Arc::clone(&rec), output.clone());
+            Box::pin(async move {
+                rec.track(name, ms).await;
+                Ok(output.into())
+            })
+        }
+    }
+
     /// A step that sleeps `ms`, records its run and outputs `{name: true}`.
     pub fn sleeper(
         self: &Arc<Self>,

@@ -368,8 +368,16 @@ async fn spans_cover_each_execution_and_each_step_attempt() {
     use tracing_subscriber::layer::SubscriberExt;
     let spans = Spans::default();
     let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
-
     let engine = Engine::builder().register(checkout()).build().await.unwrap();
+    // Other tests run on other threads without this subscriber. A span site first
+    // reached there at the same time may have cached "never enabled". One warm-up
+    // run registers every site the engine uses; rebuilding the cache afterwards
+    // makes each of them ask the live subscribers again.
+    let warm_up = engine.start("checkout", json!({})).await.unwrap();
+    engine.wait(warm_up).await.unwrap();
+    tracing::callsite::rebuild_interest_cache();
+    spans.0.lock().unwrap().clear();
+
     let id = engine.start("checkout", json!({})).await.unwrap();
     assert_eq!(engine.wait(id).await.unwrap().status, Status::RolledBack);
     tokio::task::yield_now().await;

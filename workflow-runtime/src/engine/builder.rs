@@ -8,7 +8,7 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 use super::journal::Journal;
-use super::registry::{Registry, WorkflowType, registrations};
+use super::registry::{Registry, WorkflowType, registered_defs, registrations};
 use super::timers::Timers;
 use super::{Clock, Engine, EngineError, EngineInner};
 use crate::builder::BuildError;
@@ -82,7 +82,12 @@ impl EngineBuilder {
     /// Registers every workflow that registered itself with `inventory` (`#[workflow]`
     /// types that implement `Default`). Workflows registered explicitly with
     /// [`workflow`](Self::workflow) or [`register`](Self::register) take precedence
-    /// over an inventory registration of the same name.
+    /// over an inventory registration of the same name; two registrations of one name
+    /// fail `build` with [`EngineError::DuplicateRegistration`].
+    ///
+    /// A crate that the binary never references may not be linked, and then its
+    /// workflows are missing here (see [`Registration`](crate::Registration)); an
+    /// explicit [`workflow`](Self::workflow) call forces linking.
     pub fn register_all(mut self) -> Self {
         self.register_all = true;
         self
@@ -108,17 +113,7 @@ impl EngineBuilder {
         }
         let mut defs = explicit.clone();
         if self.register_all {
-            let mut seen: std::collections::HashMap<&str, &str> = Default::default();
-            for r in registrations() {
-                if let Some(other) = seen.insert(r.name, r.module) {
-                    let _ = other;
-                    return Err(EngineError::DuplicateWorkflow(r.name.to_owned()));
-                }
-                if explicit.iter().any(|d| d.name() == r.name) {
-                    continue;
-                }
-                defs.push((r.build)()?);
-            }
+            defs.extend(registered_defs(&registrations(), &explicit)?);
         }
         let durable = store.durability() == Durability::Durable;
         let journal = Journal::new(Arc::clone(&store));

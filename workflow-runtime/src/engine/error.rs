@@ -34,6 +34,17 @@ pub enum EngineError {
     /// Two workflows share a name.
     #[error("workflow `{0}` is registered twice")]
     DuplicateWorkflow(String),
+    /// Two `#[workflow]` types (in two modules or crates) registered the same name with
+    /// `inventory`.
+    #[error("workflow `{name}` is registered twice: in `{first}` and in `{second}`")]
+    DuplicateRegistration {
+        /// The name.
+        name: String,
+        /// Module of one registration.
+        first: String,
+        /// Module of the other.
+        second: String,
+    },
     /// Two workflows give a circuit breaker different options.
     #[error("circuit breaker `{breaker}` has different options in workflows `{first}` and `{second}`")]
     ConflictingBreaker {

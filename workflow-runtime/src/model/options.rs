@@ -248,6 +248,16 @@ impl StepOptions {
         self
     }
 
+    /// A condition shown under `name` in introspection (and in skip reasons), for
+    /// conditions given as closures.
+    pub fn when_named<F>(mut self, name: impl Into<String>, condition: F) -> Self
+    where
+        F: Fn(&Context) -> bool + Send + Sync + 'static,
+    {
+        self.when = Some(Named { name: Some(Arc::from(name.into())), f: Arc::new(condition) });
+        self
+    }
+
     /// Step timeout: `"30s"`, `Duration`, milliseconds or `"infinity"`.
     pub fn timeout(mut self, timeout: impl Into<DurationArg>) -> Self {
         self.timeout = Some(timeout.into());

@@ -156,13 +156,14 @@ where
 }
 
 /// The name of a function item, or `None` for closures (used to show handler and
-/// condition names in introspection).
+/// condition names in introspection). A function declared inside a closure or an
+/// `async` block (`main::{{closure}}::cleanup`) is still a named function.
 pub(crate) fn fn_name<F>() -> Option<Arc<str>> {
     let full = std::any::type_name::<F>();
-    if full.contains("{{closure}}") || full.contains('<') {
+    if full.contains('<') {
         return None;
     }
-    full.rsplit("::").next().map(Arc::from)
+    full.rsplit("::").next().filter(|last| !last.contains("{{closure}}")).map(Arc::from)
 }
 
 /// A function with the name it is shown under.
@@ -200,6 +201,13 @@ mod tests {
         }
         assert_eq!(of(&async_step).as_deref(), Some("async_step"));
         assert_eq!(of(&|_: Context| ()), None);
+        let in_closure = || {
+            fn nested(_ctx: Context) {}
+            (of(&nested), of(&|_: Context| ()))
+        };
+        let (nested, closure) = in_closure();
+        assert_eq!(nested.as_deref(), Some("nested"));
+        assert_eq!(closure, None);
     }
 
     #[tokio::test]

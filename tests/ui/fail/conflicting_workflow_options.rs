@@ -1,0 +1,13 @@
+use sagaflow::prelude::*;
+
+struct Nightly;
+
+#[workflow(name = "nightly", dead_letter_ttl = "30d", step_concurrency = 0, max_retries = 0, retry_backoff = fixed)]
+impl Nightly {
+    #[step]
+    async fn run(&self) -> StepResult {
+        Ok(Outcome::Done)
+    }
+}
+
+fn main() {}

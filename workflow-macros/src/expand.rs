@@ -1,0 +1,359 @@
+//! Expansion: turns a checked [`Plan`] into an impl of `WorkflowType` whose
+//! `definition` is the builder chain a user would write by hand, plus the inventory
+//! registration. Infallible: every user error was reported by `validate`.
+//!
+//! Generated code names the runtime only through `<root>::__private` (bound to the
+//! local alias `__sagaflow_rt`) and `::core`; spans of user tokens are kept where type
+//! errors should point.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::{LitInt, LitStr};
+
+use crate::plan::{Arg, Bound, Call, Plan, Shape, StepKindPlan, StepPlan};
+use crate::values::DurationLit;
+
+/// The impl of `WorkflowType` and the registration.
+pub(crate) fn expand(plan: &Plan) -> TokenStream {
+    let Plan { root, self_ty, name, .. } = plan;
+    let options = plan.options.iter().map(call);
+    let steps = plan.steps.iter().map(step);
+    quote! {
+        #[allow(unused_qualifications, clippy::all, clippy::pedantic, clippy::nursery)]
+        impl #root::__private::WorkflowType for #self_ty {
+            const NAME: &'static str = #name;
+
+            fn definition(
+                this: #root::__private::Arc<Self>,
+            ) -> ::core::result::Result<#root::__private::WorkflowDef, #root::__private::BuildError> {
+                use #root::__private as __sagaflow_rt;
+                __sagaflow_rt::Workflow::new(#name)
+                    #(#options)*
+                    #(#steps)*
+                    .build()
+            }
+        }
+
+        #[allow(unused_qualifications, clippy::all, clippy::pedantic, clippy::nursery)]
+        const _: () = {
+            fn __sagaflow_build() -> ::core::option::Option<
+                ::core::result::Result<#root::__private::WorkflowDef, #root::__private::BuildError>,
+            > {
+                #[allow(unused_imports)]
+                use #root::__private::{ViaDefault as _, ViaValue as _};
+                (&#root::__private::Probe::<#self_ty>::new()).registration_build()
+            }
+            #root::__private::inventory::submit! {
+                #root::__private::Registration::new(#name, ::core::module_path!(), __sagaflow_build)
+            }
+        };
+    }
+}
+
+/// What is emitted beside the user's item when there were errors: an impl of
+/// `WorkflowType` so that uses of the type (`.workflow(MyWorkflow)`) do not add errors
+/// of their own.
+pub(crate) fn placeholder(plan: &Plan) -> TokenStream {
+    if !plan.implementable {
+        return TokenStream::new();
+    }
+    let Plan { root, self_ty, name, .. } = plan;
+    quote! {
+        #[allow(unused_qualifications, clippy::all)]
+        impl #root::__private::WorkflowType for #self_ty {
+            const NAME: &'static str = #name;
+
+            fn definition(
+                _: #root::__private::Arc<Self>,
+            ) -> ::core::result::Result<#root::__private::WorkflowDef, #root::__private::BuildError> {
+                ::core::unreachable!("`#[workflow]` reported compile errors for this impl block")
+            }
+        }
+    }
+}
+
+fn step(s: &StepPlan) -> TokenStream {
+    let name = LitStr::new(&s.name, s.body.method.span());
+    let body = bound(&s.body);
+    let options = s.options.iter().map(call);
+    let opts = quote!(__sagaflow_rt::Step::opts() #(#options)*);
+    let span = s.body.span;
+    match &s.kind {
+        StepKindPlan::Task if s.options.is_empty() => quote_spanned!(span=> .step(#name, #body)),
+        StepKindPlan::Task => quote_spanned!(span=> .step_with(#name, #body, #opts)),
+        StepKindPlan::Graft => quote_spanned!(span=> .graft(#name, #body, #opts)),
+        StepKindPlan::Workflow(child) => {
+            let child = LitStr::new(child, s.body.method.span());
+            quote_spanned!(span=> .add_workflow_with(#name, #child, #body, #opts))
+        }
+    }
+}
+
+fn call(c: &Call) -> TokenStream {
+    let method = format_ident!("{}", c.method);
+    let args = c.args.iter().map(arg);
+    quote!(.#method(#(#args),*))
+}
+
+fn str_lit(text: &str, span: Span) -> LitStr {
+    LitStr::new(text, span)
+}
+
+fn arg(a: &Arg) -> TokenStream {
+    match a {
+        Arg::Str(text, span) => str_lit(text, *span).into_token_stream(),
+        Arg::LitStr(lit) => lit.into_token_stream(),
+        Arg::StrSlice(lits) => quote!(&[#(#lits),*]),
+        Arg::Strs(list) => match &list[..] {
+            [(one, span)] => str_lit(one, *span).into_token_stream(),
+            many => {
+                let lits = many.iter().map(|(t, s)| str_lit(t, *s));
+                quote!([#(#lits),*])
+            }
+        },
+        Arg::U32(n, span) => LitInt::new(&n.to_string(), *span).into_token_stream(),
+        Arg::Bool(b) => quote!(#b),
+        Arg::Duration(d) => duration(d),
+        Arg::Variant(ty, variant) => {
+            let (ty, variant) = (format_ident!("{}", ty), format_ident!("{}", variant));
+            quote!(__sagaflow_rt::#ty::#variant)
+        }
+        Arg::Literal(lit) => lit.into_token_stream(),
+        Arg::Bound(b) => bound(b),
+        Arg::Breaker { failure_threshold, reset_timeout, span } => {
+            let (secs, nanos) = (reset_timeout.as_secs(), reset_timeout.subsec_nanos());
+            quote_spanned! {*span=>
+                __sagaflow_rt::BreakerOptions::default()
+                    .failure_threshold(#failure_threshold)
+                    .reset_timeout(::core::time::Duration::new(#secs, #nanos))
+            }
+        }
+        Arg::Schedule { workflow, trigger, modifiers } => {
+            let method = format_ident!("{}", trigger.method);
+            let args = trigger.args.iter().map(arg);
+            let modifiers = modifiers.iter().map(call);
+            quote!(__sagaflow_rt::ScheduleSpec::#method(#(#args),*) #(#modifiers)* .build(#workflow)?)
+        }
+    }
+}
+
+fn duration(d: &DurationLit) -> TokenStream {
+    match d {
+        DurationLit::Text { lit, .. } => quote!(#lit),
+        DurationLit::Millis { lit, value } => LitInt::new(&format!("{value}u64"), lit.span()).into_token_stream(),
+        DurationLit::Infinity(span) => str_lit("infinity", *span).into_token_stream(),
+    }
+}
+
+/// A method of the impl block adapted to the shape the builder takes, e.g.
+/// `__sagaflow_rt::step(&this, |this, ctx| async move { this.fetch(&ctx).await })`.
+fn bound(b: &Bound) -> TokenStream {
+    let method = &b.method;
+    let span = b.span;
+    let this = if b.has_self { quote_spanned!(span=> this) } else { quote_spanned!(span=> _) };
+    // The values the runtime passes, in order; each is given to the method borrowed or
+    // owned as its parameter declares.
+    let (helper, values): (&str, &[&str]) = match b.shape {
+        Shape::Step => ("step", &["ctx"]),
+        Shape::Condition => ("condition", &["ctx"]),
+        Shape::Timeout => ("timeout", &["ctx"]),
+        Shape::Backoff => ("backoff", &["attempt", "delay"]),
+        Shape::Cancel => ("cancel_handler", &["ctx", "reason"]),
+        Shape::StepError => ("step_error_handler", &["ctx", "step", "error", "attempt"]),
+    };
+    let borrowed_by_runtime = matches!(b.shape, Shape::Condition | Shape::Timeout);
+    let closure_params = values.iter().enumerate().map(|(i, v)| {
+        if i < b.params.len() {
+            let v = format_ident!("{}", v, span = span);
+            quote!(#v)
+        } else {
+            quote_spanned!(span=> _)
+        }
+    });
+    let args = b.params.iter().zip(values.iter()).map(|((by_ref, span), v)| {
+        let v = format_ident!("{}", v, span = *span);
+        match (by_ref, borrowed_by_runtime) {
+            (true, false) => quote_spanned!(*span=> &#v),
+            (false, true) => quote_spanned!(*span=> ::core::clone::Clone::clone(#v)),
+            _ => quote_spanned!(*span=> #v),
+        }
+    });
+    // Spanned at the method's return type, where type errors about the result point.
+    // Called as `Self::method(..)`: `this.method(..)` could pick a method of `Arc`
+    // (`clone`, `as_ref`...) over the user's.
+    let receiver = match (b.has_self, borrowed_by_runtime || b.shape == Shape::Backoff) {
+        (false, _) => None,
+        (true, true) => Some(quote_spanned!(span=> this)),
+        (true, false) => Some(quote_spanned!(span=> &this)),
+    };
+    let args = receiver.into_iter().chain(args);
+    let call = quote_spanned!(span=> Self::#method(#(#args),*));
+    let call = if b.is_async { quote_spanned!(span=> #call.await) } else { call };
+    let helper = format_ident!("{}", helper, span = span);
+    let body = match b.shape {
+        Shape::Step | Shape::Cancel | Shape::StepError => quote_spanned!(span=> async move { #call }),
+        Shape::Condition | Shape::Timeout | Shape::Backoff => call,
+    };
+    quote_spanned! {b.span=>
+        __sagaflow_rt::#helper(&this, |#this, #(#closure_params),*| #body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse;
+    use crate::validate::validate;
+
+    fn expand_text(args: TokenStream, item: TokenStream) -> String {
+        let mut acc = darling::Error::accumulator();
+        let input = parse(args, item, &mut acc).unwrap();
+        let plan = validate(&input, &mut acc);
+        acc.finish().unwrap();
+        expand(&plan).to_string()
+    }
+
+    #[test]
+    fn binds_each_method_shape() {
+        let text = expand_text(
+            quote!(name = "w"),
+            quote! {
+                impl W {
+                    #[step(when = ready)]
+                    async fn a(&self, ctx: &Context) -> StepResult { x() }
+                    #[step(after = a)]
+                    fn b(ctx: Context) -> StepResult { x() }
+                    #[step(after = b)]
+                    async fn c() -> StepResult { x() }
+                    fn ready(&self, ctx: &Context) -> bool { true }
+                }
+            },
+        );
+        let norm = text.replace(' ', "");
+        assert!(
+            norm.contains(
+                ".step_with(\"a\",__sagaflow_rt::step(&this,|this,ctx|asyncmove{Self::a(&this,&ctx).await}),"
+            ),
+            "{text}"
+        );
+        assert!(norm.contains("__sagaflow_rt::condition(&this,|this,ctx|Self::ready(this,ctx))"), "{text}");
+        assert!(norm.contains("__sagaflow_rt::step(&this,|_,ctx|asyncmove{Self::b(ctx)})"), "{text}");
+        assert!(norm.contains("__sagaflow_rt::step(&this,|_,_|asyncmove{Self::c().await})"), "{text}");
+    }
+
+    #[test]
+    fn uses_only_the_given_crate_root_and_core() {
+        let text = expand_text(
+            quote!(name = "w", crate = "::renamed", schedule(every = "5m"), on_failure = a),
+            quote! {
+                impl W {
+                    #[step(retry_backoff = linear, max_retries = 2, on_error = skip, circuit_breaker = api, circuit_breaker_opts(failure_threshold = 2))]
+                    async fn a(&self, ctx: &Context) -> StepResult { x() }
+                }
+            },
+        );
+        assert!(!text.contains(" sagaflow ::"), "{text}");
+        assert!(text.contains(":: renamed :: __private"), "{text}");
+        let mut roots = std::collections::BTreeSet::new();
+        absolute_roots(expand_tokens(&text), &mut roots);
+        assert_eq!(roots.into_iter().collect::<Vec<_>>(), ["core", "renamed"]);
+    }
+
+    fn expand_tokens(text: &str) -> TokenStream {
+        text.parse().unwrap()
+    }
+
+    /// The first segment of every path that starts with `::`.
+    fn absolute_roots(tokens: TokenStream, out: &mut std::collections::BTreeSet<String>) {
+        use proc_macro2::{Spacing, TokenTree};
+        let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+        for (i, t) in tokens.iter().enumerate() {
+            match t {
+                TokenTree::Group(g) => absolute_roots(g.stream(), out),
+                TokenTree::Punct(p) if p.as_char() == ':' && p.spacing() == Spacing::Joint => {
+                    let follows_segment = i > 0 && matches!(&tokens[i - 1], TokenTree::Ident(_))
+                        || matches!(tokens.get(i.wrapping_sub(1)), Some(TokenTree::Punct(q)) if q.as_char() == '>' || q.as_char() == ':');
+                    if !follows_segment && let Some(TokenTree::Ident(root)) = tokens.get(i + 2) {
+                        out.insert(root.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The `rust` code blocks of a markdown text, without rustdoc's hidden lines.
+    fn rust_blocks(doc: &str) -> Vec<Vec<String>> {
+        let mut blocks = Vec::new();
+        let mut current: Option<Vec<String>> = None;
+        for line in doc.lines() {
+            match (&mut current, line.trim_start()) {
+                (None, l) if l.starts_with("```rust") => current = Some(Vec::new()),
+                (Some(_), "```") => blocks.extend(current.take()),
+                (Some(b), l) if !(l == "#" || l.starts_with("# ")) => b.push(line.to_owned()),
+                _ => {}
+            }
+        }
+        blocks
+    }
+
+    #[test]
+    fn crate_docs_show_the_real_expansion() {
+        let blocks = rust_blocks(include_str!("../docs/crate.md"));
+        // The first block's visible items: the struct and the annotated impl block.
+        let source: String =
+            blocks[0].iter().take_while(|l| !l.starts_with("let ")).cloned().collect::<Vec<_>>().join("\n");
+        let file: syn::File = syn::parse_str(&source).unwrap();
+        let mut item = file
+            .items
+            .into_iter()
+            .find_map(|i| match i {
+                syn::Item::Impl(i) => Some(i),
+                _ => None,
+            })
+            .unwrap();
+        let attr = item.attrs.remove(0);
+        let args = attr.meta.require_list().unwrap().tokens.clone();
+        let actual: TokenStream = expand_text(args, item.into_token_stream()).parse().unwrap();
+        let shown: TokenStream = blocks[1].join("\n").parse().unwrap();
+        assert_eq!(normalized(actual), normalized(shown), "docs/crate.md shows an outdated expansion");
+    }
+
+    /// Tokens as text, ignoring spacing and the trailing commas `rustfmt` adds.
+    fn normalized(tokens: TokenStream) -> Vec<String> {
+        use proc_macro2::{Delimiter, TokenTree};
+        let mut out = Vec::new();
+        let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+        for (i, t) in tokens.iter().enumerate() {
+            match t {
+                TokenTree::Group(g) => {
+                    let (open, close) = match g.delimiter() {
+                        Delimiter::Parenthesis => ("(", ")"),
+                        Delimiter::Brace => ("{", "}"),
+                        Delimiter::Bracket => ("[", "]"),
+                        Delimiter::None => ("", ""),
+                    };
+                    out.push(open.to_owned());
+                    out.extend(normalized(g.stream()));
+                    out.push(close.to_owned());
+                }
+                TokenTree::Punct(p) if p.as_char() == ',' && i + 1 == tokens.len() => {}
+                other => out.push(other.to_string()),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        let args = quote!(name = "w", tags = ["a", "b"], metadata(owner = "x", tier = 1));
+        let item = quote! {
+            impl W {
+                #[step(group = g)] fn a() {}
+                #[step(group = g)] fn b() {}
+                #[step(after_group = g)] fn c() {}
+            }
+        };
+        assert_eq!(expand_text(args.clone(), item.clone()), expand_text(args, item));
+    }
+}

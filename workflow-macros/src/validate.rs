@@ -1,0 +1,841 @@
+//! Validation: everything `Workflow::build()` checks at run time, checked here at
+//! compile time with each error at the token to fix; plus what only the macro can
+//! check (methods named by options exist and can be called). Produces the [`Plan`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use darling::error::Accumulator;
+use proc_macro2::Span;
+use syn::{Ident, Lit, LitInt, LitStr, parse_quote};
+
+use crate::parse::{Input, Method, Receiver, ScheduleAttr, StepAttr, StepKind, Trigger, WorkflowAttr};
+use crate::plan::{Arg, Bound, Call, Plan, Shape, StepKindPlan, StepPlan};
+use crate::suggest;
+use crate::values::{BackoffValue, Name, TimeoutValue, count_value, error, ident_text};
+
+/// Defaults of circuit breaker options (`BreakerOptions::default()` in the runtime).
+const BREAKER_THRESHOLD: u32 = 5;
+const BREAKER_RESET: Duration = Duration::from_secs(30);
+
+/// Checks the input; every problem goes to `acc`. The plan is meaningful only when
+/// `acc` stayed empty.
+pub(crate) fn validate(input: &Input, acc: &mut Accumulator) -> Plan {
+    let attr = &input.attr;
+    let root = attr.krate.as_ref().map(|k| k.value.clone()).unwrap_or_else(|| parse_quote!(::sagaflow));
+    let name = match &attr.name {
+        Some(n) => {
+            if n.value.value().trim().is_empty() {
+                acc.push(error(n.value.span(), "a workflow name cannot be empty"));
+            }
+            n.value.clone()
+        }
+        None => {
+            acc.push(error(input.call_site, "missing `name`: write `#[workflow(name = \"my_workflow\")]`"));
+            LitStr::new("", input.call_site)
+        }
+    };
+    let methods = Methods { all: &input.methods };
+    let checker = Checker { methods, workflow: name.value() };
+    let options = checker.workflow_options(attr, acc);
+    let steps = checker.steps(input, acc);
+    let implementable = input.item.trait_.is_none()
+        && input.item.generics.params.is_empty()
+        && matches!(&*input.item.self_ty, syn::Type::Path(p) if p.qself.is_none());
+    Plan { root, self_ty: (*input.item.self_ty).clone(), implementable, name, options, steps }
+}
+
+struct Methods<'a> {
+    all: &'a [Method],
+}
+
+impl Methods<'_> {
+    fn get(&self, name: &str) -> Option<&Method> {
+        self.all.iter().find(|m| ident_text(&m.ident) == name)
+    }
+}
+
+struct Checker<'a> {
+    methods: Methods<'a>,
+    workflow: String,
+}
+
+/// The arguments each shape passes, for messages.
+fn shape_signature(shape: Shape) -> &'static str {
+    match shape {
+        Shape::Step => "`(&self, ctx: &Context)`, `(&self, ctx: Context)` or `(&self)`, with or without `&self`",
+        Shape::Condition => "`(&self, ctx: &Context) -> bool` (or without `&self`)",
+        Shape::Timeout => "`(&self, ctx: &Context) -> Duration` or `-> Option<Duration>` (or without `&self`)",
+        Shape::Backoff => "`(&self, attempt: u32, base_delay: Duration) -> Duration` (or without `&self`)",
+        Shape::Cancel => "`(&self, ctx: &Context, reason: &str)` (or without `&self`)",
+        Shape::StepError => {
+            "`(&self, ctx: &Context, step: &str, error: &StepError, attempt: u32)` (or without `&self`)"
+        }
+    }
+}
+
+fn arity(shape: Shape) -> std::ops::RangeInclusive<usize> {
+    match shape {
+        Shape::Step => 0..=1,
+        Shape::Condition | Shape::Timeout => 1..=1,
+        Shape::Backoff | Shape::Cancel => 2..=2,
+        Shape::StepError => 4..=4,
+    }
+}
+
+impl Checker<'_> {
+    /// Finds the method an option names and checks it can be called with `shape`.
+    fn bind(&self, ident: &Ident, option: &str, shape: Shape, acc: &mut Accumulator) -> Option<Bound> {
+        let text = ident_text(ident);
+        let Some(m) = self.methods.get(&text) else {
+            let known: Vec<String> = self.methods.all.iter().map(|m| ident_text(&m.ident)).collect();
+            acc.push(error(
+                ident.span(),
+                format!(
+                    "unknown method `{text}` in `{option}`{}\nthe method must be defined in this impl block",
+                    suggest::did_you_mean(&text, known.iter().map(String::as_str))
+                ),
+            ));
+            return None;
+        };
+        self.check_callable(m, &format!("used as `{option}`"), shape, acc)
+    }
+
+    /// Checks a method's signature against the shape it is called with.
+    fn check_callable(&self, m: &Method, role: &str, shape: Shape, acc: &mut Accumulator) -> Option<Bound> {
+        let name = ident_text(&m.ident);
+        let mut ok = true;
+        if let Receiver::Unsupported(span) = m.receiver {
+            acc.push(error(
+                span,
+                format!("`{name}` is {role}, so it takes `&self` or no receiver (generated code shares one value between executions)"),
+            ));
+            ok = false;
+        }
+        if let Some(span) = m.generics {
+            acc.push(error(span, format!("`{name}` is {role}, so it cannot have type or const parameters")));
+            ok = false;
+        }
+        if let Some(span) = m.asyncness
+            && !matches!(shape, Shape::Step | Shape::Cancel | Shape::StepError)
+        {
+            acc.push(error(span, format!("`{name}` is {role}, so it must be a plain `fn`, not `async`")));
+            ok = false;
+        }
+        let allowed = arity(shape);
+        let n = m.params.len();
+        if n > *allowed.end() {
+            acc.push(error(
+                m.params[*allowed.end()].span,
+                format!("`{name}` is {role}, so it takes {}; this argument is one too many", shape_signature(shape)),
+            ));
+            ok = false;
+        } else if n < *allowed.start() {
+            acc.push(error(
+                m.ident.span(),
+                format!(
+                    "`{name}` is {role}, so it takes {}; it takes {n} argument{} besides `self`",
+                    shape_signature(shape),
+                    if n == 1 { "" } else { "s" }
+                ),
+            ));
+            ok = false;
+        }
+        ok.then(|| Bound {
+            shape,
+            method: m.ident.clone(),
+            has_self: matches!(m.receiver, Receiver::Ref),
+            is_async: m.asyncness.is_some(),
+            params: m.params.iter().map(|p| (p.by_ref, p.span)).collect(),
+            span: m.output_span,
+        })
+    }
+
+    fn workflow_options(&self, w: &WorkflowAttr, acc: &mut Accumulator) -> Vec<Call> {
+        let mut calls = Vec::new();
+        let call = |method: &'static str, args: Vec<Arg>| Call { method, args };
+        if let Some(t) = &w.timeout {
+            calls.push(call("timeout", vec![Arg::Duration(t.value.clone())]));
+        }
+        if let Some(n) = &w.max_retries {
+            calls.push(call("max_retries", vec![u32_arg(&n.value)]));
+        }
+        let retries = w.max_retries.as_ref().map_or(0, |n| count_value(&n.value));
+        if retries == 0 {
+            for key in
+                [w.retry_delay.as_ref().map(|o| &o.key), w.retry_backoff.as_ref().map(|o| &o.key)].into_iter().flatten()
+            {
+                acc.push(error(
+                    key.span(),
+                    format!(
+                        "`{}` has no effect: the workflow's `max_retries` is 0; set `max_retries` to restart failed executions",
+                        ident_text(key)
+                    ),
+                ));
+            }
+        }
+        if let Some(d) = &w.retry_delay {
+            calls.push(call("retry_delay", vec![Arg::Duration(d.value.clone())]));
+        }
+        if let Some(b) = &w.retry_backoff
+            && let Some(arg) = self.backoff(&b.value, acc)
+        {
+            calls.push(call("retry_backoff", vec![arg]));
+        }
+        if let Some(t) = &w.step_timeout
+            && let Some(arg) = self.timeout(&t.value, "step_timeout", acc)
+        {
+            calls.push(call("step_timeout", vec![arg]));
+        }
+        if let Some(n) = &w.step_max_retries {
+            calls.push(call("step_max_retries", vec![u32_arg(&n.value)]));
+        }
+        if let Some(d) = &w.step_retry_delay {
+            calls.push(call("step_retry_delay", vec![Arg::Duration(d.value.clone())]));
+        }
+        for (option, slot, shape) in [
+            ("on_failure", &w.on_failure, Shape::Step),
+            ("on_success", &w.on_success, Shape::Step),
+            ("on_cancel", &w.on_cancel, Shape::Cancel),
+            ("on_step_error", &w.on_step_error, Shape::StepError),
+        ] {
+            if let Some(h) = slot
+                && let Some(bound) = self.bind(&h.value, option, shape, acc)
+            {
+                let name = ident_text(&h.value);
+                calls.push(call(option, vec![Arg::Bound(bound)]));
+                calls.push(call(
+                    "name_handler",
+                    vec![Arg::Str(option.to_owned(), h.key.span()), Arg::Str(name, h.value.span())],
+                ));
+            }
+        }
+        let dead_letter = w.dead_letter.as_ref().is_some_and(|d| d.value);
+        if let Some(d) = &w.dead_letter {
+            calls.push(call("dead_letter", vec![Arg::Bool(d.value)]));
+        }
+        if let Some(ttl) = &w.dead_letter_ttl {
+            if !dead_letter {
+                acc.push(error(
+                    ttl.key.span(),
+                    "`dead_letter_ttl` has no effect without `dead_letter`: add `dead_letter = true`",
+                ));
+            }
+            calls.push(call("dead_letter_ttl", vec![Arg::Duration(ttl.value.clone())]));
+        }
+        if let Some(tags) = &w.tags {
+            calls.push(call("tags", vec![strs(&tags.value)]));
+        }
+        if let Some(entries) = &w.metadata {
+            for (key, value) in &entries.value {
+                if let Some(lit) = acc.handle(metadata_literal(value)) {
+                    calls.push(call("metadata", vec![Arg::Str(ident_text(key), key.span()), Arg::Literal(lit)]));
+                }
+            }
+        }
+        if let Some(n) = &w.step_concurrency {
+            if count_value(&n.value) == 0 {
+                acc.push(error(n.value.span(), "`step_concurrency` must be at least 1"));
+            }
+            calls.push(call("step_concurrency", vec![u32_arg(&n.value)]));
+        }
+        if let Some(d) = &w.description {
+            calls.push(call("description", vec![Arg::LitStr(d.value.clone())]));
+        }
+        if let Some(v) = &w.version {
+            calls.push(call("version", vec![Arg::LitStr(v.value.clone())]));
+        }
+        for s in &w.schedules {
+            if let Some(arg) = self.schedule(&s.value, acc) {
+                calls.push(call("schedule", vec![arg]));
+            }
+        }
+        if let Some(events) = &w.on_event {
+            calls.push(call("on_event", vec![strs(&events.value)]));
+        }
+        calls
+    }
+
+    fn backoff(&self, b: &BackoffValue, acc: &mut Accumulator) -> Option<Arg> {
+        match b {
+            BackoffValue::Named(variant) => Some(Arg::Variant("Backoff", variant)),
+            BackoffValue::Method(m) => self.bind(m, "retry_backoff", Shape::Backoff, acc).map(Arg::Bound),
+        }
+    }
+
+    fn timeout(&self, t: &TimeoutValue, option: &str, acc: &mut Accumulator) -> Option<Arg> {
+        match t {
+            TimeoutValue::Fixed(d) => Some(Arg::Duration(d.clone())),
+            TimeoutValue::Method(m) => self.bind(m, option, Shape::Timeout, acc).map(Arg::Bound),
+        }
+    }
+
+    fn schedule(&self, s: &ScheduleAttr, acc: &mut Accumulator) -> Option<Arg> {
+        let trigger = s.trigger.as_ref()?;
+        let mut ok = true;
+        let trigger_call = match &trigger.value {
+            Trigger::Cron(patterns) => {
+                let parser = croner::parser::CronParser::builder().seconds(croner::parser::Seconds::Optional).build();
+                for p in patterns {
+                    if let Err(e) = parser.parse(&p.value()) {
+                        acc.push(error(p.span(), format!("invalid cron expression `{}`: {e}", p.value())));
+                        ok = false;
+                    }
+                }
+                Call { method: "cron", args: vec![Arg::StrSlice(patterns.clone())] }
+            }
+            Trigger::Every(d) => {
+                if d.value().is_some_and(|d| d.is_zero()) {
+                    acc.push(error(d.span(), "invalid `every`: the interval must be greater than zero"));
+                    ok = false;
+                }
+                Call { method: "every", args: vec![Arg::Duration(d.clone())] }
+            }
+            Trigger::At(t) => {
+                ok &= acc.handle(instant(t, "at")).is_some();
+                Call { method: "at", args: vec![Arg::LitStr(t.clone())] }
+            }
+            Trigger::In(d) => Call { method: "in_", args: vec![Arg::Duration(d.clone())] },
+        };
+        let mut modifiers = Vec::new();
+        let start = s.start_at.as_ref().and_then(|t| {
+            modifiers.push(Call { method: "start_at", args: vec![Arg::LitStr(t.value.clone())] });
+            acc.handle(instant(&t.value, "start_at"))
+        });
+        if let Some(end_at) = &s.end_at {
+            modifiers.push(Call { method: "end_at", args: vec![Arg::LitStr(end_at.value.clone())] });
+            match acc.handle(instant(&end_at.value, "end_at")) {
+                Some(end) if start.is_some_and(|start| end <= start) => {
+                    acc.push(error(end_at.value.span(), "invalid window: `end_at` is not after `start_at`"));
+                    ok = false;
+                }
+                Some(_) => {}
+                None => ok = false,
+            }
+        }
+        if let Some(tz) = &s.timezone {
+            modifiers.push(Call { method: "timezone", args: vec![Arg::LitStr(tz.value.clone())] });
+        }
+        if let Some(m) = &s.misfire {
+            modifiers.push(Call { method: "misfire", args: vec![Arg::Variant("Misfire", m.value)] });
+        }
+        ok.then(|| Arg::Schedule { workflow: self.workflow.clone(), trigger: Box::new(trigger_call), modifiers })
+    }
+
+    fn steps(&self, input: &Input, acc: &mut Accumulator) -> Vec<StepPlan> {
+        if input.steps.is_empty() {
+            if input.item.trait_.is_some() {
+                // Already reported: the attribute is on a trait impl.
+                return Vec::new();
+            }
+            acc.push(error(
+                input.call_site,
+                "this workflow has no steps: mark methods with `#[step]`, `#[graft]` or `#[subworkflow(..)]`",
+            ));
+            return Vec::new();
+        }
+        // Names, in declaration order; a duplicate is reported at its second occurrence.
+        let mut names: Vec<Name> = Vec::new();
+        for decl in &input.steps {
+            let method = &input.methods[decl.method];
+            let name = match &decl.attr.name {
+                Some(n) => n.value.clone(),
+                None => Name { value: ident_text(&method.ident), span: method.ident.span() },
+            };
+            if names.iter().any(|n| n.value == name.value) {
+                acc.push(error(name.span, format!("duplicate step `{}`: step names must be unique", name.value)));
+            }
+            names.push(name);
+        }
+        let index = |name: &str| names.iter().position(|n| n.value == name);
+        let all_names: Vec<&str> = names.iter().map(|n| n.value.as_str()).collect();
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, decl) in input.steps.iter().enumerate() {
+            if let Some(g) = &decl.attr.group {
+                groups.entry(g.value.value.as_str()).or_default().push(i);
+            }
+        }
+
+        // Dependencies, with the token that declared each edge.
+        let mut deps: Vec<Vec<(usize, Span)>> = vec![Vec::new(); names.len()];
+        for (i, decl) in input.steps.iter().enumerate() {
+            let a = &decl.attr;
+            let lookup = |option: &str, n: &Name, acc: &mut Accumulator| -> Option<usize> {
+                let found = index(&n.value);
+                if found.is_none() {
+                    acc.push(error(
+                        n.span,
+                        format!(
+                            "unknown step `{}` in `{option}`{}",
+                            n.value,
+                            suggest::did_you_mean(&n.value, all_names.iter().copied())
+                        ),
+                    ));
+                }
+                found
+            };
+            for n in a.after.iter().flat_map(|o| &o.value) {
+                if let Some(d) = lookup("after", n, acc) {
+                    deps[i].push((d, n.span));
+                }
+            }
+            for n in a.after_any.iter().flat_map(|o| &o.value) {
+                if a.after.iter().flat_map(|o| &o.value).any(|x| x.value == n.value) {
+                    acc.push(error(n.span, format!("`{}` is in both `after` and `after_any`", n.value)));
+                    continue;
+                }
+                if let Some(d) = lookup("after_any", n, acc) {
+                    deps[i].push((d, n.span));
+                }
+            }
+            for g in a.after_group.iter().flat_map(|o| &o.value) {
+                match groups.get(g.value.as_str()) {
+                    Some(members) => deps[i].extend(members.iter().map(|&m| (m, g.span))),
+                    None => {
+                        let hint = if groups.is_empty() {
+                            "\nno step of this workflow has a `group`".to_owned()
+                        } else {
+                            suggest::did_you_mean(&g.value, groups.keys().copied())
+                        };
+                        acc.push(error(g.span, format!("unknown group `{}` in `after_group`{hint}", g.value)));
+                    }
+                }
+            }
+            for n in a.after_graft.iter().flat_map(|o| &o.value) {
+                if let Some(d) = lookup("after_graft", n, acc) {
+                    if matches!(input.steps[d].attr.kind, StepKind::Graft) {
+                        deps[i].push((d, n.span));
+                    } else {
+                        acc.push(error(
+                            n.span,
+                            format!("step `{}` in `after_graft` is not a graft: mark it `#[graft]`", n.value),
+                        ));
+                    }
+                }
+            }
+        }
+        check_cycles(&names, &deps, acc);
+
+        let mut breakers: BTreeMap<String, ((u32, Duration), &str)> = BTreeMap::new();
+        let mut plans = Vec::new();
+        for (i, decl) in input.steps.iter().enumerate() {
+            let method = &input.methods[decl.method];
+            let a = &decl.attr;
+            let role = match &a.kind {
+                StepKind::Step => "a step",
+                StepKind::Graft => "a graft",
+                StepKind::Subworkflow(_) => "the input of a nested workflow",
+            };
+            let body = self.check_callable(method, role, Shape::Step, acc);
+            let options = self.step_options(a, acc);
+            if let (Some(cb), settings) = (&a.circuit_breaker, breaker_settings(a)) {
+                match breakers.get(&cb.value.value) {
+                    Some((prev, prev_step)) if *prev != settings => acc.push(error(
+                        cb.value.span,
+                        format!(
+                            "circuit breaker `{}` is given different options by steps `{prev_step}` and `{}`",
+                            cb.value.value, names[i].value
+                        ),
+                    )),
+                    Some(_) => {}
+                    None => {
+                        breakers.insert(cb.value.value.clone(), (settings, names[i].value.as_str()));
+                    }
+                }
+            }
+            let kind = match &a.kind {
+                StepKind::Step => StepKindPlan::Task,
+                StepKind::Graft => StepKindPlan::Graft,
+                StepKind::Subworkflow(child) => StepKindPlan::Workflow(child.value.clone()),
+            };
+            if let Some(body) = body {
+                plans.push(StepPlan { name: names[i].value.clone(), kind, body, options });
+            }
+        }
+        plans
+    }
+
+    fn step_options(&self, a: &StepAttr, acc: &mut Accumulator) -> Vec<Call> {
+        let mut calls = Vec::new();
+        let call = |method: &'static str, args: Vec<Arg>| Call { method, args };
+        for (method, slot) in [
+            ("after", &a.after),
+            ("after_any", &a.after_any),
+            ("after_group", &a.after_group),
+            ("after_graft", &a.after_graft),
+        ] {
+            if let Some(names) = slot {
+                calls.push(call(method, vec![strs(&names.value)]));
+            }
+        }
+        if let Some(g) = &a.group {
+            calls.push(call("group", vec![Arg::Str(g.value.value.clone(), g.value.span)]));
+        }
+        if let Some(w) = &a.when
+            && let Some(bound) = self.bind(&w.value, "when", Shape::Condition, acc)
+        {
+            calls.push(call("when_named", vec![Arg::Str(ident_text(&w.value), w.value.span()), Arg::Bound(bound)]));
+        }
+        if let Some(t) = &a.timeout
+            && let Some(arg) = self.timeout(&t.value, "timeout", acc)
+        {
+            calls.push(call("timeout", vec![arg]));
+        }
+        if let Some(n) = &a.max_retries {
+            calls.push(call("max_retries", vec![u32_arg(&n.value)]));
+            if count_value(&n.value) == 0 {
+                let retry_keys = [
+                    a.retry_delay.as_ref().map(|o| &o.key),
+                    a.retry_backoff.as_ref().map(|o| &o.key),
+                    a.retry_max_delay.as_ref().map(|o| &o.key),
+                    a.retry_jitter.as_ref().map(|o| &o.key),
+                ];
+                for key in retry_keys.into_iter().flatten() {
+                    acc.push(error(key.span(), format!("`{}` has no effect: `max_retries` is 0", ident_text(key))));
+                }
+            }
+        }
+        if let Some(d) = &a.retry_delay {
+            calls.push(call("retry_delay", vec![Arg::Duration(d.value.clone())]));
+        }
+        if let Some(b) = &a.retry_backoff
+            && let Some(arg) = self.backoff(&b.value, acc)
+        {
+            calls.push(call("retry_backoff", vec![arg]));
+        }
+        if let Some(m) = &a.retry_max_delay {
+            if let (Some(d), Some(max)) = (a.retry_delay.as_ref().and_then(|d| d.value.value()), m.value.value())
+                && max < d
+            {
+                acc.push(error(m.value.span(), "`retry_max_delay` is shorter than `retry_delay`"));
+            }
+            calls.push(call("retry_max_delay", vec![Arg::Duration(m.value.clone())]));
+        }
+        if let Some(j) = &a.retry_jitter {
+            calls.push(call("retry_jitter", vec![Arg::Bool(j.value)]));
+        }
+        if let Some(kinds) = &a.retry_on {
+            calls.push(call("retry_on", vec![strs(&kinds.value)]));
+        }
+        if let Some(kinds) = &a.no_retry_on {
+            for k in &kinds.value {
+                if a.retry_on.iter().flat_map(|o| &o.value).any(|r| r.value == k.value) {
+                    acc.push(error(k.span, format!("`{}` is in both `retry_on` and `no_retry_on`", k.value)));
+                }
+            }
+            calls.push(call("no_retry_on", vec![strs(&kinds.value)]));
+        }
+        if let Some(e) = &a.on_error {
+            calls.push(call("on_error", vec![Arg::Variant("OnError", e.value)]));
+        }
+        if let Some(r) = &a.rollback
+            && let Some(bound) = self.bind(&r.value, "rollback", Shape::Step, acc)
+        {
+            calls.push(call("rollback_named", vec![Arg::Str(ident_text(&r.value), r.value.span()), Arg::Bound(bound)]));
+        }
+        let awaits = a.await_approval.as_ref().is_some_and(|o| o.value);
+        if let Some(t) = &a.on_timeout {
+            if !awaits {
+                acc.push(error(
+                    t.key.span(),
+                    "`on_timeout` runs when an await times out, but this step does not set `await_approval`",
+                ));
+            }
+            if let Some(bound) = self.bind(&t.value, "on_timeout", Shape::Step, acc) {
+                calls.push(call(
+                    "on_timeout_named",
+                    vec![Arg::Str(ident_text(&t.value), t.value.span()), Arg::Bound(bound)],
+                ));
+            }
+        }
+        for (method, slot) in [("await_approval", &a.await_approval), ("cancellable", &a.cancellable)] {
+            if let Some(f) = slot {
+                calls.push(call(method, vec![Arg::Bool(f.value)]));
+            }
+        }
+        if let Some(k) = &a.context_key {
+            calls.push(call("context_key", vec![Arg::Str(k.value.value.clone(), k.value.span)]));
+        }
+        if let Some(cb) = &a.circuit_breaker {
+            calls.push(call("circuit_breaker", vec![Arg::Str(cb.value.value.clone(), cb.value.span)]));
+        }
+        if let Some(opts) = &a.circuit_breaker_opts {
+            if a.circuit_breaker.is_none() {
+                acc.push(error(
+                    opts.key.span(),
+                    "`circuit_breaker_opts` is set without `circuit_breaker`: name the breaker, such as `circuit_breaker = payments_api`",
+                ));
+            }
+            if let Some(t) = &opts.value.failure_threshold
+                && count_value(&t.value) == 0
+            {
+                acc.push(error(t.value.span(), "`failure_threshold` must be at least 1"));
+            }
+            let (failure_threshold, reset_timeout) = breaker_settings(a);
+            calls.push(call(
+                "circuit_breaker_opts",
+                vec![Arg::Breaker { failure_threshold, reset_timeout, span: opts.key.span() }],
+            ));
+        }
+        if let Some(d) = &a.description {
+            calls.push(call("description", vec![Arg::LitStr(d.value.clone())]));
+        }
+        calls
+    }
+}
+
+fn u32_arg(lit: &LitInt) -> Arg {
+    Arg::U32(count_value(lit), lit.span())
+}
+
+fn strs(names: &[Name]) -> Arg {
+    Arg::Strs(names.iter().map(|n| (n.value.clone(), n.span)).collect())
+}
+
+fn breaker_settings(a: &StepAttr) -> (u32, Duration) {
+    let opts = a.circuit_breaker_opts.as_ref().map(|o| &o.value);
+    let threshold =
+        opts.and_then(|o| o.failure_threshold.as_ref()).map_or(BREAKER_THRESHOLD, |t| count_value(&t.value));
+    let reset = opts.and_then(|o| o.reset_timeout.as_ref()).and_then(|r| r.value.value()).unwrap_or(BREAKER_RESET);
+    (threshold, reset)
+}
+
+/// A metadata value with an explicit numeric type, so that large numbers work.
+fn metadata_literal(lit: &Lit) -> darling::Result<Lit> {
+    Ok(match lit {
+        Lit::Int(i) => {
+            let digits = i.base10_digits();
+            let suffix = if digits.parse::<i64>().is_ok() {
+                "i64"
+            } else if digits.parse::<u64>().is_ok() {
+                "u64"
+            } else {
+                return Err(error(i.span(), "metadata number out of range"));
+            };
+            Lit::Int(LitInt::new(&format!("{digits}{suffix}"), i.span()))
+        }
+        Lit::Float(f) => Lit::Float(syn::LitFloat::new(&format!("{}f64", f.base10_digits()), f.span())),
+        other => other.clone(),
+    })
+}
+
+fn instant(lit: &LitStr, field: &str) -> darling::Result<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_rfc3339(&lit.value()).map_err(|e| {
+        error(
+            lit.span(),
+            format!(
+                "invalid `{field}` instant `{}`: {e} (expected RFC 3339, such as `2025-12-25T00:00:00Z`)",
+                lit.value()
+            ),
+        )
+    })
+}
+
+/// Finds cycles by adding dependency edges in declaration order: the edge whose
+/// addition closes a loop is reported, at the token that declared it, with the loop
+/// `a -> b -> c -> a` (each step runs after the one before it), starting at the
+/// earliest-declared step of the loop.
+fn check_cycles(names: &[Name], deps: &[Vec<(usize, Span)>], acc: &mut Accumulator) {
+    // `next[x]`: steps that run after `x`.
+    let mut next: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
+    for (step, list) in deps.iter().enumerate() {
+        for &(dep, span) in list {
+            if let Some(mut path) = path_between(&next, step, dep) {
+                // `path` runs step -> ... -> dep; the new edge dep -> step closes it.
+                let start = path.iter().enumerate().min_by_key(|(_, n)| **n).map_or(0, |(i, _)| i);
+                path.rotate_left(start);
+                path.push(path[0]);
+                let text: Vec<&str> = path.iter().map(|&n| names[n].value.as_str()).collect();
+                acc.push(error(span, format!("cycle: {} (each step runs after the one before it)", text.join(" -> "))));
+                continue;
+            }
+            if !next[dep].contains(&step) {
+                next[dep].push(step);
+            }
+        }
+    }
+}
+
+/// A path `from -> ... -> to` along `next`, if there is one (`[from]` when equal).
+fn path_between(next: &[Vec<usize>], from: usize, to: usize) -> Option<Vec<usize>> {
+    let mut parent: Vec<Option<usize>> = vec![None; next.len()];
+    let mut seen = vec![false; next.len()];
+    let mut queue = VecDeque::from([from]);
+    seen[from] = true;
+    while let Some(n) = queue.pop_front() {
+        if n == to {
+            let mut path = vec![n];
+            let mut cur = n;
+            while let Some(p) = parent[cur] {
+                path.push(p);
+                cur = p;
+            }
+            path.reverse();
+            return Some(path);
+        }
+        for &m in &next[n] {
+            if !seen[m] {
+                seen[m] = true;
+                parent[m] = Some(n);
+                queue.push_back(m);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse;
+    use quote::quote;
+
+    fn check(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> Vec<String> {
+        let mut acc = darling::Error::accumulator();
+        let input = parse(args, item, &mut acc).unwrap();
+        let _ = validate(&input, &mut acc);
+        match acc.finish() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.flatten().into_iter().map(|e| syn::Error::from(e).to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_valid_workflow_has_no_errors() {
+        let errs = check(
+            quote!(name = "w", timeout = "1h", on_failure = cleanup, schedule(cron = "0 6 * * *")),
+            quote! {
+                impl W {
+                    #[step(rollback = undo)]
+                    async fn a(&self, ctx: &Context) -> StepResult { x() }
+                    #[step(after = a, group = g, when = ready)]
+                    fn b(ctx: Context) -> StepResult { x() }
+                    #[step(after_group = g, after_any = [a])]
+                    async fn c(&self) -> StepResult { x() }
+                    fn ready(ctx: &Context) -> bool { true }
+                    async fn undo(&self, ctx: &Context) -> StepResult { x() }
+                    async fn cleanup(&self, ctx: &Context) -> StepResult { x() }
+                }
+            },
+        );
+        assert!(errs.is_empty(), "{errs:#?}");
+    }
+
+    #[test]
+    fn cycles_list_the_loop_from_the_first_declared_step() {
+        let errs = check(
+            quote!(name = "w"),
+            quote! {
+                impl W {
+                    #[step(after = c)] fn a() {}
+                    #[step(after = a)] fn b() {}
+                    #[step(after = b)] fn c() {}
+                    #[step(after = d)] fn d() {}
+                }
+            },
+        );
+        assert_eq!(
+            errs,
+            [
+                "cycle: a -> b -> c -> a (each step runs after the one before it)",
+                "cycle: d -> d (each step runs after the one before it)"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_suggested() {
+        let errs = check(
+            quote!(name = "w", on_failure = clean_up),
+            quote! {
+                impl W {
+                    #[step] fn fetch_users() {}
+                    #[step(after = fetch_user, after_group = upload, group = uploads, when = is_redy)] fn b() {}
+                    fn is_ready(ctx: &Context) -> bool { true }
+                    fn cleanup(ctx: &Context) {}
+                }
+            },
+        );
+        assert_eq!(
+            errs,
+            [
+                "unknown method `clean_up` in `on_failure`; did you mean `cleanup`?\nthe method must be defined in this impl block",
+                "unknown step `fetch_user` in `after`; did you mean `fetch_users`?",
+                "unknown group `upload` in `after_group`; did you mean `uploads`?",
+                "unknown method `is_redy` in `when`; did you mean `is_ready`?\nthe method must be defined in this impl block",
+            ]
+        );
+    }
+
+    #[test]
+    fn contradictions_are_reported_at_the_option() {
+        let errs = check(
+            quote!(name = "w", dead_letter_ttl = "1d", step_concurrency = 0),
+            quote! {
+                impl W {
+                    #[step(max_retries = 0, retry_delay = "1s", retry_on = [timeout], no_retry_on = ["timeout"])]
+                    fn a() {}
+                    #[step(retry_delay = "10s", retry_max_delay = "1s", circuit_breaker_opts(failure_threshold = 0))]
+                    fn b() {}
+                    #[step(on_timeout = a)]
+                    fn c() {}
+                }
+            },
+        );
+        assert_eq!(
+            errs,
+            [
+                "`dead_letter_ttl` has no effect without `dead_letter`: add `dead_letter = true`",
+                "`step_concurrency` must be at least 1",
+                "`retry_delay` has no effect: `max_retries` is 0",
+                "`timeout` is in both `retry_on` and `no_retry_on`",
+                "`retry_max_delay` is shorter than `retry_delay`",
+                "`circuit_breaker_opts` is set without `circuit_breaker`: name the breaker, such as `circuit_breaker = payments_api`",
+                "`failure_threshold` must be at least 1",
+                "`on_timeout` runs when an await times out, but this step does not set `await_approval`",
+            ]
+        );
+    }
+
+    #[test]
+    fn signatures_are_checked_against_their_use() {
+        let errs = check(
+            quote!(name = "w", on_cancel = cancelled),
+            quote! {
+                impl W {
+                    #[step(when = ready)] fn a(&self, ctx: &Context, extra: u32) {}
+                    #[step] fn b(&mut self) {}
+                    async fn ready(ctx: &Context) -> bool { true }
+                    fn cancelled(&self, ctx: &Context) {}
+                }
+            },
+        );
+        assert_eq!(errs.len(), 4, "{errs:#?}");
+        assert!(
+            errs[0]
+                .starts_with("`cancelled` is used as `on_cancel`, so it takes `(&self, ctx: &Context, reason: &str)`")
+        );
+        assert!(errs[1].starts_with("`a` is a step, so it takes"), "{}", errs[1]);
+        assert_eq!(errs[2], "`ready` is used as `when`, so it must be a plain `fn`, not `async`");
+        assert!(errs[3].starts_with("`b` is a step, so it takes `&self` or no receiver"));
+    }
+
+    #[test]
+    fn schedules_are_checked() {
+        let errs = check(
+            quote!(
+                name = "w",
+                schedule(cron = ["0 6 * * *", "61 * * * *"]),
+                schedule(every = "0s"),
+                schedule(at = "tomorrow"),
+                schedule(every = "1h", start_at = "2025-02-01T00:00:00Z", end_at = "2025-01-01T00:00:00Z")
+            ),
+            quote!(impl W { #[step] fn a() {} }),
+        );
+        assert_eq!(errs.len(), 4, "{errs:#?}");
+        assert!(errs[0].starts_with("invalid cron expression `61 * * * *`: "));
+        assert_eq!(errs[1], "invalid `every`: the interval must be greater than zero");
+        assert!(errs[2].starts_with("invalid `at` instant `tomorrow`: "));
+        assert_eq!(errs[3], "invalid window: `end_at` is not after `start_at`");
+    }
+}

@@ -1,0 +1,318 @@
+//! Support for the code `#[workflow]` generates: binds the methods of a workflow value
+//! to the function shapes the builder takes, builds schedules from literals, and tells
+//! types that can register themselves (those implementing `Default`) from the others.
+//!
+//! Everything here is reached through `sagaflow::__private`; none of it is public API.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::builder::BuildError;
+use crate::engine::WorkflowType;
+use crate::model::{
+    AsyncFnMarker, Backoff, CancelHandler, Context, DurationArg, IntoCancelHandler, IntoStepErrorHandler, IntoStepFn,
+    IntoStepResult, Misfire, Schedule, StepBody, StepError, StepErrorHandler, Timeout, WorkflowDef,
+};
+
+/// A method bound to the workflow value, erased to the engine's shape.
+///
+/// The helpers return these concrete types (not `impl Trait`) so that a method with
+/// the wrong signature is reported once, at the method, rather than again wherever
+/// the value is used.
+#[derive(Clone)]
+pub struct Bound<T>(T);
+
+impl<T> std::fmt::Debug for Bound<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bound")
+    }
+}
+
+/// Marker of [`Bound`] step functions for [`IntoStepFn`].
+#[derive(Debug)]
+pub enum BoundMarker {}
+
+impl IntoStepFn<BoundMarker> for Bound<StepBody> {
+    fn into_step_fn(self) -> StepBody {
+        self.0
+    }
+}
+
+impl IntoCancelHandler for Bound<CancelHandler> {
+    fn into_cancel_handler(self) -> CancelHandler {
+        self.0
+    }
+}
+
+impl IntoStepErrorHandler for Bound<StepErrorHandler> {
+    fn into_step_error_handler(self) -> StepErrorHandler {
+        self.0
+    }
+}
+
+/// A method used as a step, rollback, `on_timeout`, `on_failure`, `on_success` or
+/// nested-workflow input: `f(this, ctx)` returns the method's future.
+pub fn step<W, F, Fut>(this: &Arc<W>, f: F) -> Bound<StepBody>
+where
+    W: Send + Sync + 'static,
+    F: Fn(Arc<W>, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoStepResult,
+{
+    let this = Arc::clone(this);
+    Bound(IntoStepFn::<AsyncFnMarker>::into_step_fn(move |ctx: Context| f(Arc::clone(&this), ctx)))
+}
+
+/// A method used as a `when` condition.
+pub fn condition<W, F>(this: &Arc<W>, f: F) -> impl Fn(&Context) -> bool + Send + Sync + 'static
+where
+    W: Send + Sync + 'static,
+    F: Fn(&W, &Context) -> bool + Send + Sync + 'static,
+{
+    let this = Arc::clone(this);
+    move |ctx: &Context| f(&this, ctx)
+}
+
+/// What a timeout function may return.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be returned from a timeout function",
+    note = "a timeout function returns `Duration`, or `Option<Duration>` where `None` means no limit"
+)]
+pub trait TimeoutValue {
+    /// The timeout; `None` means no limit.
+    fn into_timeout(self) -> Option<Duration>;
+}
+
+impl TimeoutValue for Duration {
+    fn into_timeout(self) -> Option<Duration> {
+        Some(self)
+    }
+}
+
+impl TimeoutValue for Option<Duration> {
+    fn into_timeout(self) -> Option<Duration> {
+        self
+    }
+}
+
+/// A method used as a timeout computed from the context.
+pub fn timeout<W, F, T>(this: &Arc<W>, f: F) -> Timeout
+where
+    W: Send + Sync + 'static,
+    F: Fn(&W, &Context) -> T + Send + Sync + 'static,
+    T: TimeoutValue,
+{
+    let this = Arc::clone(this);
+    Timeout::Dynamic(Arc::new(move |ctx: &Context| f(&this, ctx).into_timeout()))
+}
+
+/// A method used as a custom backoff: `f(this, retry number from 1, base delay)`.
+pub fn backoff<W, F>(this: &Arc<W>, f: F) -> Backoff
+where
+    W: Send + Sync + 'static,
+    F: Fn(&W, u32, Duration) -> Duration + Send + Sync + 'static,
+{
+    let this = Arc::clone(this);
+    Backoff::custom(move |n, base| f(&this, n, base))
+}
+
+/// A method used as `on_cancel(ctx, reason)`.
+pub fn cancel_handler<W, F, Fut>(this: &Arc<W>, f: F) -> Bound<CancelHandler>
+where
+    W: Send + Sync + 'static,
+    F: Fn(Arc<W>, Context, String) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoStepResult,
+{
+    let this = Arc::clone(this);
+    let f = move |ctx: Context, reason: String| f(Arc::clone(&this), ctx, reason);
+    Bound(f.into_cancel_handler())
+}
+
+/// A method used as `on_step_error(ctx, step, error, attempt)`.
+pub fn step_error_handler<W, F, Fut>(this: &Arc<W>, f: F) -> Bound<StepErrorHandler>
+where
+    W: Send + Sync + 'static,
+    F: Fn(Arc<W>, Context, String, StepError, u32) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoStepResult,
+{
+    let this = Arc::clone(this);
+    let f = move |ctx: Context, step: String, error: StepError, attempt: u32| {
+        f(Arc::clone(&this), ctx, step, error, attempt)
+    };
+    Bound(f.into_step_error_handler())
+}
+
+/// A schedule written in `#[workflow(schedule(...))]`, checked when the definition
+/// is built (the macro has already checked cron patterns, durations and instants).
+#[derive(Debug)]
+pub struct ScheduleSpec {
+    schedule: Result<Schedule, String>,
+}
+
+impl ScheduleSpec {
+    fn of(schedule: Result<Schedule, impl std::fmt::Display>) -> Self {
+        ScheduleSpec { schedule: schedule.map_err(|e| e.to_string()) }
+    }
+
+    /// `cron = "..."` or `cron = ["...", ...]`.
+    pub fn cron(exprs: &[&str]) -> Self {
+        Self::of(Schedule::cron_many(exprs))
+    }
+
+    /// `every = "5m"`.
+    pub fn every(interval: impl Into<DurationArg>) -> Self {
+        Self::of(Schedule::every(interval))
+    }
+
+    /// `at = "2025-12-25T00:00:00Z"`.
+    pub fn at(instant: &str) -> Self {
+        Self::of(parse_instant("at", instant).map(Schedule::at))
+    }
+
+    /// `in = "30m"`.
+    pub fn in_(delay: impl Into<DurationArg>) -> Self {
+        Self::of(Schedule::in_(delay))
+    }
+
+    /// `start_at = "..."`.
+    pub fn start_at(self, instant: &str) -> Self {
+        self.then(|s| parse_instant("start_at", instant).and_then(|t| s.start_at(t).map_err(|e| e.to_string())))
+    }
+
+    /// `end_at = "..."`.
+    pub fn end_at(self, instant: &str) -> Self {
+        self.then(|s| parse_instant("end_at", instant).and_then(|t| s.end_at(t).map_err(|e| e.to_string())))
+    }
+
+    /// `timezone = "Europe/Paris"`.
+    pub fn timezone(self, tz: &str) -> Self {
+        self.then(|s| s.timezone(tz).map_err(|e| e.to_string()))
+    }
+
+    /// `misfire = skip`.
+    pub fn misfire(self, misfire: Misfire) -> Self {
+        self.then(|s| Ok(s.misfire(misfire)))
+    }
+
+    fn then(self, f: impl FnOnce(Schedule) -> Result<Schedule, String>) -> Self {
+        ScheduleSpec { schedule: self.schedule.and_then(f) }
+    }
+
+    /// The schedule, or the error `build()` would report for it.
+    pub fn build(self, workflow: &str) -> Result<Schedule, BuildError> {
+        self.schedule.map_err(|reason| BuildError::InvalidOption {
+            workflow: workflow.to_owned(),
+            step: None,
+            option: "schedule",
+            reason,
+        })
+    }
+}
+
+fn parse_instant(field: &str, text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| {
+        format!("invalid `{field}` instant `{text}`: {e} (expected RFC 3339, such as `2025-12-25T00:00:00Z`)")
+    })
+}
+
+/// Decides, by autoref specialization, whether a `#[workflow]` type can build its
+/// definition by itself (it implements `Default`) or needs its value.
+///
+/// `(&Probe::<T>::new()).registration_build()` picks [`ViaDefault`] when `T: Default`
+/// (its receiver matches without an extra reference) and [`ViaValue`] otherwise.
+#[derive(Debug)]
+pub struct Probe<T>(PhantomData<fn() -> T>);
+
+impl<T> Probe<T> {
+    /// The probe for `T`.
+    pub const fn new() -> Self {
+        Probe(PhantomData)
+    }
+}
+
+impl<T> Default for Probe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The registration of a type with a default value.
+pub trait ViaDefault {
+    /// Builds the definition with `T::default()`.
+    fn registration_build(&self) -> Option<Result<WorkflowDef, BuildError>>;
+}
+
+impl<T: WorkflowType + Default> ViaDefault for Probe<T> {
+    fn registration_build(&self) -> Option<Result<WorkflowDef, BuildError>> {
+        Some(T::definition(Arc::new(T::default())))
+    }
+}
+
+/// The registration of a type that needs its value (`.workflow(value)`).
+pub trait ViaValue {
+    /// Returns `None`: nothing can be built without the value.
+    fn registration_build(&self) -> Option<Result<WorkflowDef, BuildError>>;
+}
+
+impl<T> ViaValue for &Probe<T> {
+    fn registration_build(&self) -> Option<Result<WorkflowDef, BuildError>> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::Workflow;
+    use crate::model::{Outcome, StepResult};
+
+    #[derive(Default)]
+    struct Plain;
+
+    struct WithResources {
+        #[allow(dead_code)] // only its type matters here
+        pool: Vec<u8>,
+    }
+
+    async fn noop(_ctx: Context) -> StepResult {
+        Ok(Outcome::Done)
+    }
+
+    impl WorkflowType for Plain {
+        const NAME: &'static str = "plain";
+        fn definition(_this: Arc<Self>) -> Result<WorkflowDef, BuildError> {
+            Workflow::new(Self::NAME).step("a", noop).build()
+        }
+    }
+
+    impl WorkflowType for WithResources {
+        const NAME: &'static str = "with_resources";
+        fn definition(_this: Arc<Self>) -> Result<WorkflowDef, BuildError> {
+            Workflow::new(Self::NAME).step("a", noop).build()
+        }
+    }
+
+    #[test]
+    #[allow(clippy::needless_borrow)] // the borrow is what selects the implementation
+    fn probe_builds_only_default_types() {
+        #[allow(unused_imports)]
+        use super::{ViaDefault as _, ViaValue as _};
+        let plain = (&Probe::<Plain>::new()).registration_build();
+        assert_eq!(plain.unwrap().unwrap().name(), "plain");
+        assert!((&Probe::<WithResources>::new()).registration_build().is_none());
+    }
+
+    #[test]
+    fn schedule_spec_reports_bad_instants_as_build_errors() {
+        let err = ScheduleSpec::every("1h").start_at("yesterday").build("w").unwrap_err();
+        assert!(err.to_string().starts_with("invalid `schedule` on workflow `w`: invalid `start_at` instant"), "{err}");
+        let ok = ScheduleSpec::cron(&["0 6 * * *"]).timezone("Europe/Paris").misfire(Misfire::Skip).build("w").unwrap();
+        assert_eq!(ok, Schedule::cron("0 6 * * *").unwrap().timezone("Europe/Paris").unwrap().misfire(Misfire::Skip));
+    }
+}
