@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
-use super::{DeadLetter, Durability, ExecutionQuery, JournalEntry, Store, StoreError, StoredExecution, Write};
+use super::{DeadLetter, Durability, ExecutionQuery, JournalEntry, Store, StoreError, StoredExecution, Upgrade, Write};
 use crate::machine::view::ExecutionState;
 use crate::model::{DefinitionSnapshot, ExecutionId};
 
@@ -31,6 +31,7 @@ struct Inner {
     finished: HashMap<ExecutionId, ExecutionState>,
     dead: BTreeMap<(DateTime<Utc>, ExecutionId), DeadLetter>,
     definitions: BTreeMap<String, DefinitionSnapshot>,
+    versions: HashMap<(String, String), DefinitionSnapshot>,
     ticks: BTreeMap<String, DateTime<Utc>>,
 }
 
@@ -50,12 +51,16 @@ impl Store for MemoryStore {
     async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
         // Validate first so a batch is applied entirely or not at all.
-        for w in batch {
-            if let Write::Event(JournalEntry { execution, .. }) = w
-                && !inner.live.contains_key(execution)
-                && !batch.iter().any(|c| matches!(c, Write::Create(n) if n.id == *execution))
-            {
-                return Err(StoreError::Other(format!("journal entry for unknown execution {execution}")));
+        for (i, w) in batch.iter().enumerate() {
+            let execution = match w {
+                Write::Event(JournalEntry { execution, .. }) => execution,
+                Write::Upgrade(u) => &u.id,
+                _ => continue,
+            };
+            let created_before = batch[..i].iter().any(|c| matches!(c, Write::Create(n) if n.id == *execution));
+            let finished_before = batch[..i].iter().any(|c| matches!(c, Write::Finish(s) if s.id == *execution));
+            if (!inner.live.contains_key(execution) && !created_before) || finished_before {
+                return Err(StoreError::UnknownExecution(*execution));
             }
         }
         for w in batch {
@@ -86,6 +91,14 @@ impl Store for MemoryStore {
                 Write::RemoveDeadLetter(id) => inner.dead.retain(|(_, i), _| i != id),
                 Write::Definition(d) => {
                     inner.definitions.insert(d.name.clone(), (**d).clone());
+                    inner.versions.insert((d.name.clone(), d.version.clone()), (**d).clone());
+                }
+                Write::Upgrade(u) => {
+                    let Upgrade { id, version, events } = &**u;
+                    if let Some(e) = inner.live.get_mut(id) {
+                        e.execution.version.clone_from(version);
+                        e.events.clone_from(events);
+                    }
                 }
             }
         }
@@ -132,6 +145,10 @@ impl Store for MemoryStore {
 
     async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError> {
         Ok(self.inner.lock().definitions.values().cloned().collect())
+    }
+
+    async fn definition_version(&self, name: &str, version: &str) -> Result<Option<DefinitionSnapshot>, StoreError> {
+        Ok(self.inner.lock().versions.get(&(name.to_owned(), version.to_owned())).cloned())
     }
 
     async fn claim_tick(&self, key: &str, fire_time: DateTime<Utc>) -> Result<bool, StoreError> {
