@@ -5,4 +5,5 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod common;
+mod durability;
 mod patterns;
