@@ -4,6 +4,7 @@
 //!
 //! Figures are for reading, never for pass/fail: no test depends on them.
 
+mod durable;
 mod engine;
 
 use std::time::Duration;
@@ -101,10 +102,14 @@ pub(crate) fn us(d: Duration) -> String {
 }
 
 fn main() {
+    if durable::victim_main() {
+        return;
+    }
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let mut table = Table { rows: Vec::new(), filter };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     println!("sagaflow benchmarks (medians; 2 tokio worker threads)");
     rt.block_on(engine::run(&mut table));
+    rt.block_on(durable::run(&mut table));
     table.print();
 }

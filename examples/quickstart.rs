@@ -2,6 +2,10 @@
 //! and send the welcome email in parallel, then finish. Each step prints as it
 //! runs; the final context is printed at the end.
 //!
+//! It runs on SQLite, the embedded durable store: the file `quickstart.db` next to
+//! this example is created on the first run and keeps every execution's history
+//! (and any execution a crash interrupted, which resumes on the next run).
+//!
 //! Run with `cargo run --example quickstart`.
 
 use sagaflow::prelude::*;
@@ -38,7 +42,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .step_with("activate", activate, Step::opts().after(["setup_profile", "send_welcome_email"]))
         .build()?;
 
-    let engine = Engine::builder().register(onboarding).build().await?;
+    let database = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.db");
+    let engine = Engine::builder().store_url(format!("sqlite://{database}")).register(onboarding).build().await?;
 
     println!("starting user_onboarding");
     let id = engine.start("user_onboarding", json!({ "email": "alice@example.com", "name": "Alice" })).await?;
@@ -46,5 +51,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("execution {id} ended: {}", state.status);
     println!("final context:\n{}", serde_json::to_string_pretty(&state.context)?);
+    let earlier = engine.history(&Default::default()).await?.len();
+    println!("{earlier} executions recorded in {database}");
+    engine.shutdown().await;
     Ok(())
 }

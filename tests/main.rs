@@ -6,4 +6,5 @@
 
 mod common;
 mod durability;
+mod kill;
 mod patterns;
