@@ -60,10 +60,8 @@ async fn throughput(table: &mut Table, name: &str, mode: &str, target: &str) {
         let engine = Engine::builder().store_url(url).register(chain(STEPS)).build().await.expect("engine");
         let start = Instant::now();
         let ids = futures::future::join_all((0..EXECUTIONS).map(|_| engine.start("chain", json!({})))).await;
-        for id in ids {
-            let state = engine.wait(id.expect("start")).await.expect("wait");
-            assert_eq!(state.status, Status::Completed);
-        }
+        let ends = futures::future::join_all(ids.into_iter().map(|id| engine.wait(id.expect("start")))).await;
+        assert!(ends.into_iter().all(|s| s.expect("wait").status == Status::Completed));
         let elapsed = start.elapsed();
         engine.shutdown().await;
         rates.push(Duration::from_secs_f64(elapsed.as_secs_f64() / (EXECUTIONS * STEPS) as f64));

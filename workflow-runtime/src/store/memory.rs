@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: everything in memory, gone with the process.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -50,16 +50,26 @@ impl Store for MemoryStore {
 
     async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
-        // Validate first so a batch is applied entirely or not at all.
-        for (i, w) in batch.iter().enumerate() {
+        // Validate first so a batch is applied entirely or not at all: walk the
+        // batch in order, tracking which executions it creates and finishes.
+        let mut created = HashSet::new();
+        let mut ended = HashSet::new();
+        for w in batch {
             let execution = match w {
+                Write::Create(n) => {
+                    created.insert(n.id);
+                    ended.remove(&n.id);
+                    continue;
+                }
+                Write::Finish(s) => {
+                    ended.insert(s.id);
+                    continue;
+                }
                 Write::Event(JournalEntry { execution, .. }) => execution,
                 Write::Upgrade(u) => &u.id,
                 _ => continue,
             };
-            let created_before = batch[..i].iter().any(|c| matches!(c, Write::Create(n) if n.id == *execution));
-            let finished_before = batch[..i].iter().any(|c| matches!(c, Write::Finish(s) if s.id == *execution));
-            if (!inner.live.contains_key(execution) && !created_before) || finished_before {
+            if (!inner.live.contains_key(execution) && !created.contains(execution)) || ended.contains(execution) {
                 return Err(StoreError::UnknownExecution(*execution));
             }
         }

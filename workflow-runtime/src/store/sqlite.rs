@@ -28,18 +28,18 @@ const APPLICATION_ID: i64 = 0x5341_4741;
 const MIGRATIONS: &[&str] = &[
     // 1: the first schema.
     "CREATE TABLE executions (
-        key        INTEGER PRIMARY KEY,
+        key        INTEGER PRIMARY KEY AUTOINCREMENT,
         id         BLOB NOT NULL UNIQUE,
         created_at TEXT NOT NULL,
         started    INTEGER NOT NULL,
         record     TEXT NOT NULL
     );
     CREATE TABLE journal (
+        id         INTEGER PRIMARY KEY,
         execution  INTEGER NOT NULL,
         seq        INTEGER NOT NULL,
-        event      TEXT NOT NULL,
-        PRIMARY KEY (execution, seq)
-    ) WITHOUT ROWID;
+        event      TEXT NOT NULL
+    );
     CREATE TABLE history (
         id         BLOB PRIMARY KEY,
         workflow   TEXT NOT NULL,
@@ -267,8 +267,10 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let batch = batch.to_vec();
-        self.call(move |db| db.write(&batch)).await
+        // Serialize here, on the caller's thread, while the database thread
+        // commits the previous batch.
+        let ops = prepare(batch)?;
+        self.call(move |db| db.write(&ops)).await
     }
 
     async fn unfinished(&self) -> Result<Vec<StoredExecution>, StoreError> {
@@ -312,22 +314,45 @@ impl Store for SqliteStore {
     }
 }
 
+/// Journal rows that may be garbage before the writer starts deleting them.
+const GARBAGE_THRESHOLD: u64 = 4096;
+
+/// Journal rows (by id) examined per batch while collecting garbage.
+const GARBAGE_WINDOW: i64 = 8192;
+
 /// The connection and what the thread remembers between batches.
+///
+/// The journal is append-only, so that a batch of events from many executions
+/// writes a few new pages at the end of one table instead of dirtying a page per
+/// execution. An execution's rows are found by its row key: when it ends, or when
+/// an upgrade rewrites its journal under a new key, its old rows become garbage.
+/// Readers skip garbage (its key is no longer in `executions`, and keys are never
+/// reused), and each write batch deletes the garbage in the next window of the
+/// journal while there is enough of it, so the table stays near the size of the
+/// live journals.
 struct Db {
     conn: Connection,
     /// For error messages.
     name: String,
-    /// Executions that have not ended, and their row keys.
-    live: HashMap<ExecutionId, i64>,
+    /// Executions that have not ended: their row key and journal length.
+    live: HashMap<ExecutionId, Live>,
+    /// Journal rows that belong to no live execution (an upper bound).
+    garbage: u64,
+    /// Rows that became garbage since the collector's last full pass.
+    garbage_this_pass: u64,
+    /// Where the collector's next window starts.
+    sweep_from: i64,
     /// The `registered` stamp of the next definition written.
     next_registration: i64,
+    /// Wakes the checkpointer after each commit (`None`: SQLite checkpoints on
+    /// this thread, as it does by default).
+    checkpoints: Option<mpsc::Sender<()>>,
 }
 
-/// Changes to [`Db::live`] made by a batch, undone if the batch fails.
-#[derive(Default)]
-struct Undo {
-    added: Vec<ExecutionId>,
-    removed: Vec<(ExecutionId, i64)>,
+#[derive(Clone, Copy, Debug)]
+struct Live {
+    key: i64,
+    events: u64,
 }
 
 impl Db {
@@ -394,26 +419,56 @@ impl Db {
         .map_err(&unavailable)?;
         conn.set_prepared_statement_cache_capacity(64);
         migrate(&conn, version, &name)?;
-        let mut db = Db { conn, name, live: HashMap::new(), next_registration: 0 };
+        let checkpoints = match path {
+            Some(p) => Checkpointer::start(&conn, p, synchronous, &name),
+            None => None,
+        };
+        let mut db = Db {
+            conn,
+            name,
+            live: HashMap::new(),
+            garbage: 0,
+            garbage_this_pass: 0,
+            sweep_from: 0,
+            next_registration: 0,
+            checkpoints,
+        };
         db.load()?;
         Ok(db)
     }
 
-    /// Loads what the thread keeps in memory: live executions and the definition stamp.
+    /// Loads what the thread keeps in memory: live executions, journal lengths,
+    /// the amount of garbage and the definition stamp.
     fn load(&mut self) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare("SELECT id, key FROM executions").map_err(self.err())?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?))).map_err(self.err())?;
-        let mut live = HashMap::new();
-        for row in rows {
-            let (id, key) = row.map_err(self.err())?;
-            live.insert(id_from(&id)?, key);
+        let err = |e| sql_error(&self.name, e);
+        let mut by_key: HashMap<i64, Live> = HashMap::new();
+        let mut ids = Vec::new();
+        let mut stmt = self.conn.prepare("SELECT id, key FROM executions").map_err(err)?;
+        let mut rows = stmt.query([]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let key: i64 = row.get(1).map_err(err)?;
+            ids.push((id_from(&row.get::<_, Vec<u8>>(0).map_err(err)?)?, key));
+            by_key.insert(key, Live { key, events: 0 });
         }
-        drop(stmt);
-        self.live = live;
+        drop(rows);
+        let mut garbage = 0;
+        let mut stmt = self.conn.prepare("SELECT execution FROM journal").map_err(err)?;
+        let mut rows = stmt.query([]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            match by_key.get_mut(&row.get::<_, i64>(0).map_err(err)?) {
+                Some(live) => live.events += 1,
+                None => garbage += 1,
+            }
+        }
+        drop(rows);
+        self.live = ids.into_iter().map(|(id, key)| (id, by_key[&key])).collect();
+        self.garbage = garbage;
+        self.garbage_this_pass = garbage;
+        self.sweep_from = 0;
         self.next_registration = self
             .conn
             .query_row("SELECT COALESCE(MAX(registered), 0) + 1 FROM definitions", [], |r| r.get(0))
-            .map_err(self.err())?;
+            .map_err(err)?;
         Ok(())
     }
 
@@ -421,107 +476,85 @@ impl Db {
         move |e| sql_error(&self.name, e)
     }
 
-    fn write(&mut self, batch: &[Write]) -> Result<(), StoreError> {
+    fn write(&mut self, ops: &[Op]) -> Result<(), StoreError> {
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(self.err())?;
-        let mut undo = Undo::default();
-        let result = self.apply(batch, &mut undo).and_then(|()| self.conn.execute_batch("COMMIT").map_err(self.err()));
+        let result = self
+            .apply(ops)
+            .and_then(|()| self.collect_garbage())
+            .and_then(|()| self.conn.execute_batch("COMMIT").map_err(self.err()));
+        if result.is_ok()
+            && let Some(wake) = &self.checkpoints
+        {
+            let _ = wake.send(());
+        }
         if let Err(e) = result {
             if !self.conn.is_autocommit() {
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
-            for id in undo.added {
-                self.live.remove(&id);
+            // What the thread remembers may have run ahead of the rolled-back
+            // transaction: read it again.
+            if let Err(reload) = self.load() {
+                tracing::error!(error = %reload, "reloading the SQLite store's state after a failed batch");
             }
-            self.live.extend(undo.removed);
             return Err(e);
         }
         Ok(())
     }
 
-    fn apply(&mut self, batch: &[Write], undo: &mut Undo) -> Result<(), StoreError> {
+    fn apply(&mut self, ops: &[Op]) -> Result<(), StoreError> {
         let conn = &self.conn;
         let name = &self.name;
         let err = |e| sql_error(name, e);
         let mut insert_event =
             conn.prepare_cached("INSERT INTO journal (execution, seq, event) VALUES (?1, ?2, ?3)").map_err(err)?;
-        for w in batch {
-            match w {
-                Write::Event(e) => {
-                    let key = *self.live.get(&e.execution).ok_or(StoreError::UnknownExecution(e.execution))?;
-                    insert_event.execute(params![key, e.seq as i64, e.event]).map_err(err)?;
+        for op in ops {
+            match op {
+                Op::Event { id, seq, event } => {
+                    let live = self.live.get_mut(id).ok_or(StoreError::UnknownExecution(*id))?;
+                    insert_event.execute(params![live.key, seq, event]).map_err(err)?;
+                    live.events += 1;
                 }
-                Write::Create(n) => {
-                    if let Some(key) = self.live.remove(&n.id) {
+                Op::Create { id, created_at, started, record } => {
+                    if let Some(old) = self.live.remove(id) {
                         // Created again: replace it.
-                        undo.removed.push((n.id, key));
-                        delete_execution(conn, key).map_err(err)?;
+                        retire(conn, old, &mut self.garbage, &mut self.garbage_this_pass).map_err(err)?;
                     }
-                    let record = to_json(&**n, "execution record")?;
-                    conn.prepare_cached(
-                        "INSERT INTO executions (id, created_at, started, record) VALUES (?1, ?2, ?3, ?4)",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            n.id.as_uuid().as_bytes(),
-                            timestamp(&n.created_at),
-                            n.start_at.is_none(),
-                            record
-                        ])
-                    })
-                    .map_err(err)?;
-                    self.live.insert(n.id, conn.last_insert_rowid());
-                    undo.added.push(n.id);
+                    let key = insert_execution(conn, id, created_at, *started, record).map_err(err)?;
+                    self.live.insert(*id, Live { key, events: 0 });
                 }
-                Write::Started { id, .. } => {
-                    if let Some(&key) = self.live.get(id) {
+                Op::Started { id } => {
+                    if let Some(live) = self.live.get(id) {
                         conn.prepare_cached("UPDATE executions SET started = 1 WHERE key = ?1")
-                            .and_then(|mut s| s.execute([key]))
+                            .and_then(|mut s| s.execute([live.key]))
                             .map_err(err)?;
                     }
                 }
-                Write::Finish(state) => {
-                    if let Some(key) = self.live.remove(&state.id) {
-                        undo.removed.push((state.id, key));
-                        delete_execution(conn, key).map_err(err)?;
+                Op::Finish { id, workflow, started_at, state } => {
+                    if let Some(old) = self.live.remove(id) {
+                        retire(conn, old, &mut self.garbage, &mut self.garbage_this_pass).map_err(err)?;
                     }
-                    let json = to_json(&**state, "final state")?;
                     conn.prepare_cached(
                         "INSERT OR REPLACE INTO history (id, workflow, started_at, state) VALUES (?1, ?2, ?3, ?4)",
                     )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            state.id.as_uuid().as_bytes(),
-                            state.workflow,
-                            timestamp(&state.started_at),
-                            json
-                        ])
-                    })
+                    .and_then(|mut s| s.execute(params![id.as_uuid().as_bytes(), workflow, started_at, state]))
                     .map_err(err)?;
                 }
-                Write::DeadLetter(d) => {
-                    let record = to_json(&**d, "dead letter")?;
+                Op::DeadLetter { id, workflow, failed_at, expires_at, record } => {
                     conn.prepare_cached(
                         "INSERT OR REPLACE INTO dead_letters (id, workflow, failed_at, expires_at, record)
                          VALUES (?1, ?2, ?3, ?4, ?5)",
                     )
                     .and_then(|mut s| {
-                        s.execute(params![
-                            d.id.as_uuid().as_bytes(),
-                            d.workflow,
-                            timestamp(&d.failed_at),
-                            timestamp(&d.expires_at),
-                            record
-                        ])
+                        s.execute(params![id.as_uuid().as_bytes(), workflow, failed_at, expires_at, record])
                     })
                     .map_err(err)?;
                 }
-                Write::RemoveDeadLetter(id) => {
+                Op::RemoveDeadLetter { id } => {
                     conn.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")
                         .and_then(|mut s| s.execute([id.as_uuid().as_bytes()]))
                         .map_err(err)?;
                 }
-                Write::Definition(d) => {
-                    let snapshot = to_json(&**d, "definition snapshot")?;
+                Op::Definition { name, version, snapshot } => {
                     let stamp = self.next_registration;
                     self.next_registration += 1;
                     conn.prepare_cached(
@@ -529,32 +562,70 @@ impl Db {
                          ON CONFLICT (name, version) DO UPDATE
                          SET registered = excluded.registered, snapshot = excluded.snapshot",
                     )
-                    .and_then(|mut s| s.execute(params![d.name, d.version, stamp, snapshot]))
+                    .and_then(|mut s| s.execute(params![name, version, stamp, snapshot]))
                     .map_err(err)?;
                 }
-                Write::Upgrade(u) => {
-                    let Upgrade { id, version, events } = &**u;
-                    let key = *self.live.get(id).ok_or(StoreError::UnknownExecution(*id))?;
-                    let record: String = conn
-                        .query_row("SELECT record FROM executions WHERE key = ?1", [key], |r| r.get(0))
+                Op::Upgrade { id, version, events } => {
+                    // The execution gets a new key, under which its rewritten journal
+                    // is appended; the rows under the old key become garbage.
+                    let old = *self.live.get(id).ok_or(StoreError::UnknownExecution(*id))?;
+                    let (created_at, started, record): (String, bool, String) = conn
+                        .query_row(
+                            "SELECT created_at, started, record FROM executions WHERE key = ?1",
+                            [old.key],
+                            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                        )
                         .map_err(err)?;
                     let mut n: NewExecution = from_json(&record, "execution record")?;
                     n.version.clone_from(version);
                     let record = to_json(&n, "execution record")?;
-                    conn.execute("UPDATE executions SET record = ?1 WHERE key = ?2", params![record, key])
-                        .map_err(err)?;
-                    conn.execute("DELETE FROM journal WHERE execution = ?1", [key]).map_err(err)?;
-                    for e in events {
-                        if e.execution != *id {
-                            return Err(StoreError::Other(format!(
-                                "the upgrade of {id} carries a journal entry of {}",
-                                e.execution
-                            )));
-                        }
-                        insert_event.execute(params![key, e.seq as i64, e.event]).map_err(err)?;
+                    retire(conn, old, &mut self.garbage, &mut self.garbage_this_pass).map_err(err)?;
+                    let key = insert_execution(conn, id, &created_at, started, &record).map_err(err)?;
+                    for (seq, event) in events {
+                        insert_event.execute(params![key, seq, event]).map_err(err)?;
                     }
+                    self.live.insert(*id, Live { key, events: events.len() as u64 });
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Deletes the garbage in the next window of the journal, if there is enough
+    /// garbage to bother. Windows move from the oldest rows to the newest, then
+    /// start over.
+    fn collect_garbage(&mut self) -> Result<(), StoreError> {
+        if self.garbage < GARBAGE_THRESHOLD {
+            return Ok(());
+        }
+        let err = |e| sql_error(&self.name, e);
+        let (first, last): (Option<i64>, Option<i64>) = self
+            .conn
+            .prepare_cached("SELECT MIN(id), MAX(id) FROM journal")
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(err)?;
+        let (Some(first), Some(last)) = (first, last) else {
+            self.garbage = 0;
+            self.garbage_this_pass = 0;
+            return Ok(());
+        };
+        let from = self.sweep_from.max(first);
+        let deleted = self
+            .conn
+            .prepare_cached(
+                "DELETE FROM journal WHERE id >= ?1 AND id < ?2
+                 AND execution NOT IN (SELECT key FROM executions)",
+            )
+            .and_then(|mut s| s.execute([from, from + GARBAGE_WINDOW]))
+            .map_err(err)? as u64;
+        self.garbage = self.garbage.saturating_sub(deleted);
+        self.sweep_from = from + GARBAGE_WINDOW;
+        if self.sweep_from > last {
+            // A full pass ended: what is left is at most what turned to garbage
+            // during the pass.
+            self.sweep_from = 0;
+            self.garbage = self.garbage.min(self.garbage_this_pass);
+            self.garbage_this_pass = 0;
         }
         Ok(())
     }
@@ -574,8 +645,7 @@ impl Db {
             out.push(StoredExecution { execution, started: row.get(2).map_err(&err)?, events: Vec::new() });
         }
         drop(rows);
-        let mut stmt =
-            self.conn.prepare("SELECT execution, seq, event FROM journal ORDER BY execution, seq").map_err(&err)?;
+        let mut stmt = self.conn.prepare("SELECT execution, seq, event FROM journal ORDER BY id").map_err(&err)?;
         let mut rows = stmt.query([]).map_err(&err)?;
         while let Some(row) = rows.next().map_err(&err)? {
             let key: i64 = row.get(0).map_err(&err)?;
@@ -699,6 +769,55 @@ impl Db {
     }
 }
 
+/// Copies the WAL back into the database file on a thread of its own, so that
+/// the writer never waits for a checkpoint (and, in `NORMAL` mode, for the only
+/// fsyncs there are). It runs a passive checkpoint, which never blocks the
+/// writer, at most every [`Checkpointer::PAUSE`] while commits keep coming.
+struct Checkpointer;
+
+impl Checkpointer {
+    const PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+    /// Starts the thread and turns off the writer's own checkpoints; `None` (and
+    /// SQLite's usual checkpoints on the writer) if that is not possible.
+    fn start(writer: &Connection, path: &Path, synchronous: Synchronous, name: &str) -> Option<mpsc::Sender<()>> {
+        let open = || -> rusqlite::Result<Connection> {
+            let conn =
+                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+            conn.execute_batch(&format!("PRAGMA busy_timeout = 5000; PRAGMA synchronous = {};", synchronous.pragma()))?;
+            Ok(conn)
+        };
+        let conn = match open() {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(path = name, error = %e, "no checkpoint thread; the writer checkpoints");
+                return None;
+            }
+        };
+        let (wake, commits) = mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new().name("sagaflow-sqlite-checkpoint".into()).spawn(move || {
+            while commits.recv().is_ok() {
+                while commits.try_recv().is_ok() {}
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "SQLite checkpoint failed; will retry");
+                }
+                std::thread::sleep(Self::PAUSE);
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(path = name, error = %e, "no checkpoint thread; the writer checkpoints");
+            return None;
+        }
+        match writer.pragma_update(None, "wal_autocheckpoint", 0) {
+            Ok(()) => Some(wake),
+            Err(e) => {
+                tracing::warn!(path = name, error = %e, "cannot hand checkpoints to their thread");
+                None
+            }
+        }
+    }
+}
+
 /// Brings the schema from `from` to [`SCHEMA_VERSION`] in one transaction.
 fn migrate(conn: &Connection, from: i64, name: &str) -> Result<(), StoreError> {
     if from >= SCHEMA_VERSION {
@@ -722,9 +841,84 @@ fn migrate(conn: &Connection, from: i64, name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn delete_execution(conn: &Connection, key: i64) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM journal WHERE execution = ?1")?.execute([key])?;
-    conn.prepare_cached("DELETE FROM executions WHERE key = ?1")?.execute([key])?;
+/// Inserts an execution's row; returns its key (never reused: `AUTOINCREMENT`).
+fn insert_execution(
+    conn: &Connection,
+    id: &ExecutionId,
+    created_at: &str,
+    started: bool,
+    record: &str,
+) -> rusqlite::Result<i64> {
+    conn.prepare_cached("INSERT INTO executions (id, created_at, started, record) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![id.as_uuid().as_bytes(), created_at, started, record])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// A write, serialized and ready for the database thread.
+enum Op {
+    Event { id: ExecutionId, seq: i64, event: String },
+    Create { id: ExecutionId, created_at: String, started: bool, record: String },
+    Started { id: ExecutionId },
+    Finish { id: ExecutionId, workflow: String, started_at: String, state: String },
+    DeadLetter { id: ExecutionId, workflow: String, failed_at: String, expires_at: String, record: String },
+    RemoveDeadLetter { id: ExecutionId },
+    Definition { name: String, version: String, snapshot: String },
+    Upgrade { id: ExecutionId, version: String, events: Vec<(i64, String)> },
+}
+
+fn prepare(batch: &[Write]) -> Result<Vec<Op>, StoreError> {
+    batch
+        .iter()
+        .map(|w| {
+            Ok(match w {
+                Write::Event(e) => Op::Event { id: e.execution, seq: e.seq as i64, event: e.event.clone() },
+                Write::Create(n) => Op::Create {
+                    id: n.id,
+                    created_at: timestamp(&n.created_at),
+                    started: n.start_at.is_none(),
+                    record: to_json(&**n, "execution record")?,
+                },
+                Write::Started { id, .. } => Op::Started { id: *id },
+                Write::Finish(state) => Op::Finish {
+                    id: state.id,
+                    workflow: state.workflow.clone(),
+                    started_at: timestamp(&state.started_at),
+                    state: to_json(&**state, "final state")?,
+                },
+                Write::DeadLetter(d) => Op::DeadLetter {
+                    id: d.id,
+                    workflow: d.workflow.clone(),
+                    failed_at: timestamp(&d.failed_at),
+                    expires_at: timestamp(&d.expires_at),
+                    record: to_json(&**d, "dead letter")?,
+                },
+                Write::RemoveDeadLetter(id) => Op::RemoveDeadLetter { id: *id },
+                Write::Definition(d) => Op::Definition {
+                    name: d.name.clone(),
+                    version: d.version.clone(),
+                    snapshot: to_json(&**d, "definition snapshot")?,
+                },
+                Write::Upgrade(u) => {
+                    let Upgrade { id, version, events } = &**u;
+                    if let Some(e) = events.iter().find(|e| e.execution != *id) {
+                        return Err(StoreError::Other(format!(
+                            "the upgrade of {id} carries a journal entry of {}",
+                            e.execution
+                        )));
+                    }
+                    let events = events.iter().map(|e| (e.seq as i64, e.event.clone())).collect();
+                    Op::Upgrade { id: *id, version: version.clone(), events }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Removes a live execution's row; its journal rows become garbage.
+fn retire(conn: &Connection, old: Live, garbage: &mut u64, this_pass: &mut u64) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM executions WHERE key = ?1")?.execute([old.key])?;
+    *garbage += old.events;
+    *this_pass += old.events;
     Ok(())
 }
 

@@ -54,19 +54,87 @@ async fn everything_survives_reopening() {
 async fn finished_executions_leave_the_hot_tables() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hot.db");
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqliteStore::open_with(&path, SqliteOptions::default().synchronous(Synchronous::Normal)).await.unwrap();
     let at = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
-    let n = new_execution("alpha", at);
-    let mut batch = vec![Write::Create(Box::new(n.clone()))];
-    batch.extend((1..=50).map(|s| Write::Event(entry(n.id, s))));
-    store.write(&batch).await.unwrap();
     let conn = Connection::open(&path).unwrap();
-    let count = |table: &str| conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0));
-    assert_eq!(count("journal").unwrap(), 50);
-    store.write(&[Write::Finish(Box::new(final_state(&n, Status::Completed, at)))]).await.unwrap();
-    assert_eq!(count("journal").unwrap(), 0, "the journal of an ended execution is deleted");
-    assert_eq!(count("executions").unwrap(), 0, "an ended execution leaves `executions`");
-    assert_eq!(count("history").unwrap(), 1, "its final state is in `history`");
+    let count = |table: &str| {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0).map(|n| n as u64))
+    };
+
+    // Executions of 30 events each start in one round and end in the next.
+    let mut previous: Vec<crate::store::NewExecution> = Vec::new();
+    for round in 0..60 {
+        let current: Vec<_> = (0..10).map(|_| new_execution("alpha", at)).collect();
+        let mut batch: Vec<Write> = current.iter().map(|n| Write::Create(Box::new(n.clone()))).collect();
+        for seq in 1..=30 {
+            batch.extend(current.iter().map(|n| Write::Event(entry(n.id, seq))));
+        }
+        batch.extend(previous.iter().map(|n| Write::Finish(Box::new(final_state(n, Status::Completed, at)))));
+        store.write(&batch).await.unwrap();
+        let live_rows = 300;
+        let rows = count("journal").unwrap();
+        assert!(
+            rows <= live_rows + super::GARBAGE_THRESHOLD + 300,
+            "round {round}: the journal holds {rows} rows for {live_rows} live ones"
+        );
+        assert_eq!(count("executions").unwrap(), 10, "ended executions leave `executions`");
+        previous = current;
+    }
+    assert_eq!(count("history").unwrap(), 590, "every ended execution's final state is in `history`");
+    let live = store.unfinished().await.unwrap();
+    assert_eq!(live.len(), 10);
+    assert!(live.iter().all(|e| e.events.len() == 30), "garbage collection keeps the live journals whole");
+
+    // Once enough garbage accumulated, one batch clears it.
+    let finishing: Vec<Write> =
+        previous.iter().map(|n| Write::Finish(Box::new(final_state(n, Status::Completed, at)))).collect();
+    store.write(&finishing).await.unwrap();
+    let many: Vec<_> = (0..100).map(|_| new_execution("beta", at)).collect();
+    let mut batch: Vec<Write> = many.iter().map(|n| Write::Create(Box::new(n.clone()))).collect();
+    for seq in 1..=50 {
+        batch.extend(many.iter().map(|n| Write::Event(entry(n.id, seq))));
+    }
+    store.write(&batch).await.unwrap();
+    let done: Vec<Write> =
+        many.iter().map(|n| Write::Finish(Box::new(final_state(n, Status::Completed, at)))).collect();
+    store.write(&done).await.unwrap();
+    assert_eq!(count("journal").unwrap(), 0, "the journals of ended executions are deleted");
+    assert!(store.unfinished().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn garbage_left_by_a_previous_process_is_collected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.db");
+    let at = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    let execs: Vec<_> = (0..100).map(|_| new_execution("alpha", at)).collect();
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        let mut batch: Vec<Write> = execs.iter().map(|n| Write::Create(Box::new(n.clone()))).collect();
+        for seq in 1..=30 {
+            batch.extend(execs.iter().map(|n| Write::Event(entry(n.id, seq))));
+        }
+        store.write(&batch).await.unwrap();
+        // 3,000 rows of garbage: below the threshold, so they stay for now.
+        let done: Vec<Write> =
+            execs.iter().map(|n| Write::Finish(Box::new(final_state(n, Status::Completed, at)))).collect();
+        store.write(&done).await.unwrap();
+    }
+    let conn = Connection::open(&path).unwrap();
+    let rows = || conn.query_row("SELECT COUNT(*) FROM journal", [], |r| r.get::<_, i64>(0).map(|n| n as u64)).unwrap();
+    assert_eq!(rows(), 3000);
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert!(store.unfinished().await.unwrap().is_empty(), "garbage rows are not read back as journals");
+    let more: Vec<_> = (0..40).map(|_| new_execution("beta", at)).collect();
+    let mut batch: Vec<Write> = more.iter().map(|n| Write::Create(Box::new(n.clone()))).collect();
+    for seq in 1..=30 {
+        batch.extend(more.iter().map(|n| Write::Event(entry(n.id, seq))));
+    }
+    store.write(&batch).await.unwrap();
+    let done: Vec<Write> =
+        more.iter().map(|n| Write::Finish(Box::new(final_state(n, Status::Completed, at)))).collect();
+    store.write(&done).await.unwrap();
+    assert_eq!(rows(), 0, "the reopened store counted the old garbage and collected it with the new");
 }
 
 #[tokio::test]
