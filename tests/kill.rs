@@ -50,9 +50,12 @@ struct Record {
     unix_ms: i64,
 }
 
+/// The complete lines of the side file (while the worker runs, a reader can see
+/// a line that is still being written: it is left for the next read).
 fn records(path: &Path) -> Vec<Record> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    text.split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
             assert_eq!(f.len(), 6, "a record has six fields: {l:?}");
@@ -173,6 +176,8 @@ fn a_killed_worker_loses_nothing_and_repeats_no_completed_step() {
 
     let states = final_states(&db);
     let runs = records(&side);
+    let text = std::fs::read_to_string(&side).unwrap();
+    assert!(text.ends_with('\n'), "every record was written whole");
 
     // All 500 completed, and each of their steps completed once.
     let five = &states["five_steps"];
