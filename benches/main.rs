@@ -4,6 +4,7 @@
 //!
 //! Figures are for reading, never for pass/fail: no test depends on them.
 
+mod durable;
 mod engine;
 
 use std::time::Duration;
@@ -101,6 +102,9 @@ pub(crate) fn us(d: Duration) -> String {
 }
 
 fn main() {
+    if durable::victim_main() {
+        return;
+    }
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let mut table = Table { rows: Vec::new(), filter };
 
@@ -111,6 +115,7 @@ fn main() {
     let table = rt.block_on(async move {
         tokio::spawn(async move {
             engine::run(&mut table).await;
+            durable::run(&mut table).await;
             table
         })
         .await

@@ -2,6 +2,10 @@
 //! account, then set up the profile and send the welcome email in parallel, then
 //! finish. Each step prints as it runs; the final context is printed at the end.
 //!
+//! It runs on SQLite, the embedded durable store: the file `quickstart.db` next to
+//! this example is created on the first run and keeps every execution's history
+//! (and any execution a crash interrupted, which resumes on the next run).
+//!
 //! Run with `cargo run --example quickstart`.
 
 use sagaflow::prelude::*;
@@ -45,7 +49,10 @@ impl UserOnboarding {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let onboarding = UserOnboarding { sender: "welcome@example.com".into() };
-    let engine = Engine::builder().workflow(onboarding).build().await?;
+    // The embedded, durable default: one SQLite file next to this example,
+    // created on the first run.
+    let database = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart.db");
+    let engine = Engine::builder().store_url(format!("sqlite://{database}")).workflow(onboarding).build().await?;
 
     println!("starting user_onboarding");
     let id = engine.start("user_onboarding", json!({ "email": "alice@example.com", "name": "Alice" })).await?;
@@ -53,5 +60,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("execution {id} ended: {}", state.status);
     println!("final context:\n{}", serde_json::to_string_pretty(&state.context)?);
+    let earlier = engine.history(&Default::default()).await?.len();
+    println!("{earlier} executions recorded in {database}");
+    engine.shutdown().await;
     Ok(())
 }

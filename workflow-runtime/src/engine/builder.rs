@@ -149,6 +149,7 @@ impl EngineBuilder {
             if report.resumed + report.scheduled + report.parked.len() > 0 {
                 tracing::info!(
                     resumed = report.resumed,
+                    upgraded = report.upgraded,
                     scheduled = report.scheduled,
                     parked = report.parked.len(),
                     "recovered unfinished executions"

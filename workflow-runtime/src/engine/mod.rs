@@ -250,7 +250,8 @@ impl Engine {
         self.inner.get_state(id).await
     }
 
-    /// Waits until the execution ends and returns its final state.
+    /// Waits until the execution ends and returns its final state, once that state
+    /// is committed to the store (so [`history`](Self::history) includes it).
     pub async fn wait(&self, id: ExecutionId) -> Result<ExecutionState, EngineError> {
         self.inner.wait_for(id).await
     }
@@ -673,7 +674,17 @@ impl EngineInner {
                 let notified = exec.done.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                if let Some(s) = exec.core.lock().final_state.clone() {
+                let ended = exec.core.lock().final_state.clone();
+                if let Some(s) = ended {
+                    // Answer once the end is committed: the journal's flush of the
+                    // final state removes the execution from the table.
+                    while self.executions.contains_key(&id) {
+                        tokio::select! {
+                            _ = self.journal.flushed(self.journal.last_ticket()) => {}
+                            _ = self.shutdown.cancelled() => break,
+                        }
+                        tokio::task::yield_now().await;
+                    }
                     return Ok((*s).clone());
                 }
                 notified.await;

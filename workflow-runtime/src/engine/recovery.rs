@@ -1,19 +1,26 @@
 //! Recovery on start: every execution that had not ended is rebuilt by replaying
 //! its journal, then continues.
 //!
-//! Rules:
+//! Rules (documented for users in `docs/durability.md`, on the `store` module):
 //! - completed steps are never run again; steps that were running run again with
-//!   the next attempt number (at-least-once);
+//!   the next attempt number (at-least-once). The `Recovered` events that assign
+//!   those attempt numbers are committed before any step runs, so a second crash
+//!   never hands out the same attempt number twice;
 //! - timers fire at their original due time, or at once if it has passed;
 //! - steps added by a graft get their functions back by running the graft function
 //!   again on the context it saw (graft functions must be deterministic);
-//! - an execution whose workflow is no longer registered, or whose definition
-//!   version differs from the code's, is *parked*: it stays in the store untouched,
-//!   and `get_state` shows it with the reason. It never runs against a definition it
-//!   did not start with.
+//! - an execution whose definition version differs from the code's continues on
+//!   the code's definition if every step of the version it started with exists
+//!   there unchanged (see [`incompatibilities`]); its journal is then rewritten
+//!   for the new step order ([`Write::Upgrade`]). Otherwise, or when its workflow
+//!   is not registered, it is *parked*: it stays in the store untouched, and
+//!   `get_state` shows it with the reason. It never runs against a definition
+//!   that does not match what it already did.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+
+use serde_json::Value;
 
 use super::executor::Execution;
 use super::timers::TimerTarget;
@@ -22,46 +29,57 @@ use crate::machine::Machine;
 use crate::machine::event::{Event, StepReport};
 use crate::model::context::Data;
 use crate::model::def::StepKind;
-use crate::model::{Outcome, WorkflowDef};
-use crate::store::StoredExecution;
+use crate::model::{DefinitionSnapshot, ExecutionId, Outcome, WorkflowDef};
+use crate::store::{JournalEntry, StoredExecution, Upgrade, Write};
 
 /// What recovery did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RecoveryReport {
     /// Executions resumed.
     pub(crate) resumed: usize,
+    /// Executions moved onto the registered version of their definition.
+    pub(crate) upgraded: usize,
     /// Delayed executions waiting for their start time.
     pub(crate) scheduled: usize,
     /// Executions parked, with the reason.
-    pub(crate) parked: Vec<(crate::model::ExecutionId, String)>,
+    pub(crate) parked: Vec<(ExecutionId, String)>,
+}
+
+/// What became of one stored execution.
+enum Adopted {
+    /// Rebuilt; it runs once the recovery's journal writes are committed.
+    Resumed(Arc<Execution>),
+    /// A delayed execution, waiting for its start time again.
+    Scheduled,
 }
 
 impl EngineInner {
     pub(crate) async fn recover(self: &Arc<Self>) -> Result<RecoveryReport, EngineError> {
         let mut report = RecoveryReport::default();
+        let mut resumed = Vec::new();
         for stored in self.store.unfinished().await? {
             let id = stored.execution.id;
             let def = self.registry.read().get(&stored.execution.workflow).cloned();
-            let result = match def {
-                None => Err(format!("workflow `{}` is not registered", stored.execution.workflow)),
-                Some(def) if def.version() != stored.execution.version => Err(format!(
-                    "workflow `{}` changed since this execution started (version {} then, {} now); \
-                     register the old definition under its name to finish it",
-                    def.name(),
-                    stored.execution.version,
-                    def.version()
+            let outcome = match def {
+                None => Err(format!(
+                    "workflow `{}` is not registered; register it and restart to resume this execution",
+                    stored.execution.workflow
                 )),
-                Some(def) if !stored.started => {
-                    let at = stored.execution.start_at.unwrap_or(stored.execution.created_at);
-                    self.timers.arm(TimerTarget::Start(id), self.clock.instant_at(at));
-                    self.delayed.insert(id, Delayed { def, new: stored.execution.clone() });
-                    report.scheduled += 1;
-                    continue;
+                Some(def) => {
+                    let upgrade = def.version() != stored.execution.version;
+                    let adopted = self.adopt(def, &stored).await;
+                    if upgrade && adopted.is_ok() {
+                        report.upgraded += 1;
+                    }
+                    adopted
                 }
-                Some(def) => self.resume_stored(def, &stored).await,
             };
-            match result {
-                Ok(()) => report.resumed += 1,
+            match outcome {
+                Ok(Adopted::Resumed(exec)) => {
+                    resumed.push(exec);
+                    report.resumed += 1;
+                }
+                Ok(Adopted::Scheduled) => report.scheduled += 1,
                 Err(reason) => {
                     tracing::error!(%id, reason, "execution parked during recovery");
                     let mut state = pending_state(&stored.execution);
@@ -72,17 +90,103 @@ impl EngineInner {
                 }
             }
         }
+        // Commit the upgrades and the new attempt numbers before anything runs.
+        self.journal.flushed(self.journal.last_ticket()).await;
+        for exec in resumed {
+            let mut core = exec.core.lock();
+            for (timer, due) in core.machine.timers() {
+                self.timers.arm(TimerTarget::Execution(exec.id, timer), self.clock.instant_at(due));
+            }
+            if !core.machine.is_finished() {
+                self.ensure_driver(&exec, &mut core);
+            }
+        }
         Ok(report)
     }
 
-    async fn resume_stored(self: &Arc<Self>, def: WorkflowDef, stored: &StoredExecution) -> Result<(), String> {
+    /// Rebuilds one execution on `def`, moving it onto `def`'s version first if it
+    /// started with another one. `Err` is the reason to park it.
+    async fn adopt(self: &Arc<Self>, def: WorkflowDef, stored: &StoredExecution) -> Result<Adopted, String> {
+        let id = stored.execution.id;
+        let changed = def.version() != stored.execution.version;
+        let mut remap = None;
+        if changed && stored.started {
+            let old = self
+                .store
+                .definition_version(def.name(), &stored.execution.version)
+                .await
+                .map_err(|e| format!("the definition it started with cannot be read: {e}"))?
+                .ok_or_else(|| {
+                    format!(
+                        "workflow `{}` changed since this execution started (version {} then, {} now), and the \
+                         store has no snapshot of version {} to compare with; register that version again to \
+                         resume it",
+                        def.name(),
+                        stored.execution.version,
+                        def.version(),
+                        stored.execution.version
+                    )
+                })?;
+            let problems = incompatibilities(&old, &def);
+            if !problems.is_empty() {
+                return Err(format!(
+                    "workflow `{}` changed since this execution started (version {} then, {} now) and the \
+                     execution cannot continue on the new definition: {}; register a definition in which every \
+                     step of version {} is unchanged to resume it",
+                    def.name(),
+                    old.version,
+                    def.version(),
+                    problems.join("; "),
+                    old.version
+                ));
+            }
+            remap = Some(Remap::new(&old, &def));
+        }
+        if changed {
+            tracing::info!(
+                %id,
+                workflow = def.name(),
+                from = stored.execution.version,
+                to = def.version(),
+                "execution continues on the registered version of its workflow"
+            );
+        }
+        if !stored.started {
+            // Nothing ran yet: it simply starts on the registered definition.
+            if changed {
+                let upgrade = Upgrade { id, version: def.version().to_owned(), events: Vec::new() };
+                self.journal.append(Write::Upgrade(Box::new(upgrade)));
+            }
+            let mut new = stored.execution.clone();
+            new.version = def.version().to_owned();
+            let at = new.start_at.unwrap_or(new.created_at);
+            self.timers.arm(TimerTarget::Start(id), self.clock.instant_at(at));
+            self.delayed.insert(id, Delayed { def, new });
+            return Ok(Adopted::Scheduled);
+        }
+        self.resume_stored(def, stored, remap.as_ref()).await.map(Adopted::Resumed)
+    }
+
+    async fn resume_stored(
+        self: &Arc<Self>,
+        def: WorkflowDef,
+        stored: &StoredExecution,
+        remap: Option<&Remap>,
+    ) -> Result<Arc<Execution>, String> {
         let n = &stored.execution;
         let data: Data = n.input.clone().into_iter().collect();
         let mut discard = Vec::new();
         let mut machine = Machine::start(&def, data, n.created_at, &mut discard);
+        let mut rewritten = Vec::new();
         for entry in &stored.events {
             let mut event: Event = serde_json::from_str(&entry.event)
                 .map_err(|e| format!("journal entry {} cannot be read: {e}", entry.seq))?;
+            if let Some(remap) = remap {
+                remap.event(&mut event).map_err(|e| format!("journal entry {}: {e}", entry.seq))?;
+                let text = serde_json::to_string(&event)
+                    .map_err(|e| format!("journal entry {} cannot be rewritten: {e}", entry.seq))?;
+                rewritten.push(JournalEntry { execution: n.id, seq: entry.seq, event: text });
+            }
             if let Event::StepFinished { step, report: StepReport::Expand { steps }, .. } = &mut event {
                 restore_graft(&def, &machine, *step, steps).await?;
             }
@@ -91,6 +195,10 @@ impl EngineInner {
                 .apply(event, &mut discard)
                 .map_err(|e| format!("journal entry {} does not apply: {e}", entry.seq))?;
         }
+        if remap.is_some() {
+            let upgrade = Upgrade { id: n.id, version: def.version().to_owned(), events: rewritten };
+            self.journal.append(Write::Upgrade(Box::new(upgrade)));
+        }
         let exec = Arc::new(Execution::new(n.id, def, machine, n.trigger.clone(), n.parent.clone()));
         let mut core = exec.core.lock();
         core.seq = stored.events.last().map_or(0, |e| e.seq);
@@ -98,16 +206,125 @@ impl EngineInner {
         let at = self.clock.now();
         self.apply_locked(&exec, &mut core, Event::Recovered { at }, &mut cmds)
             .map_err(|e| format!("cannot resume: {e}"))?;
-        for (timer, due) in core.machine.timers() {
-            self.timers.arm(TimerTarget::Execution(n.id, timer), self.clock.instant_at(due));
-        }
         core.pending = cmds;
+        drop(core);
         self.executions.insert(n.id, Arc::clone(&exec));
-        if core.machine.is_finished() {
-            return Ok(());
+        Ok(exec)
+    }
+}
+
+/// Step indexes of one definition version mapped onto another's, by step name.
+/// Steps that grafts added follow the declared steps in both, in the same order.
+struct Remap {
+    declared: Vec<u32>,
+    new_len: u32,
+}
+
+impl Remap {
+    /// Only for compatible versions: every old step exists in `new`.
+    fn new(old: &DefinitionSnapshot, new: &WorkflowDef) -> Remap {
+        let declared =
+            old.steps.iter().map(|s| new.inner.by_name.get(s.name.as_str()).copied().unwrap_or(u32::MAX)).collect();
+        Remap { declared, new_len: new.inner.steps.len() as u32 }
+    }
+
+    fn step(&self, old: u32) -> Result<u32, String> {
+        let old_len = self.declared.len() as u32;
+        match self.declared.get(old as usize) {
+            Some(&u32::MAX) => Err(format!("step {old} has no counterpart in the new definition")),
+            Some(&new) => Ok(new),
+            None => Ok(old - old_len + self.new_len),
         }
-        self.ensure_driver(&exec, &mut core);
+    }
+
+    /// Rewrites the step indexes an event carries. Every variant is listed, so an
+    /// event added later must say here whether it names a step.
+    fn event(&self, event: &mut Event) -> Result<(), String> {
+        match event {
+            Event::StepFinished { step, .. }
+            | Event::CompensationFinished { step, .. }
+            | Event::ChildStarted { step, .. } => *step = self.step(*step)?,
+            Event::Resumed { step, .. } => {
+                if let Some(step) = step {
+                    *step = self.step(*step)?;
+                }
+            }
+            Event::TimerFired { .. }
+            | Event::Paused { .. }
+            | Event::Cancelled { .. }
+            | Event::HandlerFinished { .. }
+            | Event::Recovered { .. } => {}
+        }
         Ok(())
+    }
+}
+
+/// Why an execution that started on `old` cannot continue on `new`; empty when it
+/// can. The rule: every step of `old` exists in `new` unchanged (same snapshot but
+/// for its description, and the same resolved group dependencies), the
+/// workflow-level options that drive an execution are unchanged, and a workflow
+/// that limits step concurrency adds no steps (an added step could take a slot
+/// that an old step held when its events were written).
+pub(crate) fn incompatibilities(old: &DefinitionSnapshot, new: &WorkflowDef) -> Vec<String> {
+    let new = new.snapshot();
+    let mut out = Vec::new();
+    let workflow_fields = [
+        ("timeout", json(&old.timeout), json(&new.timeout)),
+        ("max_retries", json(&old.max_retries), json(&new.max_retries)),
+        ("handlers", json(&old.handlers), json(&new.handlers)),
+        ("step_concurrency", json(&old.step_concurrency), json(&new.step_concurrency)),
+    ];
+    for (field, was, now) in workflow_fields {
+        if was != now {
+            out.push(format!("the workflow's `{field}` changed ({} → {})", show(&was), show(&now)));
+        }
+    }
+    let by_name: HashMap<&str, &crate::model::StepSnapshot> = new.steps.iter().map(|s| (s.name.as_str(), s)).collect();
+    for step in &old.steps {
+        let Some(now) = by_name.get(step.name.as_str()) else {
+            out.push(format!("step `{}` was removed", step.name));
+            continue;
+        };
+        let (Value::Object(was), Value::Object(is)) = (json(step), json(now)) else { continue };
+        let keys: BTreeSet<&String> = was.keys().chain(is.keys()).collect();
+        let changes: Vec<String> = keys
+            .into_iter()
+            .filter(|k| k.as_str() != "description")
+            .filter_map(|k| {
+                let (a, b) = (was.get(k).unwrap_or(&Value::Null), is.get(k).unwrap_or(&Value::Null));
+                (a != b).then(|| format!("`{k}` ({} → {})", show(a), show(b)))
+            })
+            .collect();
+        if !changes.is_empty() {
+            out.push(format!("step `{}` changed {}", step.name, changes.join(", ")));
+        }
+        for group in &step.declared.after_group {
+            let (was, now) = (old.groups.get(group), new.groups.get(group));
+            if was != now {
+                out.push(format!(
+                    "step `{}` waits for group `{group}`, whose steps changed ({} → {})",
+                    step.name,
+                    show(&json(&was)),
+                    show(&json(&now))
+                ));
+            }
+        }
+    }
+    if old.step_concurrency.is_some() && new.steps.len() > old.steps.len() {
+        out.push("steps were added to a workflow that limits `step_concurrency`".into());
+    }
+    out
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+fn show(value: &Value) -> String {
+    match value {
+        Value::Null => "none".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

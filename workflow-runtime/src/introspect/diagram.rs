@@ -43,7 +43,7 @@ impl Diagram {
         let graph = Graph::new(def);
         let state = opts.state.as_deref();
         let status: HashMap<&str, StateClass> = state
-            .map(|s| s.steps.iter().map(|st| (&*st.name, StateClass::of(st.status))).collect())
+            .map(|s| s.steps.iter().map(|st| (st.name.as_str(), StateClass::of(st.status))).collect())
             .unwrap_or_default();
         let mut nodes: Vec<Node> = graph
             .steps()
@@ -65,17 +65,17 @@ impl Diagram {
                 nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
             // Steps the definition does not have: added by grafts at run time.
             for st in &state.steps {
-                if index.contains_key(&*st.name) {
+                if index.contains_key(&st.name) {
                     continue;
                 }
                 let i = nodes.len();
                 nodes.push(Node {
-                    name: st.name.to_string(),
+                    name: st.name.clone(),
                     label: humanize(&st.name),
                     shape: Shape::Task,
                     class: Some(StateClass::of(st.status)),
                 });
-                index.insert(st.name.to_string(), i);
+                index.insert(st.name.clone(), i);
                 if let Some(graft) = &st.graft
                     && let Some(&g) = index.get(graft)
                 {

@@ -6,8 +6,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use std::sync::Arc;
-
 use super::Machine;
 use super::state::{Status, StepStatus};
 use crate::model::{ExecutionId, StepError};
@@ -78,7 +76,7 @@ pub struct Progress {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepState {
     /// Name.
-    pub name: std::sync::Arc<str>,
+    pub name: String,
     /// Status.
     pub status: StepStatus,
     /// Attempts started.
@@ -208,7 +206,7 @@ pub struct ExecutionState {
 impl ExecutionState {
     /// A step by name.
     pub fn step(&self, name: &str) -> Option<&StepState> {
-        self.steps.iter().find(|s| &*s.name == name)
+        self.steps.iter().find(|s| s.name == name)
     }
 
     /// Children started by nested-workflow steps.
@@ -238,15 +236,15 @@ impl Machine {
         let mut running = Vec::new();
         let mut awaiting = Vec::new();
         for (id, slot) in self.slots() {
-            let name = Arc::clone(self.step_name(id));
+            let name = String::from(&**self.step_name(id));
             let detail = slot.detail.as_deref();
             if slot.status == StepStatus::Running {
-                running.push(String::from(&*name));
+                running.push(name.clone());
             }
             if slot.status == StepStatus::Awaiting {
                 let info = detail.and_then(|d| d.await_info.as_deref());
                 awaiting.push(AwaitInfo {
-                    step: String::from(&*name),
+                    step: name.clone(),
                     notify: info.and_then(|i| i.notify.clone()),
                     approvers: info.and_then(|i| i.approvers.clone()),
                     data: info.map(|i| i.data.clone()).unwrap_or_default(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{DeadLetter, ExecutionQuery, JournalEntry, NewExecution, ParentRef, Store, Write};
+use super::{DeadLetter, ExecutionQuery, JournalEntry, NewExecution, ParentRef, Store, StoreError, Upgrade, Write};
 use crate::machine::state::Status;
 use crate::machine::view::{ExecutionState, Progress, Trigger};
 use crate::model::{DefinitionSnapshot, ExecutionId, StepError};
@@ -31,6 +31,8 @@ where
     concurrent_writers_keep_order(&make().await).await;
     values_round_trip(&make().await).await;
     schedule_ticks(&make().await).await;
+    upgrades(&make().await).await;
+    large_batches(&make().await).await;
 }
 
 fn t(secs: i64) -> DateTime<Utc> {
@@ -189,17 +191,49 @@ async fn definitions(store: &dyn Store) {
         label: None,
     };
     store.write(&[Write::Definition(Box::new(snap.clone()))]).await.expect("definition");
+    let first = snap.clone();
     snap.version = "2".into();
+    snap.tags.push("v2".into());
     store.write(&[Write::Definition(Box::new(snap.clone()))]).await.expect("definition");
-    assert_eq!(store.definitions().await.expect("definitions"), vec![snap], "the latest snapshot per name is kept");
+    let mut other = first.clone();
+    other.name = "beta".into();
+    store.write(&[Write::Definition(Box::new(other.clone()))]).await.expect("definition");
+    assert_eq!(
+        store.definitions().await.expect("definitions"),
+        vec![snap.clone(), other],
+        "definitions() returns the snapshot written last for each name, by name"
+    );
+    let v1 = store.definition_version("alpha", "1").await.expect("version 1");
+    assert_eq!(v1, Some(first.clone()), "every version of a definition is kept");
+    let v2 = store.definition_version("alpha", "2").await.expect("version 2");
+    assert_eq!(v2, Some(snap), "the latest version is kept too");
+    assert_eq!(store.definition_version("alpha", "3").await.expect("version 3"), None, "unknown versions are None");
+    assert_eq!(store.definition_version("gamma", "1").await.expect("gamma"), None, "unknown names are None");
+    store.write(&[Write::Definition(Box::new(first.clone()))]).await.expect("definition again");
+    let latest = store.definitions().await.expect("definitions");
+    assert_eq!(latest[0], first, "registering an older version again makes it the latest");
 }
 
 async fn batches_are_atomic(store: &dyn Store) {
     let n = new_execution("atomic", t(0));
     let orphan = ExecutionId::new();
     let result = store.write(&[Write::Create(Box::new(n.clone())), Write::Event(entry(orphan, 1))]).await;
-    assert!(result.is_err(), "a journal entry for an unknown execution is rejected");
+    assert!(
+        matches!(result, Err(StoreError::UnknownExecution(id)) if id == orphan),
+        "a journal entry for an unknown execution is rejected with `UnknownExecution`, got {result:?}"
+    );
     assert!(store.unfinished().await.expect("unfinished").is_empty(), "a rejected batch leaves nothing behind");
+    store.write(&[Write::Create(Box::new(n.clone())), Write::Event(entry(n.id, 1))]).await.expect("create");
+    let done = final_state(&n, Status::Completed, t(5));
+    let result = store.write(&[Write::Finish(Arc::new(done.clone())), Write::Event(entry(n.id, 2))]).await;
+    assert!(result.is_err(), "a journal entry after the execution's `Finish` is rejected");
+    let live = store.unfinished().await.expect("unfinished");
+    assert_eq!(live.len(), 1, "the rejected batch did not finish the execution");
+    assert_eq!(live[0].events, vec![entry(n.id, 1)], "the rejected batch appended nothing");
+    assert_eq!(store.finished(n.id).await.expect("finished"), None, "the rejected batch left no final state");
+    store.write(&[Write::Finish(Arc::new(done))]).await.expect("finish");
+    let result = store.write(&[Write::Event(entry(n.id, 2))]).await;
+    assert!(result.is_err(), "a journal entry for an execution that has ended is rejected");
 }
 
 async fn concurrent_writers_keep_order(store: &dyn Store) {
@@ -252,4 +286,51 @@ async fn schedule_ticks(store: &dyn Store) {
         vec![("daily#0".to_owned(), t(120)), ("daily#1".to_owned(), t(0)), ("race#0".to_owned(), t(180))],
         "last_ticks returns the latest claimed tick per schedule"
     );
+}
+
+async fn upgrades(store: &dyn Store) {
+    let n = new_execution("upgraded", t(0));
+    let other = new_execution("upgraded", t(1));
+    let mut writes = vec![Write::Create(Box::new(n.clone())), Write::Create(Box::new(other.clone()))];
+    writes.extend((1..=3).map(|s| Write::Event(entry(n.id, s))));
+    writes.push(Write::Event(entry(other.id, 1)));
+    store.write(&writes).await.expect("write");
+    let rewritten: Vec<JournalEntry> =
+        (1..=3).map(|seq| JournalEntry { execution: n.id, seq, event: format!("{{\"v2\":{seq}}}") }).collect();
+    let upgrade = Upgrade { id: n.id, version: "fedcba9876543210".into(), events: rewritten.clone() };
+    store.write(&[Write::Upgrade(Box::new(upgrade))]).await.expect("upgrade");
+    store.write(&[Write::Event(entry(n.id, 4))]).await.expect("append after the upgrade");
+    let live = store.unfinished().await.expect("unfinished");
+    assert_eq!(live[0].execution.version, "fedcba9876543210", "`Upgrade` replaces the recorded version");
+    let mut expected = rewritten;
+    expected.push(entry(n.id, 4));
+    assert_eq!(live[0].events, expected, "`Upgrade` replaces the whole journal; later entries follow it");
+    assert_eq!(live[0].execution.input, n.input, "`Upgrade` keeps everything else");
+    assert_eq!(live[1].execution, other, "`Upgrade` touches only its execution");
+    assert_eq!(live[1].events, vec![entry(other.id, 1)], "`Upgrade` touches only its execution's journal");
+    let ghost = Upgrade { id: ExecutionId::new(), version: "x".into(), events: Vec::new() };
+    let result = store.write(&[Write::Event(entry(n.id, 5)), Write::Upgrade(Box::new(ghost))]).await;
+    assert!(result.is_err(), "upgrading an unknown execution is rejected");
+    assert_eq!(store.unfinished().await.expect("unfinished")[0].events.len(), 4, "and its batch left nothing");
+}
+
+async fn large_batches(store: &dyn Store) {
+    let execs: Vec<NewExecution> = (0..100).map(|i| new_execution("bulk", t(i))).collect();
+    let mut batch: Vec<Write> = execs.iter().map(|n| Write::Create(Box::new(n.clone()))).collect();
+    for seq in 1..=100 {
+        batch.extend(execs.iter().map(|n| Write::Event(entry(n.id, seq))));
+    }
+    store.write(&batch).await.expect("a batch of 10,100 writes");
+    let finishes: Vec<Write> =
+        execs[..50].iter().map(|n| Write::Finish(Arc::new(final_state(n, Status::Completed, t(500))))).collect();
+    store.write(&finishes).await.expect("finish half");
+    let live = store.unfinished().await.expect("unfinished");
+    assert_eq!(live.len(), 50, "finished executions leave; the others stay");
+    for (e, n) in live.iter().zip(&execs[50..]) {
+        assert_eq!(e.execution.id, n.id, "the remaining executions, oldest first");
+        assert_eq!(e.events.len(), 100, "each keeps its whole journal");
+        assert!(e.events.iter().zip(1..).all(|(x, seq)| x.seq == seq && x.execution == n.id));
+    }
+    let history = store.list_finished(&ExecutionQuery { workflow: Some("bulk".into()), limit: 0 }).await.expect("list");
+    assert_eq!(history.len(), 50, "every finished execution is in the history");
 }

@@ -1,13 +1,13 @@
 //! [`MemoryStore`]: everything in memory, gone with the process.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
-use super::{DeadLetter, Durability, ExecutionQuery, JournalEntry, Store, StoreError, StoredExecution, Write};
+use super::{DeadLetter, Durability, ExecutionQuery, JournalEntry, Store, StoreError, StoredExecution, Upgrade, Write};
 use crate::machine::view::ExecutionState;
 use crate::model::{DefinitionSnapshot, ExecutionId};
 
@@ -35,6 +35,7 @@ struct Inner {
     finish_order: VecDeque<ExecutionId>,
     dead: BTreeMap<(DateTime<Utc>, ExecutionId), DeadLetter>,
     definitions: BTreeMap<String, DefinitionSnapshot>,
+    versions: HashMap<(String, String), DefinitionSnapshot>,
     ticks: BTreeMap<String, DateTime<Utc>>,
 }
 
@@ -68,13 +69,27 @@ impl Store for MemoryStore {
 
     async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
-        // Validate first so a batch is applied entirely or not at all.
+        // Validate first so a batch is applied entirely or not at all: walk the
+        // batch in order, tracking which executions it creates and finishes.
+        let mut created = HashSet::new();
+        let mut ended = HashSet::new();
         for w in batch {
-            if let Write::Event(JournalEntry { execution, .. }) = w
-                && !inner.live.contains_key(execution)
-                && !batch.iter().any(|c| matches!(c, Write::Create(n) if n.id == *execution))
-            {
-                return Err(StoreError::Other(format!("journal entry for unknown execution {execution}")));
+            let execution = match w {
+                Write::Create(n) => {
+                    created.insert(n.id);
+                    ended.remove(&n.id);
+                    continue;
+                }
+                Write::Finish(s) => {
+                    ended.insert(s.id);
+                    continue;
+                }
+                Write::Event(JournalEntry { execution, .. }) => execution,
+                Write::Upgrade(u) => &u.id,
+                _ => continue,
+            };
+            if (!inner.live.contains_key(execution) && !created.contains(execution)) || ended.contains(execution) {
+                return Err(StoreError::UnknownExecution(*execution));
             }
         }
         for w in batch {
@@ -112,6 +127,14 @@ impl Store for MemoryStore {
                 Write::RemoveDeadLetter(id) => inner.dead.retain(|(_, i), _| i != id),
                 Write::Definition(d) => {
                     inner.definitions.insert(d.name.clone(), (**d).clone());
+                    inner.versions.insert((d.name.clone(), d.version.clone()), (**d).clone());
+                }
+                Write::Upgrade(u) => {
+                    let Upgrade { id, version, events } = &**u;
+                    if let Some(e) = inner.live.get_mut(id) {
+                        e.execution.version.clone_from(version);
+                        e.events.clone_from(events);
+                    }
                 }
             }
         }
@@ -158,6 +181,10 @@ impl Store for MemoryStore {
 
     async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError> {
         Ok(self.inner.lock().definitions.values().cloned().collect())
+    }
+
+    async fn definition_version(&self, name: &str, version: &str) -> Result<Option<DefinitionSnapshot>, StoreError> {
+        Ok(self.inner.lock().versions.get(&(name.to_owned(), version.to_owned())).cloned())
     }
 
     async fn claim_tick(&self, key: &str, fire_time: DateTime<Utc>) -> Result<bool, StoreError> {

@@ -1,5 +1,5 @@
-//! Persistence: the [`Store`] trait, its in-memory implementation, and the
-//! conformance suite every store must pass.
+//! Persistence: the [`Store`] trait, its implementations ([`MemoryStore`],
+//! [`SqliteStore`]), and the conformance suite every store must pass.
 //!
 //! The engine keeps a running execution's state in memory and appends the events
 //! of its state machine to the store, batched (group commit). A store therefore
@@ -7,9 +7,14 @@
 //! order: new executions, journal events, final states, dead letters and
 //! definition snapshots. Recovery reads back the executions that have not ended,
 //! with their journals, and replays them.
+//!
+#![doc = include_str!("../../docs/durability.md")]
 
 pub mod conformance;
 mod memory;
+mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,21 +25,25 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use self::memory::MemoryStore;
+pub use self::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::machine::view::{ExecutionState, Trigger};
 use crate::model::{DefinitionSnapshot, ExecutionId, StepError};
 
-/// Opens a store from a URL: `memory://` (more schemes as their stores are
-/// compiled in).
+/// Opens a store from a URL: `memory://`, `sqlite://path/to/file.db` (created on
+/// first use; `?synchronous=full|normal`, see [`SqliteStore`]) or
+/// `sqlite::memory:` (an SQLite database in memory, gone with the process).
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, crate::engine::EngineError> {
     let scheme = url.split_once(':').map_or(url, |(s, _)| s);
     match scheme {
         "memory" => Ok(Arc::new(MemoryStore::new())),
+        "sqlite" => Ok(Arc::new(SqliteStore::open_url(url).await?)),
         _ => Err(crate::engine::EngineError::UnsupportedStore { url: url.to_owned(), supported: SUPPORTED_URLS }),
     }
 }
 
 /// The store URL forms this build accepts.
-pub const SUPPORTED_URLS: &str = "`memory://`";
+pub const SUPPORTED_URLS: &str =
+    "`memory://`, `sqlite://path/to/file.db` (optionally `?synchronous=full|normal`), `sqlite::memory:`";
 
 /// Whether a store survives the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +82,17 @@ pub enum StoreError {
     /// Stored data could not be decoded.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// A store URL that names a known store but cannot be used as written.
+    #[error("invalid store URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A write referred to an execution the store does not hold.
+    #[error("unknown execution {0} in a write: it was never created, or it has ended")]
+    UnknownExecution(ExecutionId),
     /// Any other failure.
     #[error("{0}")]
     Other(String),
@@ -169,6 +189,21 @@ pub enum Write {
     RemoveDeadLetter(ExecutionId),
     /// A workflow definition was registered.
     Definition(Box<DefinitionSnapshot>),
+    /// Recovery moved an unfinished execution onto another version of its
+    /// workflow's definition: its recorded version and its whole journal are
+    /// replaced (the same events, with step indexes of the new definition).
+    Upgrade(Box<Upgrade>),
+}
+
+/// The content of [`Write::Upgrade`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upgrade {
+    /// The execution.
+    pub id: ExecutionId,
+    /// The definition version it continues with.
+    pub version: String,
+    /// Its whole journal, rewritten for that version, by `seq` from 1.
+    pub events: Vec<JournalEntry>,
 }
 
 /// An execution that has not ended, as recovery reads it back.
@@ -218,8 +253,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Deletes dead letters whose `expires_at` is at or before `now`; returns how many.
     async fn purge_dead_letters(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
 
-    /// Definition snapshots, by name.
+    /// Definition snapshots, by name: for each name, the one written last.
     async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError>;
+
+    /// The snapshot of one version of a definition. Stores keep every version that
+    /// was written, so that recovery can compare an execution's definition with the
+    /// code's (see the module documentation).
+    async fn definition_version(&self, name: &str, version: &str) -> Result<Option<DefinitionSnapshot>, StoreError>;
 
     /// Claims the tick `fire_time` of the schedule `key` (`"{workflow}#{index}"`):
     /// records it as the schedule's last tick and returns `true` if it is later than
