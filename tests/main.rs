@@ -6,3 +6,4 @@
 
 mod common;
 mod patterns;
+mod scheduling;

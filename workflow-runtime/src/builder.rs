@@ -322,7 +322,11 @@ impl Workflow {
 
     /// Starts an execution whenever one of these events is emitted.
     pub fn on_event(mut self, events: impl crate::model::IntoNames) -> Self {
-        self.triggers.events.extend(events.into_names());
+        for event in events.into_names() {
+            if !self.triggers.events.contains(&event) {
+                self.triggers.events.push(event);
+            }
+        }
         self
     }
 
@@ -491,6 +495,9 @@ impl Validator {
             return Err(BuildError::EmptyWorkflow { workflow });
         }
         let policy = self.workflow_policy()?;
+        if self.wf.triggers.events.iter().any(|e| e.trim().is_empty()) {
+            return Err(self.invalid(None, "on_event", "an event name cannot be empty"));
+        }
 
         // Names.
         let mut by_name: HashMap<Arc<str>, StepId> = HashMap::new();

@@ -10,6 +10,7 @@ pub mod builder;
 pub mod engine;
 pub(crate) mod machine;
 pub(crate) mod model;
+pub(crate) mod schedule;
 pub mod store;
 pub mod telemetry;
 
@@ -23,6 +24,7 @@ pub use crate::engine::{
 pub use crate::machine::state::{Status, StepStatus};
 pub use crate::machine::view::{AwaitInfo, ExecutionState, FailureInfo, Progress, RollbackReport, StepState, Trigger};
 pub use crate::model::*;
+pub use crate::schedule::{ScheduleInfo, Upcoming};
 pub use crate::telemetry::{Event, Subscription};
 
 /// The names most programs need: `use sagaflow::prelude::*;`.

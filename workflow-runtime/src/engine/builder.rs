@@ -95,7 +95,8 @@ impl EngineBuilder {
     }
 
     /// Opens the store, registers the workflows, recovers unfinished executions
-    /// (durable stores) and starts the engine's background tasks.
+    /// (durable stores), arms the schedules of the workflows (reading their last
+    /// ticks from the store) and starts the engine's background tasks.
     pub async fn build(self) -> Result<Engine, EngineError> {
         let store: Arc<dyn Store> = match (self.store, &self.store_url) {
             (Some(s), _) => s,
@@ -135,6 +136,7 @@ impl EngineBuilder {
             breakers: Default::default(),
             bus: Bus::default(),
             shutdown: CancellationToken::new(),
+            scheduler: Default::default(),
         });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(journal.run(move |batch: &[Write]| {
@@ -160,6 +162,7 @@ impl EngineBuilder {
                 );
             }
         }
+        crate::schedule::service::start(&inner).await?;
         Ok(Engine { inner })
     }
 }
