@@ -5,6 +5,7 @@
 //! Figures are for reading, never for pass/fail: no test depends on them.
 
 mod engine;
+mod schedule;
 
 use std::time::Duration;
 
@@ -106,5 +107,6 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     println!("sagaflow benchmarks (medians; 2 tokio worker threads)");
     rt.block_on(engine::run(&mut table));
+    rt.block_on(schedule::run(&mut table));
     table.print();
 }

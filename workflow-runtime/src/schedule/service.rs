@@ -6,8 +6,9 @@
 //! task takes every due schedule, decides which ticks run ([`misfire`]), claims
 //! each tick in the store (concurrently across schedules, in order within one),
 //! and starts an execution per tick won, with [`Trigger::Scheduled`] naming the
-//! schedule (the matching cron pattern, the interval...) and the tick. Starts run
-//! on a separate task so that a store's commit never delays the next wake.
+//! schedule (the matching cron pattern, the interval...) and the tick. Executions
+//! are launched at once; waiting for a durable store to commit their creation
+//! moves to a separate task, so that a commit never delays the next wake.
 //!
 //! Schedules are armed when their workflow is registered: the engine reads the
 //! schedule's records from the store ([`durable`]) and resumes after the last
@@ -37,6 +38,9 @@ use crate::store::{Store, StoreError};
 
 /// How long to wait before retrying a store operation that failed.
 const RETRY: Duration = Duration::from_secs(1);
+
+/// The most schedules fired in one step of a wake.
+const CHUNK: usize = 256;
 
 /// One schedule as an engine runs it (see [`Engine::schedules`](crate::Engine::schedules)).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -277,11 +281,30 @@ impl Service {
         Ok(())
     }
 
-    /// Fires every due schedule. Returns false once the engine is gone.
+    /// Fires every due schedule, in chunks of [`CHUNK`] so that the first
+    /// executions of a large burst start while the rest are still being claimed.
+    /// Returns false once the engine is gone.
     async fn fire_due(&mut self, now: DateTime<Utc>) -> bool {
+        loop {
+            let batch = self.take_due(now);
+            if batch.is_empty() {
+                return true;
+            }
+            let full = batch.len() == CHUNK;
+            let Some(engine) = self.engine.upgrade() else { return false };
+            self.claim_and_start(engine, batch, now).await;
+            if !full {
+                return true;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Takes up to [`CHUNK`] due schedules and decides which of their ticks run.
+    fn take_due(&mut self, now: DateTime<Utc>) -> Vec<(usize, Vec<Fire>)> {
         let mut batch: Vec<(usize, Vec<Fire>)> = Vec::new();
         while let Some(&Reverse((at, idx, generation))) = self.heap.peek() {
-            if at > now {
+            if at > now || batch.len() == CHUNK {
                 break;
             }
             self.heap.pop();
@@ -311,11 +334,11 @@ impl Service {
                 batch.push((idx, due.run));
             }
         }
-        if batch.is_empty() {
-            return true;
-        }
-        let Some(engine) = self.engine.upgrade() else { return false };
+        batch
+    }
 
+    /// Claims the ticks of a batch and starts an execution for each tick won.
+    async fn claim_and_start(&mut self, engine: Arc<EngineInner>, batch: Vec<(usize, Vec<Fire>)>, now: DateTime<Utc>) {
         // Claim: concurrently across schedules, in order within one.
         let claims = futures::future::join_all(batch.iter().map(|(idx, fires)| {
             let store = &self.store;
@@ -367,14 +390,18 @@ impl Service {
             }
         }
         if !starts.is_empty() {
-            tokio::spawn(start_all(engine, starts));
+            // The first poll launches every execution; only waiting for a durable
+            // store's commit, if any, moves to a task of its own.
+            let mut starting = Box::pin(start_all(engine, starts));
+            if futures::poll!(starting.as_mut()).is_pending() {
+                tokio::spawn(starting);
+            }
         }
-        true
     }
 }
 
 /// Starts the executions of the ticks won, together (so that a durable store
-/// commits them in one batch).
+/// commits them in one batch). Every execution is launched on the first poll.
 async fn start_all(engine: Arc<EngineInner>, starts: Vec<Start>) {
     let engine = &engine;
     let results = futures::future::join_all(
