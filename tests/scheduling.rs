@@ -504,3 +504,15 @@ fn bad_schedules_are_rejected_naming_the_field() {
     let err = Workflow::new("w").step("s", noop).on_event("").build().unwrap_err();
     assert_eq!(err.to_string(), "invalid `on_event` on workflow `w`: an event name cannot be empty");
 }
+
+#[test]
+fn triggers_do_not_change_the_definition_version() {
+    // Recovery parks executions whose definition version changed; a new schedule
+    // or event must not strand the executions already running.
+    let daily = scheduled("job", [Schedule::cron("0 6 * * *").unwrap()]);
+    let hourly = scheduled("job", [Schedule::every("1h").unwrap().misfire(Misfire::Skip)]);
+    let on_event = Workflow::new("job").step("run", noop).on_event("order.created").build().unwrap();
+    assert_eq!(daily.version(), hourly.version());
+    assert_eq!(daily.version(), on_event.version());
+    assert_ne!(daily, hourly, "the definitions still differ");
+}

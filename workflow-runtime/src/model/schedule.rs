@@ -126,16 +126,23 @@ impl FromStr for CronExpr {
     }
 }
 
-/// What happens to ticks missed while no engine was running.
+/// What happens to ticks missed while no engine was running (or while the
+/// scheduler could not keep up): when an engine arms a schedule it resumes after
+/// the last tick recorded in the store, so every tick since then is due at once.
+///
+/// A single due tick always runs, however late, except under [`Misfire::Skip`]
+/// when it is more than a second late.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Misfire {
-    /// One catch-up run for all the missed ticks (the default).
+    /// One catch-up run, for the latest missed tick, as soon as an engine is back
+    /// (the default); the executions it records name that tick.
     #[default]
     RunOnce,
-    /// Drop missed ticks; wait for the next one.
+    /// Drop missed ticks and wait for the next one (a tick less than a second late
+    /// still runs: it is on time).
     Skip,
-    /// Run once per missed tick.
+    /// One run per missed tick, oldest first, each recording its own tick.
     RunAll,
 }
 
@@ -219,7 +226,8 @@ impl Schedule {
         Ok(Self::of(ScheduleKind::Every(d)))
     }
 
-    /// Fires once at `at`.
+    /// Fires once at `at`. A time already past when the schedule is first armed
+    /// never fires; one passed while no engine ran follows the misfire policy.
     pub fn at(at: DateTime<Utc>) -> Self {
         Self::of(ScheduleKind::At(at))
     }

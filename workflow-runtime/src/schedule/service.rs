@@ -11,7 +11,7 @@
 //! moves to a separate task, so that a commit never delays the next wake.
 //!
 //! Schedules are armed when their workflow is registered: the engine reads the
-//! schedule's records from the store ([`durable`]) and resumes after the last
+//! schedule's records from the store ([`durable`](super::durable)) and resumes after the last
 //! claimed tick; ticks missed while no engine ran are then due at once, and the
 //! misfire policy applies.
 

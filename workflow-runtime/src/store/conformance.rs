@@ -30,6 +30,7 @@ where
     concurrent_writers_keep_order(&make().await).await;
     values_round_trip(&make().await).await;
     schedule_ticks(&make().await).await;
+    schedule_records_round_trip(&make().await).await;
 }
 
 fn t(secs: i64) -> DateTime<Utc> {
@@ -250,5 +251,29 @@ async fn schedule_ticks(store: &dyn Store) {
         ticks,
         vec![("daily#0".to_owned(), t(120)), ("daily#1".to_owned(), t(0)), ("race#0".to_owned(), t(180))],
         "last_ticks returns the latest claimed tick per schedule"
+    );
+}
+
+/// The scheduler keeps two records per schedule through `claim_tick`: the last
+/// tick, and when the schedule was first armed, mirrored so that the earliest
+/// arming is the largest value (see the scheduler's `durable` module). Both must
+/// come back exactly, to the millisecond, for instants up to the year 2200.
+async fn schedule_records_round_trip(store: &dyn Store) {
+    let tick = Utc.with_ymd_and_hms(2025, 6, 4, 12, 0, 0).single().expect("valid") + chrono::TimeDelta::milliseconds(1);
+    let first_armed =
+        Utc.with_ymd_and_hms(2144, 7, 29, 11, 59, 59).single().expect("valid") + chrono::TimeDelta::milliseconds(999);
+    let later_armed = first_armed - chrono::TimeDelta::milliseconds(1);
+    assert!(store.claim_tick("job#0", tick).await.expect("claim"), "a millisecond tick can be claimed");
+    assert!(store.claim_tick("job#0:armed", first_armed).await.expect("claim"), "a far-future value can be claimed");
+    assert!(
+        !store.claim_tick("job#0:armed", later_armed).await.expect("claim"),
+        "a value one millisecond smaller loses"
+    );
+    let mut ticks = store.last_ticks().await.expect("ticks");
+    ticks.sort();
+    assert_eq!(
+        ticks,
+        vec![("job#0".to_owned(), tick), ("job#0:armed".to_owned(), first_armed)],
+        "ticks round-trip exactly, to the millisecond, up to the year 2200"
     );
 }
