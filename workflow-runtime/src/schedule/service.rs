@@ -160,6 +160,9 @@ impl Service {
             let notified = scheduler.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if shutdown.is_cancelled() {
+                return;
+            }
             let now = self.clock.now();
             if self.arm_retry.is_none_or(|at| at <= now) && !scheduler.pending.lock().is_empty() {
                 self.arm_retry = None;
