@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use sagaflow::prelude::*;
 use sagaflow::store::{ExecutionQuery, MemoryStore, Store};
-use sagaflow::{Clock, Event, Misfire, ScheduleError, Trigger, WorkflowDef};
+use sagaflow::{Clock, Event, Misfire, ScheduleError, ScheduleInfo, Trigger, WorkflowDef};
 
 /// Wednesday 2025-06-04 12:34:56 UTC.
 fn t0() -> DateTime<Utc> {
@@ -302,8 +302,9 @@ fn minutely(policy: Misfire) -> WorkflowDef {
 
 /// Runs a first engine from 12:00:00 (a tick: the first fires at once) for 3½
 /// minutes, stops it for 10 minutes, then runs a second engine on the same store
-/// for 2 minutes. Returns what fired, by tick.
-async fn restart_with(policy: Misfire) -> Vec<Fired> {
+/// for 2 minutes. Returns what fired, by tick, and the schedule as the second
+/// engine last showed it.
+async fn restart_with(policy: Misfire) -> (Vec<Fired>, ScheduleInfo) {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let start = utc(2025, 6, 4, 12, 0, 0);
     let clock = Clock::starting_at(start);
@@ -317,7 +318,7 @@ async fn restart_with(policy: Misfire) -> Vec<Fired> {
         Engine::builder().clock(clock).store_arc(store.clone()).register(minutely(policy)).build().await.unwrap();
     tokio::time::sleep(2 * MINUTE).await;
     second.shutdown().await;
-    fired(&*store, "minutely").await
+    (fired(&*store, "minutely").await, second.schedules().remove(0))
 }
 
 fn at_minute(m: i64) -> DateTime<Utc> {
@@ -326,7 +327,7 @@ fn at_minute(m: i64) -> DateTime<Utc> {
 
 #[tokio::test(start_paused = true)]
 async fn after_a_restart_missed_ticks_run_once_by_default() {
-    let got = restart_with(Misfire::RunOnce).await;
+    let (got, _) = restart_with(Misfire::RunOnce).await;
     let seen: Vec<(DateTime<Utc>, DateTime<Utc>)> = got.iter().map(|f| (f.fire_time, f.started_at)).collect();
     let back = at_minute(13) + TimeDelta::seconds(30);
     assert_eq!(
@@ -345,14 +346,16 @@ async fn after_a_restart_missed_ticks_run_once_by_default() {
 
 #[tokio::test(start_paused = true)]
 async fn after_a_restart_missed_ticks_can_be_skipped() {
-    let got = restart_with(Misfire::Skip).await;
+    let (got, info) = restart_with(Misfire::Skip).await;
     assert_eq!(ticks(&got), [at_minute(0), at_minute(1), at_minute(2), at_minute(3), at_minute(14), at_minute(15)]);
     on_time(&got);
+    assert_eq!((info.last_fire, info.next_fire), (Some(at_minute(15)), Some(at_minute(16))));
+    assert_eq!(info.misfire, Misfire::Skip);
 }
 
 #[tokio::test(start_paused = true)]
 async fn after_a_restart_missed_ticks_can_all_run() {
-    let got = restart_with(Misfire::RunAll).await;
+    let (got, _) = restart_with(Misfire::RunAll).await;
     let expected: Vec<DateTime<Utc>> = (0..=15).map(at_minute).collect();
     assert_eq!(ticks(&got), expected, "each missed tick runs once");
     let back = at_minute(13) + TimeDelta::seconds(30);

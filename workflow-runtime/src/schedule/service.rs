@@ -303,7 +303,8 @@ impl Service {
         }
     }
 
-    /// Takes up to [`CHUNK`] due schedules and decides which of their ticks run.
+    /// Takes up to [`CHUNK`] due schedules and decides which of their ticks run
+    /// (possibly none, when the misfire policy drops them).
     fn take_due(&mut self, now: DateTime<Utc>) -> Vec<(usize, Vec<Fire>)> {
         let mut batch: Vec<(usize, Vec<Fire>)> = Vec::new();
         while let Some(&Reverse((at, idx, generation))) = self.heap.peek() {
@@ -333,9 +334,8 @@ impl Service {
             } else {
                 self.entries[idx].generation += 1;
             }
-            if !due.run.is_empty() {
-                batch.push((idx, due.run));
-            }
+            // Kept even with nothing to run, so that what `schedules()` shows moves on.
+            batch.push((idx, due.run));
         }
         batch
     }
