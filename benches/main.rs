@@ -6,6 +6,7 @@
 
 mod durable;
 mod engine;
+mod schedule;
 
 use std::time::Duration;
 
@@ -116,6 +117,7 @@ fn main() {
         tokio::spawn(async move {
             engine::run(&mut table).await;
             durable::run(&mut table).await;
+            schedule::run(&mut table).await;
             table
         })
         .await

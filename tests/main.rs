@@ -15,6 +15,7 @@ mod kill;
 mod macros;
 mod patterns;
 mod properties;
+mod scheduling;
 mod telemetry;
 mod tools;
 mod ui;

@@ -314,15 +314,47 @@ impl Workflow {
 
     // ----- triggers -----
 
-    /// Starts executions on a schedule (several calls add several schedules).
+    /// Starts executions on a schedule (several calls add several schedules). Each
+    /// execution records the schedule and the tick it is for in its
+    /// [`Trigger`](crate::Trigger); see [`Schedule`] for cron patterns, intervals,
+    /// one-off times, windows, time zones and misfire policies.
+    ///
+    /// ```
+    /// use sagaflow_runtime::{Misfire, Outcome, Schedule, Workflow};
+    ///
+    /// let def = Workflow::new("sync_job")
+    ///     .step("sync", |_ctx| async { Ok::<_, sagaflow_runtime::StepError>(Outcome::Done) })
+    ///     .schedule(Schedule::cron_many(["0 6 * * *", "0 12 * * *", "0 18 * * *"])?.timezone("Europe/Paris")?)
+    ///     .schedule(Schedule::every("5m")?.misfire(Misfire::Skip))
+    ///     .build()?;
+    /// assert_eq!(def.triggers().schedules.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn schedule(mut self, schedule: Schedule) -> Self {
         self.triggers.schedules.push(schedule);
         self
     }
 
-    /// Starts an execution whenever one of these events is emitted.
+    /// Starts an execution whenever one of these events is emitted with
+    /// [`Engine::emit`](crate::Engine::emit), the event's payload as its input.
+    /// Takes one name or several; repeated names count once.
+    ///
+    /// ```
+    /// use sagaflow_runtime::{Outcome, Workflow};
+    ///
+    /// let def = Workflow::new("order_processor")
+    ///     .step("process", |_ctx| async { Ok::<_, sagaflow_runtime::StepError>(Outcome::Done) })
+    ///     .on_event(["order.placed", "order.updated"])
+    ///     .build()?;
+    /// assert_eq!(def.triggers().events, ["order.placed", "order.updated"]);
+    /// # Ok::<(), sagaflow_runtime::BuildError>(())
+    /// ```
     pub fn on_event(mut self, events: impl crate::model::IntoNames) -> Self {
-        self.triggers.events.extend(events.into_names());
+        for event in events.into_names() {
+            if !self.triggers.events.contains(&event) {
+                self.triggers.events.push(event);
+            }
+        }
         self
     }
 
@@ -491,6 +523,9 @@ impl Validator {
             return Err(BuildError::EmptyWorkflow { workflow });
         }
         let policy = self.workflow_policy()?;
+        if self.wf.triggers.events.iter().any(|e| e.trim().is_empty()) {
+            return Err(self.invalid(None, "on_event", "an event name cannot be empty"));
+        }
 
         // Names.
         let mut by_name: HashMap<Arc<str>, StepId> = HashMap::new();

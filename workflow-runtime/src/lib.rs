@@ -12,6 +12,7 @@ pub mod introspect;
 pub(crate) mod machine;
 mod macro_support;
 pub(crate) mod model;
+pub(crate) mod schedule;
 pub mod store;
 pub mod telemetry;
 
@@ -26,6 +27,7 @@ pub use crate::introspect::{DiagramOptions, Report, Summary};
 pub use crate::machine::state::{Status, StepStatus};
 pub use crate::machine::view::{AwaitInfo, ExecutionState, FailureInfo, Progress, RollbackReport, StepState, Trigger};
 pub use crate::model::*;
+pub use crate::schedule::{ScheduleInfo, Upcoming};
 pub use crate::telemetry::{Event, Subscription};
 
 /// The names most programs need: `use sagaflow::prelude::*;`.

@@ -100,7 +100,8 @@ impl EngineBuilder {
     }
 
     /// Opens the store, registers the workflows, recovers unfinished executions
-    /// (durable stores) and starts the engine's background tasks.
+    /// (durable stores), arms the schedules of the workflows (reading their last
+    /// ticks from the store) and starts the engine's background tasks.
     pub async fn build(self) -> Result<Engine, EngineError> {
         let store: Arc<dyn Store> = match (self.store, &self.store_url) {
             (Some(s), _) => s,
@@ -130,6 +131,7 @@ impl EngineBuilder {
             breakers: Default::default(),
             bus: Bus::default(),
             shutdown: CancellationToken::new(),
+            scheduler: Default::default(),
         });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(journal.run(move |batch: &[Write]| {
@@ -156,6 +158,7 @@ impl EngineBuilder {
                 );
             }
         }
+        crate::schedule::service::start(&inner).await?;
         Ok(Engine { inner })
     }
 }

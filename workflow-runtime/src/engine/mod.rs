@@ -127,6 +127,7 @@ pub(crate) struct EngineInner {
     pub(crate) breakers: breaker::Breakers,
     pub(crate) bus: Bus,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) scheduler: Arc<crate::schedule::service::Scheduler>,
 }
 
 impl Drop for EngineInner {
@@ -362,6 +363,11 @@ impl Engine {
         self.inner.registry.read().defs.values().cloned().collect()
     }
 
+    /// Every armed schedule, by workflow and index: its next and last tick.
+    pub fn schedules(&self) -> Vec<crate::schedule::ScheduleInfo> {
+        self.inner.scheduler.board()
+    }
+
     /// The state of a circuit breaker, once a step has used it.
     pub fn circuit_breaker(&self, name: &str) -> Option<BreakerState> {
         self.inner.breakers.state(name)
@@ -492,6 +498,7 @@ impl EngineInner {
         check_registry(&next)?;
         *reg = next;
         drop(reg);
+        self.scheduler.add(&defs);
         for def in defs {
             self.journal.append(Write::Definition(Box::new(def.snapshot())));
         }

@@ -470,6 +470,10 @@ fn snapshot_of(d: &DefInner) -> DefinitionSnapshot {
 pub(crate) fn version_hash(d: &DefInner) -> String {
     let mut snap = snapshot_of(d);
     snap.version.clear();
+    // Triggers decide when executions start, not how they run: changing a
+    // schedule must not strand the executions already running.
+    snap.schedules.clear();
+    snap.events.clear();
     let json = serde_json::to_vec(&snap).unwrap_or_default();
     let mut h = Fnv1a::default();
     json.hash(&mut h);

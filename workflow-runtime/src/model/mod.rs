@@ -23,7 +23,7 @@ pub use error::{StepError, StepResultExt, kinds};
 pub use ids::{ExecutionId, ParseExecutionIdError};
 pub use options::{Backoff, BreakerOptions, IntoNames, OnError, RetryPolicy, Step, StepOptions, StepPolicy, defaults};
 pub use outcome::{AwaitRequest, IntoOutcome, IntoStepResult, Outcome, StepResult};
-pub use schedule::{CronExpr, Misfire, Schedule, ScheduleError, ScheduleKind};
+pub use schedule::{CronExpr, MIN_INTERVAL, Misfire, Schedule, ScheduleError, ScheduleKind};
 pub use step::{
     AsyncFnMarker, BoxHandlerFuture, BoxStepFuture, CancelHandler, Condition, IntoCancelHandler, IntoStepErrorHandler,
     IntoStepFn, StepBody, StepErrorHandler, SyncFnMarker, Worker, WorkerMarker,

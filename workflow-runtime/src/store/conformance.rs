@@ -33,6 +33,7 @@ where
     schedule_ticks(&make().await).await;
     upgrades(&make().await).await;
     large_batches(&make().await).await;
+    schedule_records_round_trip(&make().await).await;
 }
 
 fn t(secs: i64) -> DateTime<Utc> {
@@ -333,4 +334,28 @@ async fn large_batches(store: &dyn Store) {
     }
     let history = store.list_finished(&ExecutionQuery { workflow: Some("bulk".into()), limit: 0 }).await.expect("list");
     assert_eq!(history.len(), 50, "every finished execution is in the history");
+}
+
+/// The scheduler keeps two records per schedule through `claim_tick`: the last
+/// tick, and when the schedule was first armed, mirrored so that the earliest
+/// arming is the largest value (see the scheduler's `durable` module). Both must
+/// come back exactly, to the millisecond, for instants up to the year 2200.
+async fn schedule_records_round_trip(store: &dyn Store) {
+    let tick = Utc.with_ymd_and_hms(2025, 6, 4, 12, 0, 0).single().expect("valid") + chrono::TimeDelta::milliseconds(1);
+    let first_armed =
+        Utc.with_ymd_and_hms(2144, 7, 29, 11, 59, 59).single().expect("valid") + chrono::TimeDelta::milliseconds(999);
+    let later_armed = first_armed - chrono::TimeDelta::milliseconds(1);
+    assert!(store.claim_tick("job#0", tick).await.expect("claim"), "a millisecond tick can be claimed");
+    assert!(store.claim_tick("job#0:armed", first_armed).await.expect("claim"), "a far-future value can be claimed");
+    assert!(
+        !store.claim_tick("job#0:armed", later_armed).await.expect("claim"),
+        "a value one millisecond smaller loses"
+    );
+    let mut ticks = store.last_ticks().await.expect("ticks");
+    ticks.sort();
+    assert_eq!(
+        ticks,
+        vec![("job#0".to_owned(), tick), ("job#0:armed".to_owned(), first_armed)],
+        "ticks round-trip exactly, to the millisecond, up to the year 2200"
+    );
 }

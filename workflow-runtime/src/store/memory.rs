@@ -25,6 +25,8 @@ use crate::model::{DefinitionSnapshot, ExecutionId};
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    /// Schedule ticks have their own lock: claiming a tick never waits for a batch.
+    ticks: Mutex<BTreeMap<String, DateTime<Utc>>>,
     history: usize,
 }
 
@@ -36,7 +38,6 @@ struct Inner {
     dead: BTreeMap<(DateTime<Utc>, ExecutionId), DeadLetter>,
     definitions: BTreeMap<String, DefinitionSnapshot>,
     versions: HashMap<(String, String), DefinitionSnapshot>,
-    ticks: BTreeMap<String, DateTime<Utc>>,
 }
 
 impl MemoryStore {
@@ -51,7 +52,7 @@ impl MemoryStore {
     /// An empty store that keeps the final states of the last `history` finished
     /// executions (older ones are forgotten).
     pub fn with_history(history: usize) -> Self {
-        MemoryStore { inner: Mutex::new(Inner::default()), history }
+        MemoryStore { inner: Mutex::new(Inner::default()), ticks: Mutex::default(), history }
     }
 }
 
@@ -188,17 +189,17 @@ impl Store for MemoryStore {
     }
 
     async fn claim_tick(&self, key: &str, fire_time: DateTime<Utc>) -> Result<bool, StoreError> {
-        let mut inner = self.inner.lock();
-        match inner.ticks.get(key) {
+        let mut ticks = self.ticks.lock();
+        match ticks.get(key) {
             Some(last) if *last >= fire_time => Ok(false),
             _ => {
-                inner.ticks.insert(key.to_owned(), fire_time);
+                ticks.insert(key.to_owned(), fire_time);
                 Ok(true)
             }
         }
     }
 
     async fn last_ticks(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
-        Ok(self.inner.lock().ticks.iter().map(|(k, v)| (k.clone(), *v)).collect())
+        Ok(self.ticks.lock().iter().map(|(k, v)| (k.clone(), *v)).collect())
     }
 }
