@@ -112,9 +112,8 @@ pub(crate) struct Detail {
     pub(crate) await_due: Stamp,
     /// The context as it was when the step completed (steps with a rollback only).
     pub(crate) snapshot: Option<Data>,
-    pub(crate) child: Option<ExecutionId>,
-    /// The attempt that started `child`.
-    pub(crate) child_attempt: u32,
+    /// The child execution of a nested-workflow step, and the attempt that started it.
+    pub(crate) child: Option<Box<(ExecutionId, u32)>>,
     pub(crate) compensation_error: Option<StepError>,
 }
 
@@ -211,7 +210,8 @@ pub(crate) struct Machine {
     pub(crate) failure: Option<Box<Failure>>,
     pub(crate) cancel: Option<Box<CancelInfo>>,
     pub(crate) rollback: Option<Box<Rollback>>,
-    pub(crate) handler_errors: Vec<(HandlerKind, StepError)>,
+    /// Errors of workflow-level handlers (rare: boxed).
+    pub(crate) handler_errors: Option<Box<[(HandlerKind, StepError)]>>,
     pub(crate) started_at: DateTime<Utc>,
     pub(crate) ended_at: Option<DateTime<Utc>>,
 }
@@ -245,7 +245,7 @@ impl Machine {
             failure: None,
             cancel: None,
             rollback: None,
-            handler_errors: Vec::new(),
+            handler_errors: None,
             started_at: at,
             ended_at: None,
         };
@@ -403,7 +403,7 @@ impl Machine {
     /// The child execution started by the current attempt of a nested-workflow step.
     pub(crate) fn current_child(&self, step: StepId) -> Option<ExecutionId> {
         let slot = &self.slots[step as usize];
-        slot.detail.as_ref().filter(|d| d.child_attempt == slot.attempt).and_then(|d| d.child)
+        slot.detail.as_ref().and_then(|d| d.child.as_deref()).filter(|c| c.1 == slot.attempt).map(|c| c.0)
     }
 
     pub(crate) fn running_steps(&self) -> Vec<StepId> {
@@ -430,8 +430,7 @@ impl Machine {
                 let slot = &mut self.slots[step as usize];
                 if slot.attempt == attempt {
                     let d = slot.detail();
-                    d.child = Some(child);
-                    d.child_attempt = attempt;
+                    d.child = Some(Box::new((child, attempt)));
                 }
             }
         }
@@ -817,7 +816,7 @@ impl Machine {
                     self.ended += 1;
                 }
                 StepStatus::Running => {
-                    if let Some(child) = slot.detail.as_ref().and_then(|d| d.child) {
+                    if let Some(&(child, _)) = slot.detail.as_ref().and_then(|d| d.child.as_deref()) {
                         let reason =
                             self.cancel.as_ref().map(|c| c.reason.clone()).unwrap_or_else(|| "parent failed".into());
                         out.push(Command::CancelChild { child, reason });
@@ -1027,7 +1026,9 @@ impl Machine {
             return;
         }
         if let Err(e) = result {
-            self.handler_errors.push((handler, e));
+            let mut errors = self.handler_errors.take().map(Vec::from).unwrap_or_default();
+            errors.push((handler, e));
+            self.handler_errors = Some(errors.into_boxed_slice());
         }
         let status = match handler {
             HandlerKind::OnSuccess => Status::Completed,

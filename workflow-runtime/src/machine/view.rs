@@ -260,7 +260,7 @@ impl Machine {
                 error: detail.and_then(|d| d.error.clone()),
                 skip_reason: detail.and_then(|d| d.skip_reason.as_deref().map(String::from)),
                 graft: self.graft_parent(id).map(|p| String::from(&**self.step_name(p))),
-                child: detail.and_then(|d| d.child),
+                child: detail.and_then(|d| d.child.as_deref()).map(|c| c.0),
                 compensation_error: detail.and_then(|d| d.compensation_error.clone()),
             });
         }
@@ -306,7 +306,7 @@ impl Machine {
                     .collect(),
             }),
             cancel_reason: self.cancel.as_ref().map(|c| c.reason.clone()),
-            handler_errors: self.handler_errors.iter().map(|(_, e)| e.clone()).collect(),
+            handler_errors: self.handler_errors.iter().flat_map(|v| v.iter()).map(|(_, e)| e.clone()).collect(),
             parent: who.parent,
             trigger: who.trigger.clone(),
             parked: who.parked,

@@ -34,7 +34,7 @@ pub(crate) struct ExecMeta {
 #[derive(Default)]
 pub(crate) struct CancelSignal {
     flag: AtomicBool,
-    waiters: OnceLock<Notify>,
+    waiters: OnceLock<Box<Notify>>,
 }
 
 impl CancelSignal {
@@ -50,7 +50,7 @@ impl CancelSignal {
     }
 
     pub(crate) async fn cancelled(&self) {
-        let notify = self.waiters.get_or_init(Notify::new);
+        let notify = self.waiters.get_or_init(Default::default);
         loop {
             let notified = notify.notified();
             tokio::pin!(notified);
