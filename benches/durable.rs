@@ -18,22 +18,10 @@ use sagaflow::prelude::*;
 use sagaflow::store::{SqliteStore, Store};
 use tokio::time::Instant;
 
-use crate::{Table, median, ms};
+use crate::{Table, chain, median, ms, noop};
 
 const VICTIM_ENV: &str = "SAGAFLOW_BENCH_VICTIM";
 const IN_FLIGHT: usize = 10_000;
-
-async fn noop(_ctx: Context) -> StepResult {
-    Ok(Outcome::Done)
-}
-
-fn chain(n: usize) -> WorkflowDef {
-    let mut wf = Workflow::new("chain").step("s0", noop);
-    for i in 1..n {
-        wf = wf.step_with(format!("s{i}"), noop, Step::opts().after(format!("s{}", i - 1)));
-    }
-    wf.build().expect("chain builds")
-}
 
 pub(crate) async fn run(table: &mut Table) {
     for (mode, target) in [("full", "≥ 40,000/s"), ("normal", "≥ 60,000/s")] {

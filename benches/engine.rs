@@ -10,19 +10,7 @@ use sagaflow::prelude::*;
 use sagaflow::{Task, WorkflowDef};
 use tokio::time::Instant;
 
-use crate::{Table, median, mib, ms, peak_memory, percentile, reset_peak_memory, us};
-
-async fn noop(_ctx: Context) -> StepResult {
-    Ok(Outcome::Done)
-}
-
-fn chain(n: usize) -> WorkflowDef {
-    let mut wf = Workflow::new("chain").step("s0", noop);
-    for i in 1..n {
-        wf = wf.step_with(format!("s{i}"), noop, Step::opts().after(format!("s{}", i - 1)));
-    }
-    wf.build().expect("chain builds")
-}
+use crate::{Table, chain, median, mib, ms, noop, peak_memory, percentile, reset_peak_memory, us};
 
 fn fan(width: usize) -> WorkflowDef {
     Workflow::new("fan")

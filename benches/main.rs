@@ -10,6 +10,23 @@ mod schedule;
 
 use std::time::Duration;
 
+use sagaflow::WorkflowDef;
+use sagaflow::prelude::*;
+
+/// A no-op step.
+pub(crate) async fn noop(_ctx: Context) -> StepResult {
+    Ok(Outcome::Done)
+}
+
+/// A workflow `chain` of `n` no-op steps, each after the one before.
+pub(crate) fn chain(n: usize) -> WorkflowDef {
+    let mut wf = Workflow::new("chain").step("s0", noop);
+    for i in 1..n {
+        wf = wf.step_with(format!("s{i}"), noop, Step::opts().after(format!("s{}", i - 1)));
+    }
+    wf.build().expect("chain builds")
+}
+
 /// One row of the result table.
 pub(crate) struct Row {
     pub(crate) workload: String,

@@ -29,6 +29,7 @@ use self::executor::{Execution, drive};
 use self::journal::Journal;
 use self::registry::Registry;
 pub use self::registry::{Registration, WorkflowType, registrations};
+pub(crate) use self::timers::sleep_until_woken;
 use self::timers::{TimerTarget, Timers};
 use crate::builder::suggest;
 pub use crate::introspect::WorkflowInfo;

@@ -85,21 +85,29 @@ impl Timers {
             if !due.is_empty() && !fire(std::mem::take(&mut due)) {
                 return;
             }
-            match next {
-                Some(at) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {}
-                        _ = &mut notified => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                }
-                None => {
-                    tokio::select! {
-                        _ = &mut notified => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                }
+            if !sleep_until_woken(next, notified, shutdown).await {
+                return;
             }
         }
+    }
+}
+
+/// Sleeps until `at` (or forever without one) unless `notified` fires first.
+/// Returns false once `shutdown` is cancelled.
+pub(crate) async fn sleep_until_woken(
+    at: Option<Instant>,
+    notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let sleep = async {
+        match at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = sleep => true,
+        _ = notified => true,
+        _ = shutdown.cancelled() => false,
     }
 }

@@ -175,20 +175,9 @@ impl Service {
                 return;
             }
             let wake = self.next_wake().into_iter().chain(self.arm_retry).min();
-            match wake {
-                Some(at) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(self.clock.instant_at(at)) => {}
-                        _ = &mut notified => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                }
-                None => {
-                    tokio::select! {
-                        _ = &mut notified => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                }
+            let at = wake.map(|at| self.clock.instant_at(at));
+            if !crate::engine::sleep_until_woken(at, notified.as_mut(), &shutdown).await {
+                return;
             }
         }
     }
