@@ -118,7 +118,7 @@ fn committed_completions(db: &Path) -> HashMap<(String, String), u32> {
         let query = ExecutionQuery { workflow: Some("five_steps".into()), limit: 0 };
         for state in store.list_finished(&query).await.unwrap() {
             for step in &state.steps {
-                done.insert((state.id.to_string(), step.name.clone()), step.attempts);
+                done.insert((state.id.to_string(), step.name.to_string()), step.attempts);
             }
         }
         done
@@ -202,7 +202,7 @@ fn a_killed_worker_loses_nothing_and_repeats_no_completed_step() {
             if last > 1 {
                 interrupted += 1;
             }
-            if let Some(&attempt) = committed.get(&(id.clone(), step.name.clone())) {
+            if let Some(&attempt) = committed.get(&(id.clone(), step.name.to_string())) {
                 assert_eq!(attempt, last, "{id}/{}: its committed completion stayed its final attempt", step.name);
                 assert!(
                     mine.iter().all(|r| r.pid == first_pid),

@@ -65,17 +65,17 @@ impl Diagram {
                 nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
             // Steps the definition does not have: added by grafts at run time.
             for st in &state.steps {
-                if index.contains_key(&st.name) {
+                if index.contains_key(st.name.as_str()) {
                     continue;
                 }
                 let i = nodes.len();
                 nodes.push(Node {
-                    name: st.name.clone(),
+                    name: st.name.to_string(),
                     label: humanize(&st.name),
                     shape: Shape::Task,
                     class: Some(StateClass::of(st.status)),
                 });
-                index.insert(st.name.clone(), i);
+                index.insert(st.name.to_string(), i);
                 if let Some(graft) = &st.graft
                     && let Some(&g) = index.get(graft)
                 {

@@ -1,5 +1,6 @@
 //! [`ExecutionState`]: the public view of an execution, built from the machine.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -8,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::Machine;
 use super::state::{Status, StepStatus};
-use crate::model::{ExecutionId, StepError};
+use crate::model::{ExecutionId, StepError, StepName};
 
 /// How an execution was started.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -76,7 +77,7 @@ pub struct Progress {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepState {
     /// Name.
-    pub name: String,
+    pub name: StepName,
     /// Status.
     pub status: StepStatus,
     /// Attempts started.
@@ -236,15 +237,15 @@ impl Machine {
         let mut running = Vec::new();
         let mut awaiting = Vec::new();
         for (id, slot) in self.slots() {
-            let name = String::from(&**self.step_name(id));
+            let name = StepName::from(Arc::clone(self.step_name(id)));
             let detail = slot.detail.as_deref();
             if slot.status == StepStatus::Running {
-                running.push(name.clone());
+                running.push(name.to_string());
             }
             if slot.status == StepStatus::Awaiting {
                 let info = detail.and_then(|d| d.await_info.as_deref());
                 awaiting.push(AwaitInfo {
-                    step: name.clone(),
+                    step: name.to_string(),
                     notify: info.and_then(|i| i.notify.clone()),
                     approvers: info.and_then(|i| i.approvers.clone()),
                     data: info.map(|i| i.data.clone()).unwrap_or_default(),

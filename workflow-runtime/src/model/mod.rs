@@ -7,6 +7,7 @@ pub(crate) mod def;
 pub(crate) mod duration;
 pub(crate) mod error;
 pub(crate) mod ids;
+pub(crate) mod name;
 pub(crate) mod options;
 pub(crate) mod outcome;
 pub(crate) mod schedule;
@@ -21,6 +22,7 @@ pub use def::{
 pub use duration::{DurationArg, DurationError, DynamicTimeout, INFINITY, Timeout, format_duration, parse_duration};
 pub use error::{StepError, StepResultExt, kinds};
 pub use ids::{ExecutionId, ParseExecutionIdError};
+pub use name::StepName;
 pub use options::{Backoff, BreakerOptions, IntoNames, OnError, RetryPolicy, Step, StepOptions, StepPolicy, defaults};
 pub use outcome::{AwaitRequest, IntoOutcome, IntoStepResult, Outcome, StepResult};
 pub use schedule::{CronExpr, MIN_INTERVAL, Misfire, Schedule, ScheduleError, ScheduleKind};
