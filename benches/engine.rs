@@ -10,7 +10,9 @@ use sagaflow::prelude::*;
 use sagaflow::{Task, WorkflowDef};
 use tokio::time::Instant;
 
-use crate::{Table, chain, median, mib, ms, noop, peak_memory, percentile, reset_peak_memory, us};
+use crate::{
+    Table, chain, current_memory, heap_now, median, mib, ms, noop, peak_memory, percentile, reset_peak_memory, us,
+};
 
 fn fan(width: usize) -> WorkflowDef {
     Workflow::new("fan")
@@ -56,7 +58,7 @@ pub(crate) async fn run(table: &mut Table) {
         let mut peaks = Vec::new();
         for _ in 0..5 {
             reset_peak_memory();
-            let before = crate::current_memory();
+            let before = current_memory();
             runs.push(time_one(&engine, "fan").await);
             peaks.push(peak_memory().saturating_sub(before));
         }
@@ -89,7 +91,7 @@ async fn parked(table: &mut Table) {
         .build()
         .expect("builds");
     let engine = Engine::builder().register(def).build().await.expect("engine");
-    let before = crate::current_memory();
+    let before = heap_now();
     let mut ids = Vec::with_capacity(N);
     for i in 0..N {
         ids.push(engine.start("approval", json!({ "request": i })).await.expect("start"));
@@ -98,8 +100,8 @@ async fn parked(table: &mut Table) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let per = (crate::current_memory().saturating_sub(before) as f64 - (N * 16) as f64) / N as f64;
-    table.add("100,000 executions parked in await", "memory / execution", format!("{per:.0} B"), "≤ 1 KiB");
+    let per = (heap_now().saturating_sub(before) as f64 - (N * 16) as f64) / N as f64;
+    table.add("100,000 executions parked in await", "heap / execution", format!("{per:.0} B"), "≤ 1 KiB");
     let start = Instant::now();
     for &id in &ids {
         engine.resume(id, json!({ "approved": true })).await.expect("resume");

@@ -8,6 +8,7 @@ mod durable;
 mod engine;
 mod schedule;
 
+use std::alloc::System;
 use std::time::Duration;
 
 use sagaflow::WorkflowDef;
@@ -79,23 +80,32 @@ pub(crate) fn percentile(xs: &mut [Duration], p: f64) -> Duration {
     xs[i.min(xs.len() - 1)]
 }
 
+/// The system allocator, counting the bytes the program holds, so memory figures do
+/// not depend on what earlier workloads left in the allocator's free lists.
+#[global_allocator]
+static HEAP: cap::Cap<System> = cap::Cap::new(System, usize::MAX);
+
+/// Heap bytes the program holds now.
+pub(crate) fn heap_now() -> usize {
+    HEAP.allocated()
+}
+
 /// Peak resident memory of this process since the last [`reset_peak_memory`], in bytes.
-pub(crate) fn peak_memory() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+pub(crate) fn peak_memory() -> usize {
+    proc_status("VmHWM:")
 }
 
 /// Current resident memory, in bytes.
-pub(crate) fn current_memory() -> u64 {
+pub(crate) fn current_memory() -> usize {
+    proc_status("VmRSS:")
+}
+
+fn proc_status(field: &str) -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
         .map_or(0, |kb| kb * 1024)
 }
 
@@ -105,7 +115,7 @@ pub(crate) fn reset_peak_memory() {
 }
 
 /// Formats bytes as MiB.
-pub(crate) fn mib(bytes: u64) -> String {
+pub(crate) fn mib(bytes: usize) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 

@@ -46,7 +46,8 @@ pub(crate) struct Execution {
     pub(crate) id: ExecutionId,
     pub(crate) def: WorkflowDef,
     pub(crate) meta: Arc<ExecMeta>,
-    pub(crate) trigger: Trigger,
+    /// How it was started; `None` for a manual start (kept small: most are).
+    trigger: Option<Box<Trigger>>,
     pub(crate) core: Mutex<Core>,
     /// Wakes the driver when an outside event queued commands.
     pub(crate) wake: Wake,
@@ -96,7 +97,7 @@ impl Execution {
             id,
             def,
             meta,
-            trigger,
+            trigger: (trigger != Trigger::Manual).then(|| Box::new(trigger)),
             core: Mutex::new(Core { machine, pending: Vec::new(), driver: false, seq: 0, final_state: None, span }),
             wake: Wake::default(),
             done: Notify::new(),
@@ -117,7 +118,13 @@ impl Execution {
     }
 
     pub(crate) fn identity(&self) -> Identity<'_> {
-        Identity { id: self.id, parent: self.meta.parent, trigger: &self.trigger, parked: None }
+        const MANUAL: &Trigger = &Trigger::Manual;
+        Identity {
+            id: self.id,
+            parent: self.meta.parent,
+            trigger: self.trigger.as_deref().unwrap_or(MANUAL),
+            parked: None,
+        }
     }
 
     pub(crate) fn is_finished(&self) -> bool {

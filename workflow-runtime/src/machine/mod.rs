@@ -213,7 +213,7 @@ pub(crate) struct Machine {
     /// Errors of workflow-level handlers (rare: boxed).
     pub(crate) handler_errors: Option<Box<[(HandlerKind, StepError)]>>,
     pub(crate) started_at: DateTime<Utc>,
-    pub(crate) ended_at: Option<DateTime<Utc>>,
+    ended_at: Stamp,
 }
 
 thread_local! {
@@ -247,7 +247,7 @@ impl Machine {
             rollback: None,
             handler_errors: None,
             started_at: at,
-            ended_at: None,
+            ended_at: Stamp::NONE,
         };
         m.begin_attempt(at, out);
         m
@@ -289,6 +289,11 @@ impl Machine {
             Phase::Handler(HandlerKind::OnFailure) => Status::Failing,
             Phase::Handler(_) => Status::Running,
         }
+    }
+
+    /// When the execution ended.
+    pub(crate) fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.ended_at.get()
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -1186,7 +1191,7 @@ impl Machine {
 
     fn finish(&mut self, status: Status, at: DateTime<Utc>, out: &mut Vec<Command>) {
         self.phase = Phase::Done(status);
-        self.ended_at = Some(at);
+        self.ended_at = Stamp::of(at);
         for (timer, _, due) in self.timers.drain(..) {
             out.push(Command::CancelTimer { timer, due });
         }

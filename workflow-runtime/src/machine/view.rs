@@ -266,7 +266,7 @@ impl Machine {
             });
         }
         let (done, total) = self.progress();
-        let ended = self.ended_at;
+        let ended = self.ended_at();
         let until = ended.unwrap_or(now);
         let name = |id| String::from(&**self.step_name(id));
         ExecutionState {

@@ -10,8 +10,10 @@
 //!
 #![doc = include_str!("../../docs/durability.md")]
 
+mod cluster;
 pub mod conformance;
 mod memory;
+mod postgres;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -24,26 +26,30 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use self::cluster::{Cluster, ClusterOptions, Command, NodeId, QueuedCommand, SharedExecution};
 pub use self::memory::MemoryStore;
+pub use self::postgres::PostgresStore;
 pub use self::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::machine::view::{ExecutionState, Trigger};
 use crate::model::{DefinitionSnapshot, ExecutionId, StepError};
 
 /// Opens a store from a URL: `memory://`, `sqlite://path/to/file.db` (created on
-/// first use; `?synchronous=full|normal`, see [`SqliteStore`]) or
-/// `sqlite::memory:` (an SQLite database in memory, gone with the process).
+/// first use; `?synchronous=full|normal`, see [`SqliteStore`]), `sqlite::memory:`
+/// (an SQLite database in memory, gone with the process) or
+/// `postgres://user:password@host:port/database?schema=name` (see [`PostgresStore`]).
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, crate::engine::EngineError> {
     let scheme = url.split_once(':').map_or(url, |(s, _)| s);
     match scheme {
         "memory" => Ok(Arc::new(MemoryStore::new())),
         "sqlite" => Ok(Arc::new(SqliteStore::open_url(url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::connect(url).await?)),
         _ => Err(crate::engine::EngineError::UnsupportedStore { url: url.to_owned(), supported: SUPPORTED_URLS }),
     }
 }
 
 /// The store URL forms this build accepts.
-pub const SUPPORTED_URLS: &str =
-    "`memory://`, `sqlite://path/to/file.db` (optionally `?synchronous=full|normal`), `sqlite::memory:`";
+pub const SUPPORTED_URLS: &str = "`memory://`, `sqlite://path/to/file.db` (optionally `?synchronous=full|normal`), \
+     `sqlite::memory:`, `postgres://user@host:port/database` (optionally `?schema=name`)";
 
 /// Whether a store survives the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +99,10 @@ pub enum StoreError {
     /// A write referred to an execution the store does not hold.
     #[error("unknown execution {0} in a write: it was never created, or it has ended")]
     UnknownExecution(ExecutionId),
+    /// On a shared store: writes for executions that another node holds now (this
+    /// node's lease on them expired). Nothing of the batch was applied.
+    #[error("{} execution(s) are held by another node, starting with {}", .0.len(), .0[0])]
+    NotHeld(Vec<ExecutionId>),
     /// Any other failure.
     #[error("{0}")]
     Other(String),
@@ -269,4 +279,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// The last claimed tick of every schedule, by key.
     async fn last_ticks(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
+
+    /// The coordination side of a store that several engines share, `None` for a
+    /// store that one engine owns. See [`Cluster`].
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        None
+    }
 }

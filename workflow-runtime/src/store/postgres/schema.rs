@@ -1,0 +1,113 @@
+//! The tables, and the migrations that create them.
+
+use tokio_postgres::Client;
+
+use super::conn::Target;
+use crate::store::StoreError;
+
+/// The schema, one migration per version: migration `i` takes the schema from
+/// version `i` to `i + 1`. Append only; never edit a released migration.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema. `executions`, `journal` and `commands` are the hot
+    // tables: rows leave them when their execution ends.
+    "CREATE TABLE executions (
+        id         uuid PRIMARY KEY,
+        workflow   text NOT NULL,
+        created_at timestamptz NOT NULL,
+        start_at   timestamptz,
+        started    boolean NOT NULL,
+        record     text NOT NULL,
+        holder     uuid
+    );
+    CREATE INDEX executions_unheld ON executions (workflow, created_at, id) WHERE holder IS NULL;
+    CREATE INDEX executions_by_holder ON executions (holder) WHERE holder IS NOT NULL;
+    CREATE TABLE journal (
+        execution  uuid NOT NULL,
+        seq        bigint NOT NULL,
+        event      text NOT NULL,
+        PRIMARY KEY (execution, seq)
+    );
+    CREATE TABLE history (
+        id         uuid PRIMARY KEY,
+        workflow   text NOT NULL,
+        started_at timestamptz NOT NULL,
+        state      text NOT NULL
+    );
+    CREATE INDEX history_by_start ON history (started_at, id);
+    CREATE INDEX history_by_workflow ON history (workflow, started_at, id);
+    CREATE TABLE dead_letters (
+        id         uuid PRIMARY KEY,
+        workflow   text NOT NULL,
+        failed_at  timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL,
+        record     text NOT NULL
+    );
+    CREATE INDEX dead_letters_by_expiry ON dead_letters (expires_at);
+    CREATE SEQUENCE definition_registrations;
+    CREATE TABLE definitions (
+        name       text NOT NULL,
+        version    text NOT NULL,
+        registered bigint NOT NULL,
+        snapshot   text NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE schedule_ticks (
+        key        text PRIMARY KEY,
+        fire_time  timestamptz NOT NULL
+    );
+    CREATE TABLE nodes (
+        id         uuid PRIMARY KEY,
+        started_at timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE TABLE commands (
+        id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        execution  uuid NOT NULL,
+        command    text NOT NULL
+    );
+    CREATE INDEX commands_by_execution ON commands (execution);",
+];
+
+/// The schema version this build writes and reads.
+const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Creates the schema or brings it to [`SCHEMA_VERSION`], under a transaction-level
+/// advisory lock so that nodes starting together migrate once.
+pub(super) async fn migrate(client: &mut Client, target: &Target) -> Result<(), StoreError> {
+    let err = |e: tokio_postgres::Error| target.error(&e);
+    let schema = &target.schema;
+    let tx = client.transaction().await.map_err(err)?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("sagaflow migrations {schema}")])
+        .await
+        .map_err(err)?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.sagaflow_schema (version integer NOT NULL);"
+    ))
+    .await
+    .map_err(err)?;
+    let row = tx.query_opt(&format!("SELECT version FROM {schema}.sagaflow_schema"), &[]).await.map_err(err)?;
+    let found: i32 = match row {
+        Some(r) => r.get(0),
+        None => {
+            tx.execute(&format!("INSERT INTO {schema}.sagaflow_schema (version) VALUES (0)"), &[])
+                .await
+                .map_err(err)?;
+            0
+        }
+    };
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: format!("{} (schema {schema})", target.display),
+            found: found.into(),
+            supported: SCHEMA_VERSION.into(),
+        });
+    }
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(&format!("SET LOCAL search_path TO {schema}; {migration}")).await.map_err(err)?;
+        tx.execute(&format!("UPDATE {schema}.sagaflow_schema SET version = $1"), &[&(i as i32 + 1)])
+            .await
+            .map_err(err)?;
+    }
+    tx.commit().await.map_err(err)
+}

@@ -1,0 +1,193 @@
+//! The PostgreSQL store against the database named by `SAGAFLOW_TEST_DATABASE_URL`,
+//! each store in a schema of its own, dropped afterwards.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::PostgresStore;
+use crate::store::cluster::{Cluster, Command};
+use crate::store::conformance::{self, new_execution};
+use crate::store::{Store, StoreError, Write};
+
+/// The variable that names the test database.
+const URL_VAR: &str = "SAGAFLOW_TEST_DATABASE_URL";
+
+/// The test database's URL; `None` (said loudly) when it is not configured,
+/// a failure under `CI=true`.
+fn database() -> Option<String> {
+    match std::env::var(URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "{URL_VAR} is not set: under CI=true the PostgreSQL tests must run"
+            );
+            eprintln!("SKIPPED: PostgreSQL store tests; set {URL_VAR}=postgres://... to run them");
+            None
+        }
+    }
+}
+
+/// Schemas made by one test, dropped when it ends.
+#[derive(Default)]
+struct Schemas {
+    url: String,
+    made: Mutex<Vec<String>>,
+}
+
+impl Schemas {
+    fn new(url: String) -> Arc<Self> {
+        Arc::new(Schemas { url, made: Mutex::default() })
+    }
+
+    fn url(&self) -> String {
+        let name = format!("sf_test_{}", uuid::Uuid::now_v7().simple());
+        self.made.lock().push(name.clone());
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}schema={name}", self.url)
+    }
+
+    async fn open(&self) -> PostgresStore {
+        PostgresStore::connect(&self.url()).await.expect("the test database is reachable")
+    }
+
+}
+
+impl Drop for Schemas {
+    /// Drops the test's schemas, also when the test failed: on a thread of its
+    /// own, since the test's runtime may be gone.
+    fn drop(&mut self) {
+        let names: Vec<String> = self.made.lock().drain(..).collect();
+        if names.is_empty() {
+            return;
+        }
+        let url = self.url.clone();
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            rt.block_on(async {
+                let target = super::Target::parse(&url).expect("the test URL parses");
+                let client = target.connect().await.expect("the test database is reachable");
+                for name in names {
+                    client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                        .await
+                        .expect("the schema drops");
+                }
+            });
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("the test schemas could not be dropped");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_passes_conformance() {
+    let Some(url) = database() else { return };
+    let schemas = Schemas::new(url);
+    let s = Arc::clone(&schemas);
+    conformance::run_all(move || {
+        let s = Arc::clone(&s);
+        async move { s.open().await }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_together_migrate_once() {
+    let Some(url) = database() else { return };
+    let schemas = Schemas::new(url);
+    let shared = schemas.url();
+    let opened = futures::future::join_all((0..4).map(|_| PostgresStore::connect(&shared))).await;
+    for store in &opened {
+        assert!(store.is_ok(), "every node opens the store: {store:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_are_exclusive_and_expired_leases_are_taken_over() {
+    let Some(url) = database() else { return };
+    let schemas = Schemas::new(url);
+    let shared = schemas.url();
+    let a = PostgresStore::connect(&shared).await.expect("opens");
+    let b = PostgresStore::connect(&shared).await.expect("opens");
+    let workflows = vec!["w".to_owned()];
+    let news: Vec<_> = (0..10).map(|_| new_execution("w", chrono::Utc::now())).collect();
+    let batch: Vec<Write> = news.iter().map(|n| Write::Create(Box::new(n.clone()))).collect();
+    a.write(&batch).await.expect("creates");
+
+    // Without a lease, a node claims nothing.
+    assert!(a.claim(&workflows, 10).await.expect("claims").is_empty(), "a node without a lease claims nothing");
+    a.heartbeat(Duration::from_millis(400)).await.expect("heartbeat");
+    b.heartbeat(Duration::from_secs(30)).await.expect("heartbeat");
+    let (first, second) = tokio::join!(a.claim(&workflows, 6), b.claim(&workflows, 6));
+    let (first, second) = (first.expect("claims"), second.expect("claims"));
+    assert_eq!(first.len() + second.len(), 10, "every execution is claimed once: {} + {}", first.len(), second.len());
+    let mut ids: Vec<_> = first.iter().chain(&second).map(|e| e.execution.id).collect();
+    ids.sort_by_key(|i| i.as_uuid());
+    ids.dedup();
+    assert_eq!(ids.len(), 10, "no execution is claimed by both nodes");
+    assert!(a.claim(&workflows, 10).await.expect("claims").is_empty(), "nothing is left to claim");
+
+    // `b` may not write to what `a` holds.
+    if let Some(held) = first.first() {
+        let entry = crate::store::JournalEntry { execution: held.execution.id, seq: 1, event: "{}".into() };
+        let refused = b.write(&[Write::Event(entry)]).await;
+        assert!(
+            matches!(&refused, Err(StoreError::NotHeld(ids)) if ids == &vec![held.execution.id]),
+            "a write to another node's execution is refused with NotHeld: {refused:?}"
+        );
+    }
+
+    // Commands reach the holder.
+    if let Some(held) = second.first() {
+        a.send(held.execution.id, &Command::Pause).await.expect("sends");
+        assert!(a.pending_commands().await.expect("reads").is_empty(), "commands go to the holder only");
+        let queued = b.pending_commands().await.expect("reads");
+        assert_eq!(queued.len(), 1, "the holder sees the command");
+        assert_eq!(queued[0].command, Command::Pause);
+        b.ack_commands(&[queued[0].seq]).await.expect("acks");
+        assert!(b.pending_commands().await.expect("reads").is_empty(), "an acknowledged command is gone");
+    }
+    let unknown = crate::model::ExecutionId::new();
+    assert!(
+        matches!(a.send(unknown, &Command::Pause).await, Err(StoreError::UnknownExecution(id)) if id == unknown),
+        "a command for an unknown execution is refused"
+    );
+
+    // `a` stops renewing its lease: `b` reaps and takes its executions over.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let released = b.reap().await.expect("reaps");
+    assert_eq!(released, first.len(), "the expired node's executions are released");
+    let taken = b.claim(&workflows, 100).await.expect("claims");
+    assert_eq!(taken.len(), first.len(), "the other node takes them over");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_wake_other_nodes() {
+    let Some(url) = database() else { return };
+    let schemas = Schemas::new(url);
+    let shared = schemas.url();
+    let a = PostgresStore::connect(&shared).await.expect("opens");
+    let b = PostgresStore::connect(&shared).await.expect("opens");
+    // Wait until the listener is up (its first connection wakes once).
+    tokio::time::timeout(Duration::from_secs(5), b.notified()).await.expect("the listener connects");
+    let n = new_execution("w", chrono::Utc::now());
+    a.write(&[Write::Create(Box::new(n))]).await.expect("creates");
+    tokio::time::timeout(Duration::from_secs(5), b.notified()).await.expect("a new execution wakes the other node");
+}
+
+#[tokio::test]
+async fn bad_urls_are_named() {
+    let e = PostgresStore::connect("postgres://u@localhost/db?schema=Bad-Name").await.expect_err("rejected");
+    assert!(
+        matches!(&e, StoreError::InvalidUrl { reason, .. } if reason.contains("Bad-Name")),
+        "an invalid schema name is named: {e}"
+    );
+    let e = PostgresStore::connect("postgres://u:secret@localhost/db?bogus_option=1").await.expect_err("rejected");
+    assert!(matches!(&e, StoreError::InvalidUrl { .. }), "an unknown URL parameter is rejected: {e}");
+    assert!(!e.to_string().contains("secret"), "the password is not shown: {e}");
+}
