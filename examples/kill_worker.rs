@@ -122,7 +122,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut ids = Vec::new();
     for workflow in ["five_steps", "nap", "deadline"] {
-        ids.extend(engine.list_running(workflow).into_iter().map(|s| s.id));
+        ids.extend(engine.list_running(workflow).await?.into_iter().map(|s| s.id));
     }
     for id in ids {
         engine.wait(id).await?;

@@ -601,14 +601,14 @@ async fn cancel_all_cancels_every_unfinished_execution_of_a_workflow() {
     }
     let later = engine.schedule_execution("long", json!({}), StartAt::delay("1h")).await.unwrap();
     let unrelated = engine.start("other", json!({})).await.unwrap();
-    assert_eq!(engine.list_running("long").len(), 6);
+    assert_eq!(engine.list_running("long").await.unwrap().len(), 6);
     assert_eq!(engine.cancel_all("long", "maintenance").await.unwrap(), 6);
     for id in ids.into_iter().chain([later]) {
         let s = engine.wait(id).await.unwrap();
         assert_eq!((s.status, s.cancel_reason.as_deref()), (Status::Cancelled, Some("maintenance")));
     }
     assert_eq!(engine.wait(unrelated).await.unwrap().status, Status::Completed);
-    assert!(engine.list_running("long").is_empty());
+    assert!(engine.list_running("long").await.unwrap().is_empty());
     assert!(engine.cancel_all("nope", "x").await.is_err());
 }
 

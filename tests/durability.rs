@@ -215,7 +215,7 @@ async fn a_running_step_runs_again_with_the_next_attempt_number() {
     let third = Runs::new();
     let engine3 = engine(&db(&dir), build(&third)).await;
     assert_eq!(engine3.get_state(id).await.unwrap().status, Status::Completed);
-    assert!(engine3.list_running("hang").is_empty());
+    assert!(engine3.list_running("hang").await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,7 +401,7 @@ async fn an_incompatible_new_version_parks_executions_with_the_reason() {
     let reason = state.parked.clone().expect("the execution is parked");
     assert!(reason.contains("step `finish` was removed"), "{reason}");
     assert!(reason.contains("step `approve` changed `max_retries` (3 → 5)"), "{reason}");
-    assert!(engine2.list_running("approval").is_empty(), "a parked execution does not run");
+    assert!(engine2.list_running("approval").await.unwrap().is_empty(), "a parked execution does not run");
     match engine2.wait(id).await {
         Err(EngineError::InvalidState { reason, .. }) => assert!(reason.contains("parked"), "{reason}"),
         other => panic!("waiting on a parked execution is an error, got {other:?}"),

@@ -13,7 +13,7 @@ use super::timers::Timers;
 use super::{Clock, Engine, EngineError, EngineInner};
 use crate::builder::BuildError;
 use crate::model::WorkflowDef;
-use crate::store::{Durability, Store, Write, open_store};
+use crate::store::{ClusterOptions, Durability, Store, Write, open_store};
 use crate::telemetry::Bus;
 
 /// Configures and starts an [`Engine`].
@@ -32,6 +32,7 @@ pub struct EngineBuilder {
     defs: Vec<Result<WorkflowDef, BuildError>>,
     register_all: bool,
     clock: Option<Clock>,
+    cluster: ClusterOptions,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -93,6 +94,26 @@ impl EngineBuilder {
         self
     }
 
+    /// How this engine takes part in a cluster when its store is shared
+    /// (PostgreSQL): lease, capacity, claim batch, poll interval. Ignored on a
+    /// store that one engine owns.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sagaflow_runtime::EngineError> {
+    /// use std::time::Duration;
+    /// use sagaflow_runtime::{Engine, store::ClusterOptions};
+    /// let engine = Engine::builder()
+    ///     .store_url("postgres://postgres@127.0.0.1:5432/postgres?schema=orders")
+    ///     .cluster(ClusterOptions::default().lease(Duration::from_secs(5)))
+    ///     .build()
+    ///     .await?;
+    /// # let _ = engine; Ok(()) }
+    /// ```
+    pub fn cluster(mut self, options: ClusterOptions) -> Self {
+        self.cluster = options;
+        self
+    }
+
     /// Uses this clock (tests pin the start date with [`Clock::starting_at`]).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
@@ -117,6 +138,7 @@ impl EngineBuilder {
             defs.extend(registered_defs(&registrations(), &explicit)?);
         }
         let durable = store.durability() == Durability::Durable;
+        let node = store.cluster().is_some().then(|| super::node::Node::new(self.cluster.clone()));
         let journal = Journal::new(Arc::clone(&store));
         let inner = Arc::new(EngineInner {
             registry: RwLock::new(Registry::default()),
@@ -132,21 +154,36 @@ impl EngineBuilder {
             bus: Bus::default(),
             shutdown: CancellationToken::new(),
             scheduler: Default::default(),
+            node: node.clone(),
         });
         let weak = Arc::downgrade(&inner);
-        tokio::spawn(journal.run(move |batch: &[Write]| {
-            if let Some(engine) = weak.upgrade() {
-                for w in batch {
-                    if let Write::Finish(state) = w {
-                        engine.executions.remove(&state.id);
+        let lost = Arc::downgrade(&inner);
+        tokio::spawn(journal.run(
+            move |batch: &[Write]| {
+                if let Some(engine) = weak.upgrade() {
+                    for w in batch {
+                        if let Write::Finish(state) = w {
+                            engine.executions.remove(&state.id);
+                        }
                     }
                 }
-            }
-        }));
+            },
+            move |ids| {
+                if let Some(engine) = lost.upgrade() {
+                    engine.abandon(ids);
+                }
+            },
+        ));
         spawn_timer_task(&inner);
         spawn_purge_task(&inner);
         inner.register(defs)?;
-        if durable {
+        if let Some(node) = &node {
+            // A node of a cluster recovers nothing by itself: it claims.
+            if let Some(cluster) = inner.store.cluster() {
+                cluster.heartbeat(node.options.lease).await?;
+            }
+            super::node::spawn(&inner, node);
+        } else if durable {
             let report = inner.recover().await?;
             if report.resumed + report.scheduled + report.parked.len() > 0 {
                 tracing::info!(

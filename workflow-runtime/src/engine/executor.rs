@@ -64,6 +64,8 @@ pub(crate) struct Core {
     pub(crate) driver: bool,
     /// Last journal sequence number.
     pub(crate) seq: u64,
+    /// Another node holds the execution now: the driver stops.
+    abandoned: bool,
     /// The final state, once ended.
     pub(crate) final_state: Option<Arc<ExecutionState>>,
     /// The `sagaflow.execution` span: one per execution, closed when it ends (none
@@ -98,7 +100,15 @@ impl Execution {
             def,
             meta,
             trigger: (trigger != Trigger::Manual).then(|| Box::new(trigger)),
-            core: Mutex::new(Core { machine, pending: Vec::new(), driver: false, seq: 0, final_state: None, span }),
+            core: Mutex::new(Core {
+                machine,
+                pending: Vec::new(),
+                driver: false,
+                seq: 0,
+                abandoned: false,
+                final_state: None,
+                span,
+            }),
             wake: Wake::default(),
             done: Notify::new(),
         }
@@ -129,6 +139,16 @@ impl Execution {
 
     pub(crate) fn is_finished(&self) -> bool {
         self.core.lock().final_state.is_some()
+    }
+
+    /// Stops the driver (its running jobs are dropped) and wakes the waiters.
+    pub(crate) fn abandon(&self) {
+        let mut core = self.core.lock();
+        core.abandoned = true;
+        core.pending.clear();
+        drop(core);
+        self.wake.signal();
+        self.done.notify_waiters();
     }
 
     fn step_context(&self, machine: &Machine, step: StepId, attempt: u32) -> Context {
@@ -442,7 +462,7 @@ impl EngineInner {
     }
 
     pub(crate) fn ensure_driver(self: &Arc<Self>, exec: &Arc<Execution>, core: &mut Core) {
-        if core.pending.is_empty() {
+        if core.pending.is_empty() || core.abandoned {
             return;
         }
         if core.driver {
@@ -963,6 +983,10 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
         {
             let wanted = engine.bus.wanted();
             let mut core = exec.core.lock();
+            if core.abandoned {
+                core.driver = false;
+                return;
+            }
             if !finished.is_empty() {
                 let at = (now, engine.clock.at(now));
                 for done in finished.drain(..) {

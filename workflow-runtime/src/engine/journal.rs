@@ -7,7 +7,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 
-use crate::store::{Store, Write};
+use crate::model::ExecutionId;
+use crate::store::{Store, StoreError, Write};
 
 /// Largest batch handed to the store at once.
 const MAX_BATCH: usize = 4096;
@@ -71,8 +72,15 @@ impl Journal {
         self.wake.notify_one();
     }
 
-    /// The writer task. `on_flush` sees each batch once it is committed.
-    pub(crate) async fn run(self: Arc<Self>, on_flush: impl Fn(&[Write]) + Send + 'static) {
+    /// The writer task. `on_flush` sees each batch once it is committed. When the
+    /// store refuses writes for executions that it no longer has for this engine
+    /// (another node holds them, or they ended there), those writes are dropped,
+    /// `on_lost` hears of the executions, and the rest of the batch is retried.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        on_flush: impl Fn(&[Write]) + Send + 'static,
+        on_lost: impl Fn(&[ExecutionId]) + Send + 'static,
+    ) {
         loop {
             let notified = self.wake.notified();
             let taken = {
@@ -91,7 +99,7 @@ impl Journal {
                     Some((std::mem::take(&mut buf.writes), buf.ticket))
                 }
             };
-            let Some((batch, ticket)) = taken else {
+            let Some((mut batch, ticket)) = taken else {
                 notified.await;
                 continue;
             };
@@ -99,6 +107,16 @@ impl Journal {
             loop {
                 match self.store.write(&batch).await {
                     Ok(()) => break,
+                    Err(StoreError::NotHeld(ids)) => {
+                        tracing::warn!(executions = ids.len(), "writes for executions another node holds dropped");
+                        batch.retain(|w| !w.execution().is_some_and(|id| ids.contains(&id)));
+                        on_lost(&ids);
+                    }
+                    Err(StoreError::UnknownExecution(id)) if self.store.cluster().is_some() => {
+                        tracing::warn!(execution = %id, "writes for an execution that ended on another node dropped");
+                        batch.retain(|w| w.execution() != Some(id));
+                        on_lost(&[id]);
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, writes = batch.len(), "store write failed; retrying");
                         tokio::time::sleep(delay).await;

@@ -7,6 +7,7 @@ mod error;
 pub(crate) mod executor;
 mod introspect;
 mod journal;
+mod node;
 mod recovery;
 mod registry;
 mod timers;
@@ -39,7 +40,7 @@ use crate::machine::view::{ExecutionState, Progress, Trigger};
 use crate::machine::{Machine, TransitionError};
 use crate::model::context::{Data, object_to_data};
 use crate::model::{DurationArg, ExecutionId, StepKindName, WorkflowDef};
-use crate::store::{DeadLetter, ExecutionQuery, NewExecution, ParentRef, Store, Write};
+use crate::store::{Command, DeadLetter, ExecutionQuery, NewExecution, ParentRef, Store, Write};
 use crate::telemetry::{Bus, Event as Telemetry, Subscription};
 
 /// How to cancel an execution.
@@ -129,6 +130,8 @@ pub(crate) struct EngineInner {
     pub(crate) bus: Bus,
     pub(crate) shutdown: CancellationToken,
     pub(crate) scheduler: Arc<crate::schedule::service::Scheduler>,
+    /// On a shared store: this engine's part in the cluster.
+    pub(crate) node: Option<Arc<node::Node>>,
 }
 
 impl Drop for EngineInner {
@@ -258,8 +261,9 @@ impl Engine {
         self.inner.wait_for(id).await
     }
 
-    /// Executions of `workflow` that have not ended (scheduled ones included).
-    pub fn list_running(&self, workflow: &str) -> Vec<ExecutionState> {
+    /// Executions of `workflow` that have not ended (scheduled ones included). On a
+    /// shared store, those that other nodes hold too.
+    pub async fn list_running(&self, workflow: &str) -> Result<Vec<ExecutionState>, EngineError> {
         let now = self.inner.clock.now();
         let mut out: Vec<ExecutionState> = self
             .inner
@@ -270,8 +274,11 @@ impl Engine {
             .filter(|s| !s.status.is_terminal())
             .collect();
         out.extend(self.inner.delayed.iter().filter(|d| d.new.workflow == workflow).map(|d| pending_state(&d.new)));
+        if self.inner.node.is_some() {
+            out.extend(self.inner.remote_running(workflow).await?);
+        }
         out.sort_by_key(|s| (s.started_at, s.id));
-        out
+        Ok(out)
     }
 
     /// Ended executions from the store, newest first.
@@ -289,30 +296,20 @@ impl Engine {
 
     /// Pauses an execution: running steps finish, no new step starts.
     pub async fn pause(&self, id: ExecutionId) -> Result<(), EngineError> {
-        let at = self.inner.clock.now();
-        self.inner.control(id, "pause", Event::Paused { at }).await
+        self.inner.control(id, Command::Pause).await
     }
 
     /// Resumes a paused execution, and completes its awaiting steps with `context`
     /// (merged into the execution's context).
     pub async fn resume(&self, id: ExecutionId, context: impl Serialize) -> Result<(), EngineError> {
-        let data = self.inner.resume_data(id, context)?;
-        let at = self.inner.clock.now();
-        self.inner.control(id, "resume", Event::Resumed { step: None, data, at }).await
+        let context = self.inner.resume_data(id, context)?;
+        self.inner.control(id, Command::Resume { step: None, context }).await
     }
 
     /// Completes one awaiting step (when several await at once).
     pub async fn resume_step(&self, id: ExecutionId, step: &str, context: impl Serialize) -> Result<(), EngineError> {
-        let data = self.inner.resume_data(id, context)?;
-        let exec = self.inner.live(id)?;
-        let step_id = exec.core.lock().machine.step_id(step).ok_or_else(|| EngineError::InvalidState {
-            id,
-            action: "resume",
-            status: exec.state(self.inner.clock.now()).status,
-            reason: format!("it has no step `{step}`"),
-        })?;
-        let at = self.inner.clock.now();
-        self.inner.control(id, "resume", Event::Resumed { step: Some(step_id), data, at }).await
+        let context = self.inner.resume_data(id, context)?;
+        self.inner.control(id, Command::Resume { step: Some(step.to_owned()), context }).await
     }
 
     /// Cancels an execution. Cancellable steps are interrupted, others finish first;
@@ -324,14 +321,7 @@ impl Engine {
     /// Cancels every execution of `workflow` that has not ended; returns how many.
     pub async fn cancel_all(&self, workflow: &str, reason: &str) -> Result<usize, EngineError> {
         self.inner.definition(workflow)?;
-        let mut ids: Vec<ExecutionId> = self
-            .inner
-            .executions
-            .iter()
-            .filter(|e| &**e.workflow() == workflow && !e.is_finished())
-            .map(|e| e.id)
-            .collect();
-        ids.extend(self.inner.delayed.iter().filter(|d| d.new.workflow == workflow).map(|d| *d.key()));
+        let ids: Vec<ExecutionId> = self.list_running(workflow).await?.into_iter().map(|s| s.id).collect();
         let mut count = 0;
         for id in ids {
             if self.inner.cancel(id, CancelOptions::reason(reason)).await.is_ok() {
@@ -386,12 +376,51 @@ impl Engine {
 
     /// Stops timers, flushes the store, and lets running step futures drop with the
     /// runtime. On a durable store, unfinished executions resume when an engine
-    /// starts again.
+    /// starts again; on a shared store, this node leaves the cluster and the
+    /// other nodes take its unfinished executions over at once.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         let last = self.inner.journal.last_ticket();
         self.inner.journal.flushed(last).await;
         self.inner.journal.close();
+        if self.inner.node.is_some()
+            && let Some(cluster) = self.inner.store.cluster()
+        {
+            let mut delay = Duration::from_millis(50);
+            for _ in 0..5 {
+                match cluster.leave().await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "leaving the cluster failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drains the engine, then shuts it down: it starts nothing new (on a shared
+    /// store it claims nothing more), lets the steps that are running finish and
+    /// the executions they belong to go on until they end or wait (for an
+    /// approval, a timer, a retry), and then [`shutdown`](Self::shutdown)s, which
+    /// hands what still waits to the other nodes.
+    pub async fn drain(&self) {
+        if let Some(node) = &self.inner.node {
+            node.draining.store(true, std::sync::atomic::Ordering::Release);
+        }
+        loop {
+            let now = self.inner.clock.now();
+            let busy = self.inner.executions.iter().any(|e| {
+                let state = e.state(now);
+                !state.status.is_terminal() && !state.running.is_empty()
+            });
+            if !busy {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.shutdown().await;
     }
 }
 
@@ -518,6 +547,22 @@ impl EngineInner {
         }
         let id = ExecutionId::new();
         let at = self.clock.now();
+        if let Some(node) = &self.node {
+            // Any node may claim it, this one included.
+            let ticket = self.journal.append(Write::Create(Box::new(NewExecution {
+                id,
+                workflow: def.name().to_owned(),
+                version: def.version().to_owned(),
+                input: to_map(&data),
+                parent,
+                trigger,
+                created_at: at,
+                start_at: None,
+            })));
+            self.journal.flushed(ticket).await;
+            node.wake.notify_one();
+            return Ok(id);
+        }
         let ticket = self.durable.then(|| {
             self.journal.append(Write::Create(Box::new(NewExecution {
                 id,
@@ -596,8 +641,13 @@ impl EngineInner {
             start_at: Some(at),
         };
         let ticket = self.journal.append(Write::Create(Box::new(new.clone())));
-        self.delayed.insert(id, Delayed { def, new });
-        self.timers.arm(TimerTarget::Start(id), self.clock.instant_at(at));
+        if self.node.is_some() {
+            // Any node may claim it once it is due; this one looks then.
+            self.timers.arm(TimerTarget::Claim, self.clock.instant_at(at));
+        } else {
+            self.delayed.insert(id, Delayed { def, new });
+            self.timers.arm(TimerTarget::Start(id), self.clock.instant_at(at));
+        }
         self.journal.flushed(ticket).await;
         Ok(id)
     }
@@ -626,10 +676,27 @@ impl EngineInner {
         }
     }
 
-    /// Applies a control event; returns once it is durable.
-    async fn control(self: &Arc<Self>, id: ExecutionId, action: &'static str, event: Event) -> Result<(), EngineError> {
-        let exec = self.live(id)?;
-        let ticket = self.deliver(&exec, event).map_err(|e| self.invalid(&exec, action, e))?;
+    /// Applies a control command to an execution held here, or sends it to the
+    /// node that holds it; returns once it is durable.
+    async fn control(self: &Arc<Self>, id: ExecutionId, command: Command) -> Result<(), EngineError> {
+        match self.live(id) {
+            Ok(exec) => {
+                let (action, event) = self.command_event(&exec, command)?;
+                self.apply_control(&exec, action, event).await
+            }
+            Err(e) if self.node.is_none() || self.parked.contains_key(&id) => Err(e),
+            Err(_) => self.control_remote(id, command).await,
+        }
+    }
+
+    /// Applies a control event to an execution held here; returns once it is durable.
+    async fn apply_control(
+        self: &Arc<Self>,
+        exec: &Arc<Execution>,
+        action: &'static str,
+        event: Event,
+    ) -> Result<(), EngineError> {
+        let ticket = self.deliver(exec, event).map_err(|e| self.invalid(exec, action, e))?;
         if let Some(t) = ticket {
             self.journal.flushed(t).await;
         }
@@ -657,10 +724,8 @@ impl EngineInner {
             self.journal.flushed(ticket).await;
             return Ok(());
         }
-        let at = self.clock.now();
-        let event =
-            Event::Cancelled { reason: options.reason, cleanup: options.cleanup, rollback: options.rollback, at };
-        self.control(id, "cancel", event).await
+        let command = Command::Cancel { reason: options.reason, cleanup: options.cleanup, rollback: options.rollback };
+        self.control(id, command).await
     }
 
     pub(crate) async fn get_state(&self, id: ExecutionId) -> Result<ExecutionState, EngineError> {
@@ -673,10 +738,20 @@ impl EngineInner {
         if let Some(p) = self.parked.get(&id) {
             return Ok(p.clone());
         }
-        self.store.finished(id).await?.ok_or(EngineError::UnknownExecution(id))
+        if let Some(state) = self.store.finished(id).await? {
+            return Ok(state);
+        }
+        if self.node.is_some()
+            && let Some(cluster) = self.store.cluster()
+            && let Some(shared) = cluster.load(id).await?
+        {
+            return Ok(self.remote_state(&shared).await);
+        }
+        Err(EngineError::UnknownExecution(id))
     }
 
     pub(crate) async fn wait_for(&self, id: ExecutionId) -> Result<ExecutionState, EngineError> {
+        let mut poll = Duration::from_millis(10);
         loop {
             if let Some(exec) = self.executions.get(&id).map(|e| Arc::clone(&e)) {
                 let notified = exec.done.notified();
@@ -703,16 +778,30 @@ impl EngineInner {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
-            return match self.store.finished(id).await? {
-                Some(s) => Ok(s),
-                None if self.parked.contains_key(&id) => Err(EngineError::InvalidState {
+            if let Some(s) = self.store.finished(id).await? {
+                return Ok(s);
+            }
+            if self.node.is_some()
+                && let Some(cluster) = self.store.cluster()
+                && cluster.load(id).await?.is_some()
+            {
+                // Held by another node (or about to be claimed): look again soon.
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = self.shutdown.cancelled() => return Err(EngineError::ShutDown),
+                }
+                poll = (poll * 3 / 2).min(Duration::from_millis(500));
+                continue;
+            }
+            return Err(match self.parked.get(&id) {
+                Some(p) => EngineError::InvalidState {
                     id,
                     action: "wait for",
-                    status: self.parked.get(&id).map(|p| p.status).unwrap_or(Status::Running),
+                    status: p.status,
                     reason: "it is parked after recovery".into(),
-                }),
-                None => Err(EngineError::UnknownExecution(id)),
-            };
+                },
+                None => EngineError::UnknownExecution(id),
+            });
         }
     }
 
@@ -733,6 +822,11 @@ impl EngineInner {
                     }
                 }
                 TimerTarget::Start(id) => engine.start_delayed(id),
+                TimerTarget::Claim => {
+                    if let Some(node) = &engine.node {
+                        node.wake.notify_one();
+                    }
+                }
             }
         }
         true

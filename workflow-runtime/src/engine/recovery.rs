@@ -55,9 +55,16 @@ enum Adopted {
 
 impl EngineInner {
     pub(crate) async fn recover(self: &Arc<Self>) -> Result<RecoveryReport, EngineError> {
+        let stored = self.store.unfinished().await?;
+        Ok(self.resume_all(stored).await)
+    }
+
+    /// Rebuilds executions read from the store and lets them continue; on return
+    /// the journal writes that rebuilding them made are committed.
+    pub(crate) async fn resume_all(self: &Arc<Self>, all: Vec<StoredExecution>) -> RecoveryReport {
         let mut report = RecoveryReport::default();
         let mut resumed = Vec::new();
-        for stored in self.store.unfinished().await? {
+        for stored in all {
             let id = stored.execution.id;
             let def = self.registry.read().get(&stored.execution.workflow).cloned();
             let outcome = match def {
@@ -101,7 +108,7 @@ impl EngineInner {
                 self.ensure_driver(&exec, &mut core);
             }
         }
-        Ok(report)
+        report
     }
 
     /// Rebuilds one execution on `def`, moving it onto `def`'s version first if it
@@ -174,27 +181,7 @@ impl EngineInner {
         remap: Option<&Remap>,
     ) -> Result<Arc<Execution>, String> {
         let n = &stored.execution;
-        let data: Data = n.input.clone().into_iter().collect();
-        let mut discard = Vec::new();
-        let mut machine = Machine::start(&def, data, n.created_at, &mut discard);
-        let mut rewritten = Vec::new();
-        for entry in &stored.events {
-            let mut event: Event = serde_json::from_str(&entry.event)
-                .map_err(|e| format!("journal entry {} cannot be read: {e}", entry.seq))?;
-            if let Some(remap) = remap {
-                remap.event(&mut event).map_err(|e| format!("journal entry {}: {e}", entry.seq))?;
-                let text = serde_json::to_string(&event)
-                    .map_err(|e| format!("journal entry {} cannot be rewritten: {e}", entry.seq))?;
-                rewritten.push(JournalEntry { execution: n.id, seq: entry.seq, event: text });
-            }
-            if let Event::StepFinished { step, report: StepReport::Expand { steps }, .. } = &mut event {
-                restore_graft(&def, &machine, *step, steps).await?;
-            }
-            discard.clear();
-            machine
-                .apply(event, &mut discard)
-                .map_err(|e| format!("journal entry {} does not apply: {e}", entry.seq))?;
-        }
+        let (machine, rewritten) = replay(&def, stored, remap).await?;
         if remap.is_some() {
             let upgrade = Upgrade { id: n.id, version: def.version().to_owned(), events: rewritten };
             self.journal.append(Write::Upgrade(Box::new(upgrade)));
@@ -213,9 +200,40 @@ impl EngineInner {
     }
 }
 
+/// Rebuilds an execution's state machine from its journal on `def`, rewriting the
+/// events' step indexes with `remap` (the rewritten journal is returned when it
+/// is given).
+pub(crate) async fn replay(
+    def: &WorkflowDef,
+    stored: &StoredExecution,
+    remap: Option<&Remap>,
+) -> Result<(Machine, Vec<JournalEntry>), String> {
+    let n = &stored.execution;
+    let data: Data = n.input.clone().into_iter().collect();
+    let mut discard = Vec::new();
+    let mut machine = Machine::start(def, data, n.created_at, &mut discard);
+    let mut rewritten = Vec::new();
+    for entry in &stored.events {
+        let mut event: Event = serde_json::from_str(&entry.event)
+            .map_err(|e| format!("journal entry {} cannot be read: {e}", entry.seq))?;
+        if let Some(remap) = remap {
+            remap.event(&mut event).map_err(|e| format!("journal entry {}: {e}", entry.seq))?;
+            let text = serde_json::to_string(&event)
+                .map_err(|e| format!("journal entry {} cannot be rewritten: {e}", entry.seq))?;
+            rewritten.push(JournalEntry { execution: n.id, seq: entry.seq, event: text });
+        }
+        if let Event::StepFinished { step, report: StepReport::Expand { steps }, .. } = &mut event {
+            restore_graft(def, &machine, *step, steps).await?;
+        }
+        discard.clear();
+        machine.apply(event, &mut discard).map_err(|e| format!("journal entry {} does not apply: {e}", entry.seq))?;
+    }
+    Ok((machine, rewritten))
+}
+
 /// Step indexes of one definition version mapped onto another's, by step name.
 /// Steps that grafts added follow the declared steps in both, in the same order.
-struct Remap {
+pub(crate) struct Remap {
     declared: Vec<u32>,
     new_len: u32,
 }

@@ -18,6 +18,8 @@ pub(crate) enum TimerTarget {
     Execution(ExecutionId, TimerId),
     /// A delayed start.
     Start(ExecutionId),
+    /// On a shared store: a delayed execution may be claimed now.
+    Claim,
 }
 
 /// Timers by due instant. A timer is cancelled by its target and due instant, which

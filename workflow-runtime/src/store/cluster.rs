@@ -118,6 +118,15 @@ impl ClusterOptions {
     }
 }
 
+/// An execution a node has just claimed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimed {
+    /// The execution and its journal.
+    pub stored: StoredExecution,
+    /// No node held it before: nothing of it can have run yet.
+    pub fresh: bool,
+}
+
 /// An unfinished execution as every node sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SharedExecution {
@@ -145,7 +154,7 @@ pub trait Cluster: Send + Sync + fmt::Debug {
     /// Claims up to `limit` unheld executions of the given workflows (delayed ones
     /// once their start time has passed), oldest first, skipping rows that other
     /// nodes are claiming at the same moment. Returns them with their journals.
-    async fn claim(&self, workflows: &[String], limit: usize) -> Result<Vec<StoredExecution>, StoreError>;
+    async fn claim(&self, workflows: &[String], limit: usize) -> Result<Vec<Claimed>, StoreError>;
 
     /// Gives executions back: they become claimable by any node at once.
     async fn release(&self, ids: &[ExecutionId]) -> Result<(), StoreError>;

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use self::cluster::{Cluster, ClusterOptions, Command, NodeId, QueuedCommand, SharedExecution};
+pub use self::cluster::{Claimed, Cluster, ClusterOptions, Command, NodeId, QueuedCommand, SharedExecution};
 pub use self::memory::MemoryStore;
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::{SqliteOptions, SqliteStore, Synchronous};
@@ -203,6 +203,20 @@ pub enum Write {
     /// workflow's definition: its recorded version and its whole journal are
     /// replaced (the same events, with step indexes of the new definition).
     Upgrade(Box<Upgrade>),
+}
+
+impl Write {
+    /// The execution whose journal or state the write changes: `None` for
+    /// creations and for writes about other things (definitions, dead letters).
+    pub fn execution(&self) -> Option<ExecutionId> {
+        match self {
+            Write::Event(e) => Some(e.execution),
+            Write::Started { id, .. } => Some(*id),
+            Write::Finish(s) => Some(s.id),
+            Write::Upgrade(u) => Some(u.id),
+            Write::Create(_) | Write::DeadLetter(_) | Write::RemoveDeadLetter(_) | Write::Definition(_) => None,
+        }
+    }
 }
 
 /// The content of [`Write::Upgrade`].

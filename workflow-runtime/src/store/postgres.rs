@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use self::conn::{Shared, Slot, Target, Wakeups, listen};
-use super::cluster::{Cluster, Command, NodeId, QueuedCommand, SharedExecution};
+use super::cluster::{Claimed, Cluster, Command, NodeId, QueuedCommand, SharedExecution};
 use super::{
     DeadLetter, Durability, ExecutionQuery, JournalEntry, NewExecution, Store, StoreError, StoredExecution, Upgrade,
     Write,
@@ -136,19 +136,12 @@ impl PostgresStore {
 
         // Fencing: every execution this batch writes to must exist and be held by
         // this node or by nobody; the rows stay locked until the commit.
-        let mut touched: Vec<Uuid> = Vec::new();
-        for w in batch {
-            let id = match w {
-                Write::Event(e) => e.execution,
-                Write::Started { id, .. } => *id,
-                Write::Finish(s) => s.id,
-                Write::Upgrade(u) => u.id,
-                _ => continue,
-            };
-            if !created.contains(&id) {
-                touched.push(id.as_uuid());
-            }
-        }
+        let mut touched: Vec<Uuid> = batch
+            .iter()
+            .filter_map(Write::execution)
+            .filter(|id| !created.contains(id))
+            .map(|id| id.as_uuid())
+            .collect();
         touched.sort_unstable();
         touched.dedup();
         let mut present: HashMap<Uuid, Option<Uuid>> = HashMap::with_capacity(touched.len());
@@ -565,7 +558,7 @@ impl Cluster for PostgresStore {
         Ok(released)
     }
 
-    async fn claim(&self, workflows: &[String], limit: usize) -> Result<Vec<StoredExecution>, StoreError> {
+    async fn claim(&self, workflows: &[String], limit: usize) -> Result<Vec<Claimed>, StoreError> {
         if workflows.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
@@ -589,24 +582,21 @@ impl Cluster for PostgresStore {
                      ORDER BY created_at, id
                      LIMIT $3
                      FOR UPDATE SKIP LOCKED)
-                 UPDATE executions e SET holder = $1 FROM picked WHERE e.id = picked.id
-                 RETURNING e.id, e.record, e.started, e.created_at",
+                 UPDATE executions e SET holder = $1, claims = e.claims + 1 FROM picked WHERE e.id = picked.id
+                 RETURNING e.id, e.record, e.started, e.created_at, e.claims",
                 &[&self.node, &workflows, &(limit as i64)],
             )
             .await
             .map_err(self.err())?;
-        let mut claimed: Vec<(DateTime<Utc>, Uuid, StoredExecution)> = Vec::with_capacity(rows.len());
+        let mut claimed: Vec<(DateTime<Utc>, Uuid, Claimed)> = Vec::with_capacity(rows.len());
         for row in &rows {
             let execution: NewExecution = from_json(row.get(1), "execution record")?;
-            claimed.push((
-                row.get(3),
-                row.get(0),
-                StoredExecution { execution, started: row.get(2), events: Vec::new() },
-            ));
+            let stored = StoredExecution { execution, started: row.get(2), events: Vec::new() };
+            claimed.push((row.get(3), row.get(0), Claimed { stored, fresh: row.get::<_, i32>(4) == 1 }));
         }
         claimed.sort_by_key(|c| (c.0, c.1));
         let ids: Vec<Uuid> = claimed.iter().map(|c| c.1).collect();
-        attach_journals(tx.client(), &ids, claimed.iter_mut().map(|c| &mut c.2), &self.err()).await?;
+        attach_journals(tx.client(), &ids, claimed.iter_mut().map(|c| &mut c.2.stored), &self.err()).await?;
         tx.commit().await.map_err(self.err())?;
         Ok(claimed.into_iter().map(|c| c.2).collect())
     }

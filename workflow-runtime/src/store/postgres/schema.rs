@@ -17,7 +17,8 @@ const MIGRATIONS: &[&str] = &[
         start_at   timestamptz,
         started    boolean NOT NULL,
         record     text NOT NULL,
-        holder     uuid
+        holder     uuid,
+        claims     integer NOT NULL DEFAULT 0
     );
     CREATE INDEX executions_unheld ON executions (workflow, created_at, id) WHERE holder IS NULL;
     CREATE INDEX executions_by_holder ON executions (holder) WHERE holder IS NOT NULL;

@@ -52,7 +52,6 @@ impl Schemas {
     async fn open(&self) -> PostgresStore {
         PostgresStore::connect(&self.url()).await.expect("the test database is reachable")
     }
-
 }
 
 impl Drop for Schemas {
@@ -126,7 +125,8 @@ async fn claims_are_exclusive_and_expired_leases_are_taken_over() {
     let (first, second) = tokio::join!(a.claim(&workflows, 6), b.claim(&workflows, 6));
     let (first, second) = (first.expect("claims"), second.expect("claims"));
     assert_eq!(first.len() + second.len(), 10, "every execution is claimed once: {} + {}", first.len(), second.len());
-    let mut ids: Vec<_> = first.iter().chain(&second).map(|e| e.execution.id).collect();
+    assert!(first.iter().chain(&second).all(|c| c.fresh), "a first claim is fresh");
+    let mut ids: Vec<_> = first.iter().chain(&second).map(|e| e.stored.execution.id).collect();
     ids.sort_by_key(|i| i.as_uuid());
     ids.dedup();
     assert_eq!(ids.len(), 10, "no execution is claimed by both nodes");
@@ -134,17 +134,17 @@ async fn claims_are_exclusive_and_expired_leases_are_taken_over() {
 
     // `b` may not write to what `a` holds.
     if let Some(held) = first.first() {
-        let entry = crate::store::JournalEntry { execution: held.execution.id, seq: 1, event: "{}".into() };
+        let entry = crate::store::JournalEntry { execution: held.stored.execution.id, seq: 1, event: "{}".into() };
         let refused = b.write(&[Write::Event(entry)]).await;
         assert!(
-            matches!(&refused, Err(StoreError::NotHeld(ids)) if ids == &vec![held.execution.id]),
+            matches!(&refused, Err(StoreError::NotHeld(ids)) if ids == &vec![held.stored.execution.id]),
             "a write to another node's execution is refused with NotHeld: {refused:?}"
         );
     }
 
     // Commands reach the holder.
     if let Some(held) = second.first() {
-        a.send(held.execution.id, &Command::Pause).await.expect("sends");
+        a.send(held.stored.execution.id, &Command::Pause).await.expect("sends");
         assert!(a.pending_commands().await.expect("reads").is_empty(), "commands go to the holder only");
         let queued = b.pending_commands().await.expect("reads");
         assert_eq!(queued.len(), 1, "the holder sees the command");
@@ -164,6 +164,7 @@ async fn claims_are_exclusive_and_expired_leases_are_taken_over() {
     assert_eq!(released, first.len(), "the expired node's executions are released");
     let taken = b.claim(&workflows, 100).await.expect("claims");
     assert_eq!(taken.len(), first.len(), "the other node takes them over");
+    assert!(taken.iter().all(|c| !c.fresh), "a claim after another node's is not fresh");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

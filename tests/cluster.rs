@@ -1,0 +1,401 @@
+//! Many nodes on PostgreSQL: three node processes (`examples/cluster_node.rs`)
+//! share one database, in a schema of the test's own that is dropped afterwards.
+//! The test process starts, inspects and controls executions through an engine
+//! that runs nothing itself (capacity 0).
+//!
+//! The database comes from `SAGAFLOW_TEST_DATABASE_URL`; without it these tests
+//! say loudly that they were skipped, and under `CI=true` they fail instead.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sagaflow::prelude::*;
+use sagaflow::store::ClusterOptions;
+use sagaflow::{ExecutionState, Status, WorkflowDef};
+
+const URL_VAR: &str = "SAGAFLOW_TEST_DATABASE_URL";
+
+/// The test database's URL; `None` (said loudly) when not configured, a failure
+/// under `CI=true`.
+fn database() -> Option<String> {
+    match std::env::var(URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "{URL_VAR} is not set: under CI=true the PostgreSQL tests must run"
+            );
+            eprintln!("SKIPPED: PostgreSQL cluster tests; set {URL_VAR}=postgres://... to run them");
+            None
+        }
+    }
+}
+
+/// A schema of the test's own, dropped when the test ends (passed or failed).
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    fn new(url: String) -> Self {
+        let name = format!("sf_cluster_{}", uuid::Uuid::now_v7().simple());
+        Schema { url, name }
+    }
+
+    /// The store URL of the schema.
+    fn store_url(&self) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}schema={}", self.url, self.name)
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.expect("the test database is reachable");
+        tokio::spawn(connection);
+        client
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let mut client = postgres_blocking(&url);
+            client(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"));
+        })
+        .join();
+        if dropped.is_err() && !std::thread::panicking() {
+            panic!("the test schema could not be dropped");
+        }
+    }
+}
+
+/// Runs statements on a fresh runtime (for `Drop`, when the test's may be gone).
+fn postgres_blocking(url: &str) -> impl FnMut(&str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let (client, connection) =
+        rt.block_on(tokio_postgres::connect(url, tokio_postgres::NoTls)).expect("the test database is reachable");
+    rt.spawn(connection);
+    move |sql: &str| rt.block_on(client.batch_execute(sql)).expect("the statement runs")
+}
+
+/// Builds the node example and returns its path.
+fn node_binary() -> PathBuf {
+    let out = Command::new(env!("CARGO"))
+        .args(["build", "--example", "cluster_node", "--message-format=json"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "the cluster_node example builds");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "cluster_node")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reports the example's executable")
+}
+
+/// One node process.
+struct Node {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Node {
+    fn start(binary: &PathBuf, schema: &Schema, name: &str, step_ms: u64, lease_ms: u64) -> Node {
+        let mut child = Command::new(binary)
+            .args([&schema.url, &schema.name, name])
+            .env("SAGAFLOW_STEP_MS", step_ms.to_string())
+            .env("SAGAFLOW_LEASE_MS", lease_ms.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the node starts");
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("the node writes");
+        assert_eq!(line.trim(), format!("ready {name}"), "node {name} starts");
+        Node { name: name.to_owned(), child, stdin, stdout }
+    }
+
+    /// Asks the node to drain and waits for it to exit.
+    fn drain(mut self) {
+        let mut stdin = self.stdin.take().expect("stdin");
+        writeln!(stdin, "drain").expect("the node reads");
+        drop(stdin);
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("the node writes");
+        assert_eq!(line.trim(), format!("drained {}", self.name), "node {} drains", self.name);
+        let status = self.child.wait().expect("the node exits");
+        assert!(status.success(), "node {} exits cleanly after draining: {status}", self.name);
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The nodes' workflows as the submitting engine sees them: the same shapes, with
+/// bodies that never run here.
+fn definitions() -> Vec<WorkflowDef> {
+    let noop = |_ctx: Context| async { Ok::<_, StepError>(()) };
+    let parts: Vec<String> = (0..8).map(|i| format!("part_{i}")).collect();
+    let mut fan_out = Workflow::new("fan_out").step("split", noop);
+    for part in &parts {
+        fan_out = fan_out.step_with(part.as_str(), noop, Step::opts().after("split"));
+    }
+    let fan_out = fan_out.step_with("join", noop, Step::opts().after(parts)).build().expect("valid");
+    let hold = Workflow::new("hold").step_with("hold", noop, Step::opts().cancellable(true)).build().expect("valid");
+    let approval = Workflow::new("approval")
+        .step_with("request", noop, Step::opts().await_approval(true))
+        .step_with("finish", noop, Step::opts().after("request"))
+        .build()
+        .expect("valid");
+    vec![fan_out, hold, approval]
+}
+
+/// An engine on the schema that submits and controls, and runs nothing.
+async fn submitter(schema: &Schema) -> Engine {
+    let mut builder = Engine::builder().store_url(schema.store_url()).cluster(ClusterOptions::default().capacity(0));
+    for def in definitions() {
+        builder = builder.register(def);
+    }
+    builder.build().await.expect("the submitting engine starts")
+}
+
+/// Starts `n` executions of `fan_out`, a few at a time.
+async fn start_many(engine: &Engine, n: usize) -> Vec<ExecutionId> {
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+        let started =
+            futures::future::join_all(chunk.iter().map(|i| engine.start("fan_out", json!({ "slot": i })))).await;
+        ids.extend(started.into_iter().map(|r| r.expect("the start is acknowledged")));
+    }
+    ids
+}
+
+/// Waits until `n` executions have ended (the history table), at most `limit`.
+async fn until_ended(client: &tokio_postgres::Client, schema: &Schema, n: i64, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let row = client
+            .query_one(&format!("SELECT count(*) FROM {}.history", schema.name), &[])
+            .await
+            .expect("history reads");
+        let ended: i64 = row.get(0);
+        if ended >= n {
+            return;
+        }
+        assert!(started.elapsed() < limit, "{ended} of {n} executions ended within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One row of `step_runs`.
+#[derive(Debug, Clone)]
+struct Run {
+    execution: uuid::Uuid,
+    step: String,
+    attempt: i32,
+    node: String,
+}
+
+async fn runs(client: &tokio_postgres::Client, schema: &Schema) -> Vec<Run> {
+    client
+        .query(&format!("SELECT execution, step, attempt, node FROM {}.step_runs", schema.name), &[])
+        .await
+        .expect("step_runs reads")
+        .iter()
+        .map(|r| Run { execution: r.get(0), step: r.get(1), attempt: r.get(2), node: r.get(3) })
+        .collect()
+}
+
+async fn all_completed(engine: &Engine, ids: &[ExecutionId], all_runs: &[Run]) {
+    let history = engine.history(&Default::default()).await.expect("history");
+    let by_id: HashMap<ExecutionId, &ExecutionState> = history.iter().map(|s| (s.id, s)).collect();
+    for id in ids {
+        let state = by_id.get(id).unwrap_or_else(|| panic!("execution {id} ended"));
+        let ran: Vec<&Run> = all_runs.iter().filter(|r| r.execution == id.as_uuid()).collect();
+        assert_eq!(state.status, Status::Completed, "execution {id} completed: {:?}; its runs: {ran:?}", state.failure);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_a_thousand_executions() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(url);
+    let binary = node_binary();
+    let nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| Node::start(&binary, &schema, n, 2, 15_000)).collect();
+    let engine = submitter(&schema).await;
+    let client = schema.client().await;
+
+    let ids = start_many(&engine, 1000).await;
+    until_ended(&client, &schema, 1000, Duration::from_secs(180)).await;
+    let runs = runs(&client, &schema).await;
+    all_completed(&engine, &ids, &runs).await;
+
+    assert_eq!(runs.len(), 10_000, "every step of every execution ran exactly once (10 steps × 1,000)");
+    // `step_runs`' primary key (execution, step, attempt, node) already refuses an
+    // attempt run twice on one node; this refuses a step run by two nodes.
+    let distinct: HashSet<(uuid::Uuid, &str)> = runs.iter().map(|r| (r.execution, r.step.as_str())).collect();
+    assert_eq!(distinct.len(), 10_000, "no step ran twice");
+    assert!(runs.iter().all(|r| r.attempt == 1), "no step needed a second attempt");
+    let mut per_node: HashMap<&str, usize> = HashMap::new();
+    for r in &runs {
+        *per_node.entry(r.node.as_str()).or_default() += 1;
+    }
+    for n in ["a", "b", "c"] {
+        assert!(per_node.get(n).copied().unwrap_or(0) > 0, "node {n} did part of the work: {per_node:?}");
+    }
+    // The steps of one execution run on one node: the node that holds it.
+    let mut holder: HashMap<uuid::Uuid, &str> = HashMap::new();
+    for r in &runs {
+        let first = *holder.entry(r.execution).or_insert(r.node.as_str());
+        assert_eq!(first, r.node, "execution {} ran on one node", r.execution);
+    }
+    eprintln!("steps per node: {per_node:?}");
+    for node in nodes {
+        node.drain();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_steps_run_again_elsewhere() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(url);
+    let binary = node_binary();
+    let mut nodes: Vec<Node> = ["a", "b", "c"].iter().map(|n| Node::start(&binary, &schema, n, 40, 1_500)).collect();
+    let engine = submitter(&schema).await;
+    let client = schema.client().await;
+
+    let ids = start_many(&engine, 300).await;
+    // Kill `b` once it has work in flight.
+    let started = Instant::now();
+    loop {
+        let seen = runs(&client, &schema).await;
+        if seen.iter().filter(|r| r.node == "b").count() >= 30 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "node b starts running steps");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut b = nodes.remove(1);
+    b.child.kill().expect("SIGKILL");
+    b.child.wait().expect("the node is gone");
+    let killed_at = chrono::Utc::now();
+
+    until_ended(&client, &schema, 300, Duration::from_secs(180)).await;
+    let runs = runs(&client, &schema).await;
+    all_completed(&engine, &ids, &runs).await;
+
+    let by_step: HashMap<(uuid::Uuid, &str), Vec<&Run>> = runs.iter().fold(HashMap::new(), |mut m, r| {
+        m.entry((r.execution, r.step.as_str())).or_default().push(r);
+        m
+    });
+    assert_eq!(by_step.len(), 3000, "every step of every execution ran");
+    // At least once: only the killed node's work ran twice, once there and again
+    // elsewhere. A step the journal knew to be running gets the next attempt
+    // number; one that started after the node's last commit runs again as the
+    // same attempt (the journal never saw it start).
+    for ((execution, step), attempts) in &by_step {
+        if attempts.len() > 1 {
+            assert!(
+                attempts.iter().filter(|r| r.node == "b").count() == 1
+                    && attempts.iter().filter(|r| r.node != "b").count() == attempts.len() - 1,
+                "step {step} of {execution} ran more than once only because b was killed: {attempts:?}"
+            );
+        }
+    }
+    let rerun: Vec<_> = by_step
+        .values()
+        .filter(|attempts| {
+            attempts.iter().any(|r| r.node == "b" && r.attempt == 1)
+                && attempts.iter().any(|r| r.node != "b" && r.attempt > 1)
+        })
+        .collect();
+    assert!(!rerun.is_empty(), "steps in flight on the killed node ran again elsewhere with a higher attempt");
+    let after_kill = client
+        .query_one(
+            &format!("SELECT count(*) FROM {}.step_runs WHERE node = 'b' AND at > $1", schema.name),
+            &[&killed_at],
+        )
+        .await
+        .expect("reads");
+    assert_eq!(after_kill.get::<_, i64>(0), 0, "nothing ran on the killed node after the kill");
+    eprintln!("steps run again after the kill: {}", rerun.len());
+    for node in nodes {
+        node.drain();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_on_one_node_acts_on_another() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(url);
+    let binary = node_binary();
+    let node = Node::start(&binary, &schema, "worker", 2, 15_000);
+    let engine = submitter(&schema).await;
+
+    // Cancel: the step runs on the worker; the call is made here.
+    let id = engine.start("hold", json!({})).await.expect("starts");
+    let state = until(&engine, id, |s| s.status == Status::Running && !s.running.is_empty()).await;
+    assert_eq!(state.running, vec!["hold".to_owned()], "get_state here shows the step running there");
+    let listed = engine.list_running("hold").await.expect("lists");
+    assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![id], "list_running here sees it");
+    engine.cancel(id, CancelOptions::reason("stopped from elsewhere")).await.expect("cancel is accepted");
+    let ended = tokio::time::timeout(Duration::from_secs(30), engine.wait(id))
+        .await
+        .expect("the cancelled execution ends")
+        .expect("waits");
+    assert_eq!(ended.status, Status::Cancelled);
+    assert_eq!(ended.cancel_reason.as_deref(), Some("stopped from elsewhere"));
+
+    // Pause and resume an execution that awaits approval, then approve it.
+    let id = engine.start("approval", json!({})).await.expect("starts");
+    until(&engine, id, |s| s.status == Status::Awaiting).await;
+    let refused = engine.resume_step(id, "no_such_step", json!({})).await;
+    assert!(
+        matches!(&refused, Err(sagaflow::EngineError::InvalidState { reason, .. }) if reason.contains("no_such_step")),
+        "a resume naming an unknown step is refused here, before it reaches the node: {refused:?}"
+    );
+    engine.pause(id).await.expect("pause is accepted");
+    until(&engine, id, |s| s.status == Status::Paused).await;
+    engine.resume(id, json!({ "approver": "ops@example.com" })).await.expect("resume is accepted");
+    let ended = tokio::time::timeout(Duration::from_secs(30), engine.wait(id))
+        .await
+        .expect("the approved execution ends")
+        .expect("waits");
+    assert_eq!(ended.status, Status::Completed);
+    assert_eq!(ended.context["approved_by"], "ops@example.com");
+    let again = engine.cancel(id, CancelOptions::default()).await;
+    assert!(
+        matches!(again, Err(sagaflow::EngineError::InvalidState { status: Status::Completed, .. })),
+        "controlling an ended execution is refused: {again:?}"
+    );
+    node.drain();
+}
+
+/// Polls `get_state` until `done` holds (at most 30 s).
+async fn until(engine: &Engine, id: ExecutionId, done: impl Fn(&ExecutionState) -> bool) -> ExecutionState {
+    let started = Instant::now();
+    loop {
+        let state = engine.get_state(id).await.expect("get_state");
+        if done(&state) {
+            return state;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "execution {id} reached the state; last: {state:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
