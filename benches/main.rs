@@ -4,6 +4,7 @@
 //!
 //! Figures are for reading, never for pass/fail: no test depends on them.
 
+mod cluster;
 mod durable;
 mod engine;
 mod schedule;
@@ -145,6 +146,7 @@ fn main() {
             engine::run(&mut table).await;
             durable::run(&mut table).await;
             schedule::run(&mut table).await;
+            cluster::run(&mut table).await;
             table
         })
         .await

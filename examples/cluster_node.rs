@@ -9,7 +9,8 @@
 //!
 //! Arguments: the database URL, the schema that holds sagaflow's tables, the node's
 //! name. `SAGAFLOW_STEP_MS` sets how long each step of `fan_out` sleeps (default
-//! 5 ms), `SAGAFLOW_LEASE_MS` the node's lease (default 15 s).
+//! 5 ms), `SAGAFLOW_LEASE_MS` the node's lease (default 15 s); `RUST_LOG=info`
+//! shows what the node does.
 //!
 //! The node registers three workflows:
 //! - `fan_out`: `split`, then `part_0` … `part_7` in parallel, then `join`. Every
@@ -147,6 +148,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [url, schema, name] = args.as_slice() else {
         return Err("usage: cluster_node <postgres-url> <schema> <node-name>".into());
     };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let step_ms = env_ms("SAGAFLOW_STEP_MS", 5)?;
     let lease = Duration::from_millis(env_ms("SAGAFLOW_LEASE_MS", 15_000)?);
     let runs = Runs::connect(url, schema, name).await?;

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sagaflow::prelude::*;
@@ -397,5 +398,136 @@ async fn until(engine: &Engine, id: ExecutionId, done: impl Fn(&ExecutionState) 
         }
         assert!(started.elapsed() < Duration::from_secs(30), "execution {id} reached the state; last: {state:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A chain of `n` steps that count their runs in `counter`.
+fn counted_chain(name: &str, n: usize, counter: &Arc<Mutex<HashMap<(ExecutionId, String), u32>>>) -> WorkflowDef {
+    let mut wf = Workflow::new(name);
+    for i in 0..n {
+        let counter = Arc::clone(counter);
+        let step = move |ctx: Context| {
+            let counter = Arc::clone(&counter);
+            async move {
+                *counter
+                    .lock()
+                    .unwrap()
+                    .entry((ctx.execution_id(), ctx.step().unwrap_or_default().to_owned()))
+                    .or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                Ok::<_, StepError>(())
+            }
+        };
+        let opts = if i == 0 { Step::opts() } else { Step::opts().after(format!("s{}", i - 1)) };
+        wf = wf.step_with(format!("s{i}"), step, opts);
+    }
+    wf.build().expect("valid")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_carry_on_when_the_database_drops_their_connections() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(url);
+    let app = format!("sf_conn_{}", uuid::Uuid::now_v7().simple());
+    let counter = Arc::new(Mutex::new(HashMap::new()));
+    let engine = Engine::builder()
+        .store_url(format!("{}&application_name={app}", schema.store_url()))
+        .cluster(ClusterOptions::default().lease(Duration::from_secs(60)).poll(Duration::from_millis(100)))
+        .register(counted_chain("chain", 5, &counter))
+        .build()
+        .await
+        .expect("the node starts");
+    let admin = schema.client().await;
+
+    let mut ids = Vec::new();
+    let mut terminated = 0;
+    for round in 0..4 {
+        for _ in 0..50 {
+            ids.push(engine.start("chain", json!({ "round": round })).await.expect("the start is acknowledged"));
+        }
+        // The database drops every connection of the node, mid-run.
+        let rows = admin
+            .query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", &[&app])
+            .await
+            .expect("terminates");
+        terminated += rows.len();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(terminated >= 4, "the node's connections were dropped ({terminated} terminated)");
+    for id in &ids {
+        let state = tokio::time::timeout(Duration::from_secs(60), engine.wait(*id))
+            .await
+            .expect("the execution ends once the database is back")
+            .expect("waits");
+        assert_eq!(state.status, Status::Completed, "execution {id} completed");
+    }
+    let counts = counter.lock().unwrap().clone();
+    for id in &ids {
+        for i in 0..5 {
+            let n = counts.get(&(*id, format!("s{i}"))).copied().unwrap_or(0);
+            assert_eq!(n, 1, "step s{i} of {id} ran once: the node kept its executions through the outage");
+        }
+    }
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tick_fires_once_across_nodes_and_delayed_starts_run() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(url);
+    let fired = Arc::new(Mutex::new(Vec::new()));
+    let ticking = |fired: &Arc<Mutex<Vec<String>>>| {
+        let fired = Arc::clone(fired);
+        Workflow::new("tick")
+            .schedule(Schedule::every("1s").expect("valid"))
+            .step("tick", move |ctx: Context| {
+                let fired = Arc::clone(&fired);
+                async move {
+                    fired.lock().unwrap().push(ctx.execution_id().to_string());
+                    Ok::<_, StepError>(())
+                }
+            })
+            .build()
+            .expect("valid")
+    };
+    let counter = Arc::new(Mutex::new(HashMap::new()));
+    let mut engines = Vec::new();
+    for _ in 0..3 {
+        let engine = Engine::builder()
+            .store_url(schema.store_url())
+            .register(ticking(&fired))
+            .register(counted_chain("later", 1, &counter))
+            .build()
+            .await
+            .expect("a node starts");
+        engines.push(engine);
+    }
+    let delayed =
+        engines[0].schedule_execution("later", json!({}), Duration::from_millis(500)).await.expect("scheduled");
+    assert_eq!(engines[1].get_state(delayed).await.expect("seen elsewhere").status, Status::Pending);
+    tokio::time::sleep(Duration::from_millis(3_600)).await;
+    let ended = engines[2].wait(delayed).await.expect("the delayed execution runs");
+    assert_eq!(ended.status, Status::Completed);
+    for e in &engines {
+        e.shutdown().await;
+    }
+    let history = engines[0].history(&sagaflow::store::ExecutionQuery::default()).await.expect("history");
+    let mut ticks: Vec<chrono::DateTime<chrono::Utc>> = history
+        .iter()
+        .filter_map(|s| match &s.trigger {
+            sagaflow::Trigger::Scheduled { fire_time, .. } => Some(*fire_time),
+            _ => None,
+        })
+        .collect();
+    let all = ticks.len();
+    ticks.sort();
+    ticks.dedup();
+    assert!(all >= 3, "the schedule fired about once a second for 3.6 s: {all} executions");
+    assert_eq!(all, ticks.len(), "no tick started two executions, whichever node won it");
+    let fired = fired.lock().unwrap().clone();
+    let distinct: HashSet<&String> = fired.iter().collect();
+    assert_eq!(distinct.len(), fired.len(), "every execution of a tick ran its step once");
+    for s in history.iter().filter(|s| s.workflow == "tick") {
+        assert!(distinct.contains(&s.id.to_string()), "the ended execution {} ran its step", s.id);
     }
 }

@@ -743,9 +743,14 @@ impl EngineInner {
         }
         if self.node.is_some()
             && let Some(cluster) = self.store.cluster()
-            && let Some(shared) = cluster.load(id).await?
         {
-            return Ok(self.remote_state(&shared).await);
+            if let Some(shared) = cluster.load(id).await? {
+                return Ok(self.remote_state(&shared).await);
+            }
+            // It may have ended between the two reads.
+            if let Some(state) = self.store.finished(id).await? {
+                return Ok(state);
+            }
         }
         Err(EngineError::UnknownExecution(id))
     }
@@ -792,6 +797,12 @@ impl EngineInner {
                 }
                 poll = (poll * 3 / 2).min(Duration::from_millis(500));
                 continue;
+            }
+            // On a shared store it may have ended between the two reads.
+            if self.node.is_some()
+                && let Some(s) = self.store.finished(id).await?
+            {
+                return Ok(s);
             }
             return Err(match self.parked.get(&id) {
                 Some(p) => EngineError::InvalidState {

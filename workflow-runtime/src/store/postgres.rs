@@ -175,7 +175,9 @@ impl PostgresStore {
             }
         }
 
-        // New executions, unheld: any node may claim them.
+        // New executions, unheld: any node may claim them. Ids are never reused,
+        // so one that exists already was written by an earlier try of this batch
+        // (whose commit's outcome was unknown) and may be held by now: keep it.
         let creates: Vec<&NewExecution> =
             batch.iter().filter_map(|w| if let Write::Create(n) = w { Some(&**n) } else { None }).collect();
         if !creates.is_empty() {
@@ -185,8 +187,7 @@ impl PostgresStore {
             let mut start_at: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(creates.len());
             let mut records = Vec::with_capacity(creates.len());
             let mut seen = HashSet::new();
-            // The last write of an id wins.
-            for n in creates.iter().rev() {
+            for n in &creates {
                 if seen.insert(n.id) {
                     ids.push(n.id.as_uuid());
                     workflows.push(n.workflow.as_str());
@@ -195,15 +196,12 @@ impl PostgresStore {
                     records.push(to_json(n, "execution record")?);
                 }
             }
-            tx.execute("DELETE FROM journal WHERE execution = ANY($1)", &[&ids]).await.map_err(&err)?;
             tx.execute(
                 "INSERT INTO executions (id, workflow, created_at, start_at, started, record, holder)
                  SELECT id, workflow, created_at, start_at, start_at IS NULL, record, NULL
                  FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[])
                       AS t (id, workflow, created_at, start_at, record)
-                 ON CONFLICT (id) DO UPDATE SET workflow = excluded.workflow, created_at = excluded.created_at,
-                     start_at = excluded.start_at, started = excluded.started, record = excluded.record,
-                     holder = NULL",
+                 ON CONFLICT (id) DO NOTHING",
                 &[&ids, &workflows, &created_at, &start_at, &records],
             )
             .await
@@ -235,9 +233,12 @@ impl PostgresStore {
             }
         }
         if !ev_ids.is_empty() {
+            // A batch is retried when its commit's outcome is unknown (the connection
+            // broke): entries it already wrote are skipped, not refused.
             tx.execute(
                 "INSERT INTO journal (execution, seq, event)
-                 SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::text[])",
+                 SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::text[])
+                 ON CONFLICT (execution, seq) DO NOTHING",
                 &[&ev_ids, &ev_seqs, &ev_events],
             )
             .await
@@ -343,7 +344,8 @@ impl PostgresStore {
         let seqs: Vec<i64> = events.iter().map(|e| e.seq as i64).collect();
         let texts: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
         tx.execute(
-            "INSERT INTO journal (execution, seq, event) SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::text[])",
+            "INSERT INTO journal (execution, seq, event) SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::text[])
+             ON CONFLICT (execution, seq) DO NOTHING",
             &[&ids, &seqs, &texts],
         )
         .await
