@@ -531,3 +531,40 @@ async fn each_tick_fires_once_across_nodes_and_delayed_starts_run() {
         assert!(distinct.contains(&s.id.to_string()), "the ended execution {} ran its step", s.id);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_hands_waiting_executions_to_another() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(url);
+    let approval = || {
+        Workflow::new("approval")
+            .step_with(
+                "request",
+                |_ctx: Context| async { Ok::<_, StepError>(Outcome::await_resume()) },
+                Step::opts().await_approval(true),
+            )
+            .step_with(
+                "finish",
+                |ctx: Context| async move {
+                    let approver: String = ctx.get("approver")?;
+                    Ok::<_, StepError>(json!({ "approved_by": approver }))
+                },
+                Step::opts().after("request"),
+            )
+            .build()
+            .expect("valid")
+    };
+    let first = Engine::builder().store_url(schema.store_url()).register(approval()).build().await.expect("starts");
+    let id = first.start("approval", json!({})).await.expect("starts");
+    until(&first, id, |s| s.status == Status::Awaiting).await;
+    let second = Engine::builder().store_url(schema.store_url()).register(approval()).build().await.expect("starts");
+    tokio::time::timeout(Duration::from_secs(10), first.drain()).await.expect("an idle node drains at once");
+    second.resume(id, json!({ "approver": "night-shift" })).await.expect("resume is accepted");
+    let ended = tokio::time::timeout(Duration::from_secs(10), second.wait(id))
+        .await
+        .expect("the other node finishes it")
+        .expect("waits");
+    assert_eq!(ended.status, Status::Completed);
+    assert_eq!(ended.context["approved_by"], "night-shift");
+    second.shutdown().await;
+}
