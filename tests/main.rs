@@ -8,6 +8,7 @@ mod build_errors;
 mod cluster;
 mod common;
 mod control;
+mod dashboard;
 mod diagrams;
 mod durability;
 mod failures;

@@ -7,6 +7,8 @@
 #![doc(html_root_url = "https://docs.rs/sagaflow-runtime/0.1.0")]
 
 pub mod builder;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 pub mod engine;
 pub mod introspect;
 pub(crate) mod machine;

@@ -684,8 +684,9 @@ impl EngineInner {
                 let (action, event) = self.command_event(&exec, command)?;
                 self.apply_control(&exec, action, event).await
             }
-            Err(e) if self.node.is_none() || self.parked.contains_key(&id) => Err(e),
-            Err(_) => self.control_remote(id, command).await,
+            Err(e) if self.parked.contains_key(&id) => Err(e),
+            Err(_) if self.node.is_some() => self.control_remote(id, command).await,
+            Err(_) => Err(self.ended_or_unknown(id).await),
         }
     }
 

@@ -265,7 +265,9 @@ impl EngineInner {
         }
     }
 
-    async fn ended_or_unknown(&self, id: ExecutionId) -> EngineError {
+    /// The error for a control call on an execution that is not running: it ended,
+    /// or it never existed.
+    pub(crate) async fn ended_or_unknown(&self, id: ExecutionId) -> EngineError {
         match self.store.finished(id).await {
             Ok(Some(state)) => {
                 EngineError::InvalidState { id, action: "control", status: state.status, reason: "it has ended".into() }

@@ -39,7 +39,7 @@
 
 mod diagram;
 mod dot;
-mod graph;
+pub(crate) mod graph;
 mod mermaid;
 mod options;
 mod summary;

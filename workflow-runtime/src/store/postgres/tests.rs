@@ -24,7 +24,12 @@ fn database() -> Option<String> {
                 std::env::var("CI").map_or(true, |v| v != "true"),
                 "{URL_VAR} is not set: under CI=true the PostgreSQL tests must run"
             );
-            eprintln!("SKIPPED: PostgreSQL store tests; set {URL_VAR}=postgres://... to run them");
+            // Straight to the process's stderr: the harness captures `eprintln!`.
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n!!! SKIPPED: PostgreSQL store tests; set {URL_VAR}=postgres://user@host:5432/database to run them\n"
+            );
             None
         }
     }

@@ -200,6 +200,8 @@ async fn a_newer_schema_is_reported_and_left_alone() {
     drop(SqliteStore::open(&path).await.unwrap());
     {
         let conn = Connection::open(&path).unwrap();
+        // The dropped store's threads may still be closing their connections.
+        conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         conn.pragma_update(None, "journal_mode", "DELETE").unwrap();
     }

@@ -1,0 +1,170 @@
+//! The two pages: HTML shells whose script renders the JSON API and keeps it
+//! current from the event stream.
+
+use super::svg::escape;
+use crate::model::ExecutionId;
+
+const STYLE: &str = r#"
+body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
+h1 { font-size: 1.4rem; } h2 { font-size: 1.1rem; margin-top: 1.6rem; }
+table { border-collapse: collapse; min-width: 40rem; }
+th, td { text-align: left; padding: .3rem .7rem; border-bottom: 1px solid #ddd; font-size: .9rem; }
+th { background: #f4f4f4; }
+.status { font-weight: 600; }
+.completed { color: #1b7f2a; } .failed, .timed_out, .rolled_back { color: #b3261e; }
+.running { color: #8a6d00; } .awaiting, .paused { color: #1f5fa8; } .cancelled { color: #666; }
+.bar { height: .8rem; background: #7fb3e6; border-radius: 2px; }
+.lane { position: relative; height: .8rem; width: 24rem; background: #f2f2f2; }
+.lane .bar { position: absolute; top: 0; }
+#flash { min-height: 1.2rem; color: #1f5fa8; }
+pre { background: #f7f7f7; padding: .6rem; max-width: 60rem; overflow: auto; }
+button { margin-right: .4rem; }
+"#;
+
+/// What both pages share: fetching, the event stream, actions with the token.
+const COMMON_JS: &str = r#"
+const esc = (t) => String(t ?? '').replace(/[&<>"']/g, (c) => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
+const ms = (v) => v == null ? '–' : (v < 1000 ? v.toFixed(1) + ' ms' : (v / 1000).toFixed(2) + ' s');
+let pending = null;
+function later() { if (!pending) pending = setTimeout(() => { pending = null; load(); }, 150); }
+function flash(text) { document.getElementById('flash').textContent = text; }
+async function act(path, body) {
+  let token = sessionStorage.getItem('sagaflow-token');
+  if (token === null) {
+    token = window.prompt('Bearer token for dashboard actions') ?? '';
+    sessionStorage.setItem('sagaflow-token', token);
+  }
+  const res = await fetch(BASE + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'authorization': 'Bearer ' + token },
+    body: JSON.stringify(body ?? {}),
+  });
+  const answer = await res.json().catch(() => ({}));
+  if (res.status === 401) sessionStorage.removeItem('sagaflow-token');
+  if (res.status === 404 && answer.error === undefined) { flash('actions are not enabled on this dashboard'); return; }
+  flash(res.ok ? 'done' : (answer.error ?? ('failed: ' + res.status)));
+  load();
+}
+const events = new EventSource(BASE + '/events');
+events.onmessage = later;
+setInterval(load, 5000);
+load();
+"#;
+
+fn shell(title: &str, base: &str, body: &str, script: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{STYLE}</style></head>
+<body>
+{body}
+<p id="flash" role="status"></p>
+<script>
+const BASE = {base};
+{script}
+{COMMON_JS}
+</script>
+</body></html>"#,
+        title = escape(title),
+        base = serde_json::to_string(base).unwrap_or_else(|_| "\"\"".into()),
+    )
+}
+
+/// The overview: workflows with statistics, live executions, dead letters.
+pub(super) fn overview(base: &str) -> String {
+    let body = r#"<h1>Workflows</h1>
+<table id="workflows"><thead><tr><th>Workflow</th><th>Steps</th><th>Trigger</th><th>Running</th>
+<th>Ended</th><th>Success</th><th>Average</th><th>p95</th><th>Errors</th></tr></thead><tbody></tbody></table>
+<h2>Running executions</h2>
+<table id="running"><thead><tr><th>Execution</th><th>Workflow</th><th>Status</th><th>Progress</th>
+<th>Running steps</th><th>Started</th></tr></thead><tbody></tbody></table>
+<h2>Dead letters</h2>
+<table id="letters"><thead><tr><th>Execution</th><th>Workflow</th><th>Failed step</th><th>Error</th>
+<th>Failed at</th><th></th></tr></thead><tbody></tbody></table>"#;
+    let script = r#"
+async function load() {
+  const res = await fetch(BASE + '/api/overview');
+  if (!res.ok) { flash('cannot load the overview: ' + res.status); return; }
+  const data = await res.json();
+  document.querySelector('#workflows tbody').innerHTML = data.workflows.map((w) => {
+    const s = w.stats;
+    const errors = Object.entries(s.errors).map(([k, n]) => esc(k) + ' × ' + n).join(', ');
+    return `<tr data-workflow="${esc(w.name)}"><td>${esc(w.name)}</td><td>${w.steps}</td><td>${esc(w.trigger)}</td>
+      <td class="running-count">${w.running}</td><td class="ended">${s.ended}</td>
+      <td class="success">${s.success_rate == null ? '–' : s.success_rate.toFixed(1) + ' %'}</td>
+      <td>${ms(s.avg_ms)}</td><td>${ms(s.p95_ms)}</td><td class="errors">${errors}</td></tr>`;
+  }).join('');
+  document.querySelector('#running tbody').innerHTML = data.running.map((r) =>
+    `<tr data-execution="${r.id}"><td><a href="${BASE}/executions/${r.id}">${r.id}</a></td><td>${esc(r.workflow)}</td>
+     <td class="status ${esc(r.status)}">${esc(r.status)}</td><td>${r.done} / ${r.total}</td>
+     <td>${r.running.map(esc).join(', ')}</td><td>${esc(r.started_at)}</td></tr>`).join('');
+  document.querySelector('#letters tbody').innerHTML = data.dead_letters.map((d) =>
+    `<tr data-letter="${d.id}"><td><a href="${BASE}/executions/${d.id}">${d.id}</a></td><td>${esc(d.workflow)}</td>
+     <td>${esc(d.error_step)}</td><td>${esc(d.error)}</td><td>${esc(d.failed_at)}</td>
+     <td><button class="retry" data-id="${d.id}">Retry</button></td></tr>`).join('');
+  for (const b of document.querySelectorAll('button.retry')) {
+    b.onclick = () => act('/api/dead-letters/' + b.dataset.id + '/retry');
+  }
+}
+"#;
+    shell("sagaflow — workflows", base, body, script)
+}
+
+/// One execution: status, DAG, timeline, context, actions.
+pub(super) fn execution(base: &str, id: ExecutionId) -> String {
+    let body = format!(
+        r#"<p><a href="{home}">← all workflows</a></p>
+<h1>Execution <code>{id}</code></h1>
+<p>Workflow <strong id="workflow"></strong> — <span id="status" class="status"></span>
+ — <span id="progress"></span> — <span id="duration"></span></p>
+<p><button id="cancel">Cancel</button>
+<button id="resume">Resume</button>
+<input id="resume-context" size="40" value="{{}}" aria-label="resume context (JSON)"></p>
+<div id="dag"></div>
+<h2>Steps</h2>
+<table id="timeline"><thead><tr><th>Step</th><th>Status</th><th>Attempts</th><th>Latest attempt</th>
+<th>Duration</th><th>Error</th></tr></thead><tbody></tbody></table>
+<h2>Failure</h2><pre id="failure">–</pre>
+<h2>Context</h2><pre id="context"></pre>"#,
+        home = escape(if base.is_empty() { "/" } else { base }),
+    );
+    let script = format!(
+        r#"
+const ID = "{id}";
+document.getElementById('cancel').onclick = () => act('/api/executions/' + ID + '/cancel', {{ reason: 'cancelled from the dashboard' }});
+document.getElementById('resume').onclick = () => {{
+  let context;
+  try {{ context = JSON.parse(document.getElementById('resume-context').value || '{{}}'); }}
+  catch (e) {{ flash('the resume context is not JSON: ' + e.message); return; }}
+  act('/api/executions/' + ID + '/resume', context);
+}};
+async function load() {{
+  const res = await fetch(BASE + '/api/executions/' + ID);
+  if (!res.ok) {{ flash('cannot load the execution: ' + res.status); return; }}
+  const {{ state, dag }} = await res.json();
+  document.getElementById('workflow').textContent = state.workflow;
+  const status = document.getElementById('status');
+  status.textContent = state.status;
+  status.className = 'status ' + state.status;
+  document.getElementById('progress').textContent = state.progress.done + ' / ' + state.progress.total + ' steps';
+  document.getElementById('duration').textContent = ms(state.duration);
+  document.getElementById('dag').innerHTML = dag ?? '';
+  const t0 = Date.parse(state.started_at);
+  const t1 = state.ended_at ? Date.parse(state.ended_at) : Date.now();
+  const span = Math.max(t1 - t0, 1);
+  document.querySelector('#timeline tbody').innerHTML = state.steps.map((s) => {{
+    const a = s.started_at ? Date.parse(s.started_at) : null;
+    const b = s.ended_at ? Date.parse(s.ended_at) : (a == null ? null : Date.now());
+    const bar = a == null ? '' : `<div class="lane"><div class="bar" style="left:${{(a - t0) / span * 100}}%;width:${{Math.max((b - a) / span * 100, 0.5)}}%"></div></div>`;
+    return `<tr data-step="${{esc(s.name)}}"><td>${{esc(s.name)}}</td><td class="status ${{esc(s.status)}}">${{esc(s.status)}}</td>
+      <td>${{s.attempts}}</td><td>${{bar}}</td><td>${{a == null ? '–' : ms(b - a)}}</td>
+      <td>${{esc(s.error ? s.error.kind + ': ' + s.error.message : '')}}</td></tr>`;
+  }}).join('');
+  document.getElementById('failure').textContent = state.failure ? JSON.stringify(state.failure, null, 2) : '–';
+  document.getElementById('context').textContent = JSON.stringify(state.context, null, 2);
+}}
+"#
+    );
+    shell(&format!("sagaflow — execution {id}"), base, &body, &script)
+}
