@@ -11,7 +11,8 @@ use sagaflow::{Task, WorkflowDef};
 use tokio::time::Instant;
 
 use crate::{
-    Table, chain, current_memory, heap_now, median, mib, ms, noop, peak_memory, percentile, reset_peak_memory, us,
+    Table, chain, current_memory, heap_now, median, mib, ms, noop, peak_memory, percentile, reset_peak_memory,
+    settled_heap, us,
 };
 
 fn fan(width: usize) -> WorkflowDef {
@@ -91,7 +92,7 @@ async fn parked(table: &mut Table) {
         .build()
         .expect("builds");
     let engine = Engine::builder().register(def).build().await.expect("engine");
-    let before = heap_now();
+    let before = settled_heap().await;
     let mut ids = Vec::with_capacity(N);
     for i in 0..N {
         ids.push(engine.start("approval", json!({ "request": i })).await.expect("start"));

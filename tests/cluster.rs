@@ -13,6 +13,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::DurationRound;
+
 use sagaflow::prelude::*;
 use sagaflow::store::ClusterOptions;
 use sagaflow::{ExecutionState, Status, WorkflowDef};
@@ -464,64 +466,98 @@ async fn nodes_carry_on_when_the_database_drops_their_connections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_tick_fires_once_across_nodes_and_delayed_starts_run() {
+async fn three_engines_start_each_tick_of_an_every_second_schedule_once() {
     let Some(url) = database() else { return };
     let schema = Schema::new(url);
-    let fired = Arc::new(Mutex::new(Vec::new()));
-    let ticking = |fired: &Arc<Mutex<Vec<String>>>| {
-        let fired = Arc::clone(fired);
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let ticking = |ran: &Arc<Mutex<Vec<ExecutionId>>>| {
+        let ran = Arc::clone(ran);
         Workflow::new("tick")
             .schedule(Schedule::every("1s").expect("valid"))
             .step("tick", move |ctx: Context| {
-                let fired = Arc::clone(&fired);
+                let ran = Arc::clone(&ran);
                 async move {
-                    fired.lock().unwrap().push(ctx.execution_id().to_string());
+                    ran.lock().unwrap().push(ctx.execution_id());
                     Ok::<_, StepError>(())
                 }
             })
             .build()
             .expect("valid")
     };
-    let counter = Arc::new(Mutex::new(HashMap::new()));
     let mut engines = Vec::new();
     for _ in 0..3 {
-        let engine = Engine::builder()
-            .store_url(schema.store_url())
-            .register(ticking(&fired))
-            .register(counted_chain("later", 1, &counter))
-            .build()
-            .await
-            .expect("a node starts");
+        let engine =
+            Engine::builder().store_url(schema.store_url()).register(ticking(&ran)).build().await.expect("starts");
         engines.push(engine);
     }
-    let delayed =
-        engines[0].schedule_execution("later", json!({}), Duration::from_millis(500)).await.expect("scheduled");
-    assert_eq!(engines[1].get_state(delayed).await.expect("seen elsewhere").status, Status::Pending);
-    tokio::time::sleep(Duration::from_millis(3_600)).await;
-    let ended = engines[2].wait(delayed).await.expect("the delayed execution runs");
-    assert_eq!(ended.status, Status::Completed);
+    let from = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(10_300)).await;
+    let to = chrono::Utc::now();
+    // Let the last tick's execution end before looking.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let history = engines[0].history(&sagaflow::store::ExecutionQuery::default()).await.expect("history");
     for e in &engines {
         e.shutdown().await;
     }
-    let history = engines[0].history(&sagaflow::store::ExecutionQuery::default()).await.expect("history");
-    let mut ticks: Vec<chrono::DateTime<chrono::Utc>> = history
-        .iter()
-        .filter_map(|s| match &s.trigger {
-            sagaflow::Trigger::Scheduled { fire_time, .. } => Some(*fire_time),
-            _ => None,
-        })
-        .collect();
-    let all = ticks.len();
-    ticks.sort();
-    ticks.dedup();
-    assert!(all >= 3, "the schedule fired about once a second for 3.6 s: {all} executions");
-    assert_eq!(all, ticks.len(), "no tick started two executions, whichever node won it");
-    let fired = fired.lock().unwrap().clone();
-    let distinct: HashSet<&String> = fired.iter().collect();
-    assert_eq!(distinct.len(), fired.len(), "every execution of a tick ran its step once");
-    for s in history.iter().filter(|s| s.workflow == "tick") {
-        assert!(distinct.contains(&s.id.to_string()), "the ended execution {} ran its step", s.id);
+    let mut by_tick: HashMap<chrono::DateTime<chrono::Utc>, Vec<ExecutionId>> = HashMap::new();
+    for s in &history {
+        if let sagaflow::Trigger::Scheduled { fire_time, .. } = &s.trigger {
+            assert_eq!(s.status, Status::Completed);
+            by_tick.entry(*fire_time).or_default().push(s.id);
+        }
     }
+    // Every whole second strictly inside the window is a tick.
+    let mut tick =
+        from.duration_trunc(chrono::TimeDelta::seconds(1)).expect("truncates") + chrono::TimeDelta::seconds(1);
+    let mut ticks = 0;
+    while tick < to {
+        let started = by_tick.get(&tick).map_or(0, Vec::len);
+        assert_eq!(started, 1, "the tick at {tick} started exactly one execution across the three engines");
+        tick += chrono::TimeDelta::seconds(1);
+        ticks += 1;
+    }
+    assert!(ticks >= 9, "about ten ticks were checked: {ticks}");
+    assert!(by_tick.values().all(|ids| ids.len() == 1), "no tick started two executions: {by_tick:?}");
+    let ran = ran.lock().unwrap().clone();
+    for ids in by_tick.values() {
+        assert_eq!(ran.iter().filter(|r| **r == ids[0]).count(), 1, "each tick's execution ran its step once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_start_runs_on_whichever_node_is_free() {
+    let Some(url) = database() else { return };
+    let schema = Schema::new(url);
+    let counter = Arc::new(Mutex::new(HashMap::new()));
+    let submitter = Engine::builder()
+        .store_url(schema.store_url())
+        .cluster(ClusterOptions::default().capacity(0))
+        .register(counted_chain("later", 1, &counter))
+        .build()
+        .await
+        .expect("starts");
+    let node = Engine::builder()
+        .store_url(schema.store_url())
+        .register(counted_chain("later", 1, &counter))
+        .build()
+        .await
+        .expect("starts");
+    let id = submitter.schedule_execution("later", json!({}), Duration::from_millis(500)).await.expect("scheduled");
+    assert_eq!(node.get_state(id).await.expect("seen elsewhere").status, Status::Pending);
+    let ended = tokio::time::timeout(Duration::from_secs(10), submitter.wait(id))
+        .await
+        .expect("the delayed execution runs")
+        .expect("waits");
+    assert_eq!(ended.status, Status::Completed);
+    assert!(
+        matches!(ended.trigger, sagaflow::Trigger::Delayed { at } if ended.started_at >= at),
+        "it started at its time, not before: {:?} at {}",
+        ended.trigger,
+        ended.started_at
+    );
+    assert_eq!(counter.lock().unwrap().get(&(id, "s0".to_owned())), Some(&1), "it ran once, on the node");
+    node.shutdown().await;
+    submitter.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
