@@ -1,5 +1,6 @@
 //! Persistence: the [`Store`] trait, its implementations ([`MemoryStore`],
-//! [`SqliteStore`]), and the conformance suite every store must pass.
+//! [`SqliteStore`], [`PostgresStore`]), the coordination of several engines on a
+//! shared store ([`Cluster`]), and the conformance suite every store must pass.
 //!
 //! The engine keeps a running execution's state in memory and appends the events
 //! of its state machine to the store, batched (group commit). A store therefore
