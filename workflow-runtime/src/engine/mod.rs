@@ -789,7 +789,7 @@ impl EngineInner {
             }
             if self.node.is_some()
                 && let Some(cluster) = self.store.cluster()
-                && cluster.load(id).await?.is_some()
+                && cluster.is_unfinished(id).await?
             {
                 // Held by another node (or about to be claimed): look again soon.
                 tokio::select! {

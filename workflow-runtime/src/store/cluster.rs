@@ -177,6 +177,10 @@ pub trait Cluster: Send + Sync + fmt::Debug {
     /// One unfinished execution, whoever holds it.
     async fn load(&self, id: ExecutionId) -> Result<Option<SharedExecution>, StoreError>;
 
+    /// Whether `id` is an unfinished execution (held or not): a cheap [`load`](Self::load)
+    /// for those who wait for it to end.
+    async fn is_unfinished(&self, id: ExecutionId) -> Result<bool, StoreError>;
+
     /// Every unfinished execution of `workflow`, whoever holds it, oldest first.
     async fn unfinished_of(&self, workflow: &str) -> Result<Vec<SharedExecution>, StoreError>;
 

@@ -685,6 +685,13 @@ impl Cluster for PostgresStore {
         Ok(self.read_executions(&client, "id = $1", &[&id.as_uuid()]).await?.pop())
     }
 
+    async fn is_unfinished(&self, id: ExecutionId) -> Result<bool, StoreError> {
+        let client = self.reader.get().await?;
+        let row =
+            client.query_opt("SELECT 1 FROM executions WHERE id = $1", &[&id.as_uuid()]).await.map_err(self.err())?;
+        Ok(row.is_some())
+    }
+
     async fn unfinished_of(&self, workflow: &str) -> Result<Vec<SharedExecution>, StoreError> {
         let client = self.reader.get().await?;
         self.read_executions(&client, "workflow = $1", &[&workflow]).await

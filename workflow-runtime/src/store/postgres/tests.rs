@@ -157,7 +157,9 @@ async fn claims_are_exclusive_and_expired_leases_are_taken_over() {
         b.ack_commands(&[queued[0].seq]).await.expect("acks");
         assert!(b.pending_commands().await.expect("reads").is_empty(), "an acknowledged command is gone");
     }
+    assert!(a.is_unfinished(first[0].stored.execution.id).await.expect("reads"), "a claimed execution is unfinished");
     let unknown = crate::model::ExecutionId::new();
+    assert!(!a.is_unfinished(unknown).await.expect("reads"), "an unknown execution is not");
     assert!(
         matches!(a.send(unknown, &Command::Pause).await, Err(StoreError::UnknownExecution(id)) if id == unknown),
         "a command for an unknown execution is refused"
