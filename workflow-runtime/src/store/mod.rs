@@ -207,15 +207,18 @@ pub enum Write {
 }
 
 impl Write {
-    /// The execution whose journal or state the write changes: `None` for
-    /// creations and for writes about other things (definitions, dead letters).
+    /// The execution that writes this as it runs (its journal, its state, its dead
+    /// letter): on a shared store, only the node that holds it may. `None` for
+    /// creations and for writes about other things (definitions, removing a dead
+    /// letter).
     pub fn execution(&self) -> Option<ExecutionId> {
         match self {
             Write::Event(e) => Some(e.execution),
             Write::Started { id, .. } => Some(*id),
             Write::Finish(s) => Some(s.id),
             Write::Upgrade(u) => Some(u.id),
-            Write::Create(_) | Write::DeadLetter(_) | Write::RemoveDeadLetter(_) | Write::Definition(_) => None,
+            Write::DeadLetter(d) => Some(d.id),
+            Write::Create(_) | Write::RemoveDeadLetter(_) | Write::Definition(_) => None,
         }
     }
 }
