@@ -25,8 +25,13 @@ button { margin-right: .4rem; }
 const COMMON_JS: &str = r#"
 const esc = (t) => String(t ?? '').replace(/[&<>"']/g, (c) => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
 const ms = (v) => v == null ? '–' : (v < 1000 ? v.toFixed(1) + ' ms' : (v / 1000).toFixed(2) + ' s');
+// Live updates reload at most once a second, however busy the engine is.
 let pending = null;
-function later() { if (!pending) pending = setTimeout(() => { pending = null; load(); }, 150); }
+let loaded = 0;
+function later() {
+  if (pending) return;
+  pending = setTimeout(() => { pending = null; loaded = Date.now(); load(); }, Math.max(150, 1000 - (Date.now() - loaded)));
+}
 function flash(text) { document.getElementById('flash').textContent = text; }
 async function act(path, body) {
   let token = sessionStorage.getItem('sagaflow-token');
@@ -46,7 +51,7 @@ async function act(path, body) {
   load();
 }
 const events = new EventSource(BASE + '/events');
-events.onmessage = later;
+events.onmessage = (m) => { if (concerns(JSON.parse(m.data))) later(); };
 setInterval(load, 5000);
 load();
 "#;
@@ -83,6 +88,7 @@ pub(super) fn overview(base: &str) -> String {
 <table id="letters"><thead><tr><th>Execution</th><th>Workflow</th><th>Failed step</th><th>Error</th>
 <th>Failed at</th><th></th></tr></thead><tbody></tbody></table>"#;
     let script = r#"
+const concerns = (_event) => true;
 async function load() {
   const res = await fetch(BASE + '/api/overview');
   if (!res.ok) { flash('cannot load the overview: ' + res.status); return; }
@@ -132,6 +138,7 @@ pub(super) fn execution(base: &str, id: ExecutionId) -> String {
     let script = format!(
         r#"
 const ID = "{id}";
+const concerns = (event) => event.execution_id === ID;
 document.getElementById('cancel').onclick = () => act('/api/executions/' + ID + '/cancel', {{ reason: 'cancelled from the dashboard' }});
 document.getElementById('resume').onclick = () => {{
   let context;
