@@ -547,9 +547,8 @@ impl EngineInner {
         }
         let id = ExecutionId::new();
         let at = self.clock.now();
-        if let Some(node) = &self.node {
-            // Any node may claim it, this one included.
-            let ticket = self.journal.append(Write::Create(Box::new(NewExecution {
+        let record = |parent, trigger| {
+            Write::Create(Box::new(NewExecution {
                 id,
                 workflow: def.name().to_owned(),
                 version: def.version().to_owned(),
@@ -558,23 +557,16 @@ impl EngineInner {
                 trigger,
                 created_at: at,
                 start_at: None,
-            })));
+            }))
+        };
+        if let Some(node) = &self.node {
+            // Any node may claim it, this one included.
+            let ticket = self.journal.append(record(parent, trigger));
             self.journal.flushed(ticket).await;
             node.wake.notify_one();
             return Ok(id);
         }
-        let ticket = self.durable.then(|| {
-            self.journal.append(Write::Create(Box::new(NewExecution {
-                id,
-                workflow: def.name().to_owned(),
-                version: def.version().to_owned(),
-                input: to_map(&data),
-                parent: parent.clone(),
-                trigger: trigger.clone(),
-                created_at: at,
-                start_at: None,
-            })))
-        });
+        let ticket = self.durable.then(|| self.journal.append(record(parent.clone(), trigger.clone())));
         self.launch(id, def, data, trigger, parent, at);
         if let Some(t) = ticket {
             self.journal.flushed(t).await;
@@ -680,23 +672,17 @@ impl EngineInner {
     /// node that holds it; returns once it is durable.
     async fn control(self: &Arc<Self>, id: ExecutionId, command: Command) -> Result<(), EngineError> {
         match self.live(id) {
-            Ok(exec) => {
-                let (action, event) = self.command_event(&exec, command)?;
-                self.apply_control(&exec, action, event).await
-            }
+            Ok(exec) => self.control_here(&exec, command).await,
             Err(e) if self.parked.contains_key(&id) => Err(e),
             Err(_) if self.node.is_some() => self.control_remote(id, command).await,
             Err(_) => Err(self.ended_or_unknown(id).await),
         }
     }
 
-    /// Applies a control event to an execution held here; returns once it is durable.
-    async fn apply_control(
-        self: &Arc<Self>,
-        exec: &Arc<Execution>,
-        action: &'static str,
-        event: Event,
-    ) -> Result<(), EngineError> {
+    /// Applies a control command to an execution held here; returns once it is
+    /// durable.
+    async fn control_here(self: &Arc<Self>, exec: &Arc<Execution>, command: Command) -> Result<(), EngineError> {
+        let (action, event) = self.command_event(exec, command)?;
         let ticket = self.deliver(exec, event).map_err(|e| self.invalid(exec, action, e))?;
         if let Some(t) = ticket {
             self.journal.flushed(t).await;

@@ -188,22 +188,15 @@ impl EngineInner {
     /// Carries out a command on an execution held here.
     async fn command_here(self: &Arc<Self>, id: ExecutionId, command: Command) -> Result<(), EngineError> {
         match command {
-            Command::Cancel { reason, cleanup, rollback } => {
-                if self.delayed.contains_key(&id) || self.executions.contains_key(&id) {
-                    self.cancel(id, CancelOptions { reason, cleanup, rollback }).await
-                } else {
-                    Err(EngineError::UnknownExecution(id))
-                }
+            Command::Cancel { reason, cleanup, rollback } if self.delayed.contains_key(&id) => {
+                self.cancel(id, CancelOptions { reason, cleanup, rollback }).await
             }
-            other => {
-                let exec = self.live(id)?;
-                let (action, event) = self.command_event(&exec, other)?;
-                self.apply_control(&exec, action, event).await
-            }
+            command => self.control_here(&self.live(id)?, command).await,
         }
     }
 
-    /// The event a pause or resume command stands for, on `exec`.
+    /// The event a control command stands for, on `exec`, and the action's name
+    /// for errors.
     pub(crate) fn command_event(
         &self,
         exec: &Execution,
