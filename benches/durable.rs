@@ -30,6 +30,12 @@ pub(crate) async fn run(table: &mut Table) {
             throughput(table, &name, mode, target).await;
         }
     }
+    for mode in ["full", "normal"] {
+        let name = format!("SQLite {mode}: one 10-step chain alone");
+        if table.wants(&name) {
+            lone_chain(table, &name, mode).await;
+        }
+    }
     let name = "SQLite: recovery of 10,000 in-flight executions after SIGKILL";
     if table.wants(name) {
         recovery(table, name).await;
@@ -56,6 +62,46 @@ async fn throughput(table: &mut Table, name: &str, mode: &str, target: &str) {
     }
     let per_step = median(rates);
     table.add(name, "durable steps/s", format!("{:.0}/s", 1.0 / per_step.as_secs_f64()), target);
+}
+
+/// One execution of a 10-step chain of no-op steps at a time: its wall time from
+/// `start` to the end of `wait`, beside the cost of one commit of this file system
+/// (each step's completion is committed before the next step starts, so the
+/// chain costs about ten commits).
+async fn lone_chain(table: &mut Table, name: &str, mode: &str) {
+    const STEPS: usize = 10;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}?synchronous={mode}", dir.path().join("bench.db").display());
+    let engine = Engine::builder().store_url(url).register(chain(STEPS)).build().await.expect("engine");
+    let mut runs = Vec::new();
+    for i in 0..25 {
+        let start = Instant::now();
+        let id = engine.start("chain", json!({})).await.expect("start");
+        let state = engine.wait(id).await.expect("wait");
+        assert_eq!(state.status, Status::Completed);
+        if i > 0 {
+            runs.push(start.elapsed());
+        }
+    }
+    engine.shutdown().await;
+    table.add(name, "start + wait", ms(median(runs)), "≤ 10 commits + 2 ms");
+    if mode == "full" {
+        table.add(name, "one commit (fsync) here", ms(fsync_cost(dir.path())), "-");
+    }
+}
+
+/// The median time to append a small record to a file and `fdatasync` it.
+fn fsync_cost(dir: &Path) -> Duration {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(dir.join("fsync.probe")).expect("probe file");
+    let mut runs = Vec::new();
+    for _ in 0..25 {
+        let start = std::time::Instant::now();
+        file.write_all(&[0u8; 128]).expect("write");
+        file.sync_data().expect("fdatasync");
+        runs.push(start.elapsed());
+    }
+    median(runs)
 }
 
 /// The workflow of the recovery workload: `s1` completes, `s2` hangs on its
@@ -106,7 +152,7 @@ async fn victim(path: &Path) {
     while s2.load(Ordering::Relaxed) < IN_FLIGHT {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let reader = SqliteStore::open(path).await.expect("reader");
+    let reader = SqliteStore::open_read_only(path).await.expect("reader");
     loop {
         let live = reader.unfinished().await.expect("unfinished");
         if live.len() == IN_FLIGHT && live.iter().all(|e| !e.events.is_empty()) {

@@ -132,7 +132,7 @@ async fn acknowledged_calls_are_in_the_file_when_they_return() {
     assert!(db(&dir).exists(), "the file is created on first use");
     let id = engine.start("approval", json!({ "order": 7 })).await.unwrap();
     // A second connection sees the execution as soon as `start` returned.
-    let reader = SqliteStore::open(db(&dir)).await.unwrap();
+    let reader = SqliteStore::open_read_only(db(&dir)).await.unwrap();
     let live = reader.unfinished().await.unwrap();
     assert_eq!(live.iter().map(|e| e.execution.id).collect::<Vec<_>>(), [id]);
     assert_eq!(live[0].execution.input["order"], 7);
@@ -376,7 +376,7 @@ async fn a_compatible_new_version_takes_over_unfinished_executions() {
     assert_eq!(v2.attempts("notify"), [1], "the added step ran");
     assert_eq!(v2.attempts("audit_start").len(), 1, "the added root step ran once");
     assert_eq!(state.context["create"], 1, "outputs from before the move are kept");
-    let store = SqliteStore::open(db(&dir)).await.unwrap();
+    let store = SqliteStore::open_read_only(db(&dir)).await.unwrap();
     let versions = store.definition_version("approval", &old_version).await.unwrap();
     assert!(versions.is_some(), "the old version's snapshot is still in the store");
 }

@@ -129,6 +129,9 @@ impl EngineBuilder {
             (None, Some(url)) => open_store(url).await?,
             (None, None) => Arc::new(crate::store::MemoryStore::new()),
         };
+        if store.read_only() {
+            return Err(EngineError::ReadOnlyStore { store: format!("{store:?}") });
+        }
         let mut explicit = Vec::new();
         for def in self.defs {
             explicit.push(def?);

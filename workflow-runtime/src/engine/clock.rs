@@ -42,7 +42,9 @@ impl Clock {
     /// The tokio instant at which `at` arrives. The same `at` always maps to the
     /// same instant; a time before the clock's start maps to its start.
     pub fn instant_at(&self, at: DateTime<Utc>) -> Instant {
-        self.base_instant + (at - self.base_utc).to_std().unwrap_or(Duration::ZERO)
+        let ahead = (at - self.base_utc).to_std().unwrap_or(Duration::ZERO);
+        // Beyond what `Instant` holds: far enough that it never comes.
+        self.base_instant.checked_add(ahead).unwrap_or_else(|| self.base_instant + crate::model::MAX_DURATION * 4)
     }
 }
 

@@ -95,6 +95,18 @@ pub enum EngineError {
     /// The engine has been shut down.
     #[error("the engine has been shut down")]
     ShutDown,
+    /// The store is open read-only: an engine needs one it can write.
+    #[error("the store is open read-only ({store}): an engine needs a store it can write")]
+    ReadOnlyStore {
+        /// The store.
+        store: String,
+    },
+}
+
+impl From<super::journal::Closed> for EngineError {
+    fn from(_: super::journal::Closed) -> Self {
+        EngineError::ShutDown
+    }
 }
 
 fn did_you_mean(s: &Option<String>) -> String {

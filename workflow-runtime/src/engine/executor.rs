@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -31,12 +30,12 @@ use crate::machine::event::{Event, HandlerKind};
 use crate::machine::report::report_of;
 use crate::machine::state::Status;
 use crate::machine::view::{ExecutionState, Identity, Trigger};
-use crate::machine::{Machine, Runnable, TransitionError, panic_message};
+use crate::machine::{Machine, Runnable, TransitionError};
 use crate::model::context::ExecMeta;
 use crate::model::ids::StepId;
 use crate::model::{
     BoxStepFuture, BreakerOptions, CancelHandler, Context, ExecutionId, Outcome, StepBody, StepError, StepErrorHandler,
-    StepResult, Timeout, WorkflowDef, kinds,
+    StepResult, Timeout, WorkflowDef, guard, kinds,
 };
 use crate::store::{JournalEntry, ParentRef, Write};
 use crate::telemetry::Event as Telemetry;
@@ -64,6 +63,9 @@ pub(crate) struct Core {
     pub(crate) driver: bool,
     /// Last journal sequence number.
     pub(crate) seq: u64,
+    /// The journal ticket of the latest write for this execution (its creation,
+    /// its events): what it asks for next waits until this ticket is durable.
+    pub(crate) ticket: u64,
     /// Another node holds the execution now: the driver stops.
     abandoned: bool,
     /// The final state, once ended.
@@ -105,6 +107,7 @@ impl Execution {
                 pending: Vec::new(),
                 driver: false,
                 seq: 0,
+                ticket: 0,
                 abandoned: false,
                 final_state: None,
                 span,
@@ -125,6 +128,25 @@ impl Execution {
             Some(s) => (**s).clone(),
             None => core.machine.view(self.identity(), now),
         }
+    }
+
+    /// The public view, or, if building it fails (the machine broke: a bug), the
+    /// facts the execution's record holds.
+    fn state_or_minimal(&self, now: DateTime<Utc>) -> ExecutionState {
+        let core = self.core.lock();
+        if let Ok(state) = guard::call(|| core.machine.view(self.identity(), now)) {
+            return state;
+        }
+        super::pending_state(&crate::store::NewExecution {
+            id: self.id,
+            workflow: self.workflow().to_string(),
+            version: self.def.version().to_owned(),
+            input: serde_json::Map::new(),
+            parent: None,
+            trigger: self.trigger.as_deref().cloned().unwrap_or_default(),
+            created_at: core.machine.started_at,
+            start_at: None,
+        })
     }
 
     pub(crate) fn identity(&self) -> Identity<'_> {
@@ -343,7 +365,7 @@ impl Future for Job {
         }
         let polled = {
             let _entered = this.span.enter();
-            catch_unwind(AssertUnwindSafe(|| match &mut this.fut {
+            guard::call(|| match &mut this.fut {
                 JobFuture::Plain(f) => f.as_mut().poll(cx),
                 JobFuture::Abortable(f) => match Pin::new(f).poll(cx) {
                     Poll::Ready(Ok(r)) => Poll::Ready(r),
@@ -354,7 +376,7 @@ impl Future for Job {
                     }
                     Poll::Pending => Poll::Pending,
                 },
-            }))
+            })
         };
         let result = match polled {
             Ok(Poll::Ready(r)) => r,
@@ -364,11 +386,7 @@ impl Future for Job {
                 }
                 return Poll::Pending;
             }
-            Err(payload) => {
-                let msg = panic_message(&*payload);
-                Err(StepError::new(kinds::PANIC, msg.clone())
-                    .with_details(serde_json::json!({ "stacktrace": format!("panicked: {msg}") })))
-            }
+            Err(panicked) => Err(panicked.into_error(None)),
         };
         this.span.record("result", result.as_ref().map_or("error", outcome_name));
         Poll::Ready(Finished { tag: this.tag.clone(), result, started: this.started })
@@ -423,6 +441,14 @@ enum Action {
     Finish(Arc<ExecutionState>),
 }
 
+impl Action {
+    /// Whether the action only records what happened (telemetry, the final state)
+    /// and starts no work.
+    fn only_records(&self) -> bool {
+        matches!(self, Action::Emit(_) | Action::Finish(_))
+    }
+}
+
 enum HandlerRun {
     Body(StepBody),
     Cancel(CancelHandler, String),
@@ -442,7 +468,8 @@ impl EngineInner {
         core.machine.apply(event, out)?;
         Ok(json.map(|event| {
             core.seq += 1;
-            self.journal.append(Write::Event(JournalEntry { execution: exec.id, seq: core.seq, event }))
+            core.ticket = self.journal.append(Write::Event(JournalEntry { execution: exec.id, seq: core.seq, event }));
+            core.ticket
         }))
     }
 
@@ -720,23 +747,18 @@ impl EngineInner {
                     tag =
                         JobTag::Step { step, attempt, name: Arc::clone(&name), breaker: Some((Arc::clone(b), permit)) };
                 }
-                let limit = match catch_unwind(AssertUnwindSafe(|| timeout.resolve(&ctx))) {
+                let limit = match step_limit(&name, &timeout, &ctx) {
                     Ok(limit) => limit,
-                    Err(p) => {
-                        let err = StepError::new(
-                            kinds::PANIC,
-                            format!("the timeout function panicked: {}", panic_message(&*p)),
-                        );
-                        immediate.push(Finished { tag, result: Err(err.permanent()), started: now });
+                    Err(err) => {
+                        immediate.push(Finished { tag, result: Err(err), started: now });
                         return;
                     }
                 };
                 let span = step_span(exec, &name, attempt);
-                let fut = match catch_unwind(AssertUnwindSafe(|| body(ctx))) {
+                let fut = match guard::call(|| body(ctx)) {
                     Ok(f) => f,
-                    Err(p) => {
-                        let err = StepError::new(kinds::PANIC, panic_message(&*p));
-                        immediate.push(Finished { tag, result: Err(err), started: now });
+                    Err(panicked) => {
+                        immediate.push(Finished { tag, result: Err(panicked.into_error(None)), started: now });
                         return;
                     }
                 };
@@ -758,7 +780,14 @@ impl EngineInner {
                         attempt,
                     });
                 }
-                let limit = timeout.resolve(&ctx);
+                let limit = match step_limit(&name, &timeout, &ctx) {
+                    Ok(limit) => limit,
+                    Err(err) => {
+                        let tag = JobTag::Step { step, attempt, name, breaker: None };
+                        immediate.push(Finished { tag, result: Err(err), started: now });
+                        return;
+                    }
+                };
                 let span = step_span(exec, &name, attempt);
                 let fut = run_child(Arc::clone(self), Arc::clone(exec), step, attempt, workflow, input, ctx, existing);
                 let tag = JobTag::Step { step, attempt, name, breaker: None };
@@ -779,10 +808,21 @@ impl EngineInner {
                 });
             }
             Action::Compensate { step, attempt, name, body, ctx, timeout } => {
-                let limit = timeout.resolve(&ctx);
-                let fut = match catch_unwind(AssertUnwindSafe(|| body(ctx))) {
+                let tag = JobTag::Compensation { step, attempt };
+                let limit = match step_limit(&name, &timeout, &ctx) {
+                    Ok(limit) => limit,
+                    Err(err) => {
+                        immediate.push(Finished { tag, result: Err(err), started: now });
+                        return;
+                    }
+                };
+                let fut = match guard::call(|| body(ctx)) {
                     Ok(f) => f,
-                    Err(p) => Box::pin(std::future::ready(Err(StepError::new(kinds::PANIC, panic_message(&*p))))),
+                    Err(panicked) => {
+                        let what = format!("the rollback of step `{name}`");
+                        immediate.push(Finished { tag, result: Err(panicked.into_error(Some(&what))), started: now });
+                        return;
+                    }
                 };
                 let span = tracing::info_span!(
                     "sagaflow.rollback",
@@ -792,26 +832,34 @@ impl EngineInner {
                     attempt,
                     result = tracing::field::Empty,
                 );
-                jobs.push(Job::new(JobTag::Compensation { step, attempt }, JobFuture::Plain(fut), limit, span, now));
+                jobs.push(Job::new(tag, JobFuture::Plain(fut), limit, span, now));
             }
             Action::Handler { kind, run, ctx } => {
-                let fut: BoxStepFuture = match catch_unwind(AssertUnwindSafe(|| match run {
+                let tag = JobTag::Handler(kind);
+                let fut: BoxStepFuture = match guard::call(|| match run {
                     HandlerRun::Body(b) => b(ctx),
                     HandlerRun::Cancel(h, reason) => Box::pin(h(ctx, reason).map(|r| r.map(|()| Outcome::Done))),
-                })) {
+                }) {
                     Ok(f) => f,
-                    Err(p) => Box::pin(std::future::ready(Err(StepError::new(kinds::PANIC, panic_message(&*p))))),
+                    Err(panicked) => {
+                        let what = format!("the `{}` handler", kind.as_str());
+                        immediate.push(Finished { tag, result: Err(panicked.into_error(Some(&what))), started: now });
+                        return;
+                    }
                 };
-                jobs.push(Job::new(JobTag::Handler(kind), JobFuture::Plain(fut), None, tracing::Span::none(), now));
+                jobs.push(Job::new(tag, JobFuture::Plain(fut), None, tracing::Span::none(), now));
             }
             Action::Hook { handler, ctx, step, error, attempt } => {
-                if let Ok(fut) = catch_unwind(AssertUnwindSafe(|| handler(ctx, step, error, attempt))) {
-                    tokio::spawn(async move {
-                        if let Err(e) = fut.await {
-                            tracing::warn!(error = %e, "on_step_error handler failed");
-                        }
-                    });
-                }
+                let fut = guard::call(|| handler(ctx, step, error, attempt));
+                tokio::spawn(async move {
+                    let result = match fut {
+                        Ok(fut) => guard::run(fut).await.unwrap_or_else(|p| Err(p.into_error(None))),
+                        Err(panicked) => Err(panicked.into_error(None)),
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "on_step_error handler failed");
+                    }
+                });
             }
             Action::Emit(event) => self.bus.emit(event),
             Action::Finish(state) => self.finish(exec, state),
@@ -848,6 +896,24 @@ impl EngineInner {
         }
         self.journal.append(Write::Finish(state));
         exec.done.notify_waiters();
+    }
+}
+
+/// The time limit of a step attempt (or compensation) from its timeout, which may
+/// be a function of the context: called through the guard, and range-checked.
+fn step_limit(step: &str, timeout: &Timeout, ctx: &Context) -> Result<Option<Duration>, StepError> {
+    let limit = guard::call(|| timeout.resolve(ctx))
+        .map_err(|panicked| panicked.into_error(Some(&format!("the timeout function of step `{step}`"))).permanent())?;
+    match limit {
+        Some(d) if d > crate::model::MAX_DURATION => Err(StepError::new(
+            kinds::INVALID_DURATION,
+            format!(
+                "the timeout function of step `{step}` returned {d:?}, longer than the longest supported ({})",
+                crate::model::format_duration(crate::model::MAX_DURATION)
+            ),
+        )
+        .permanent()),
+        limit => Ok(limit),
     }
 }
 
@@ -964,10 +1030,75 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// The driver of one execution.
+/// The driver of one execution. If it panics (a bug in the engine: user code is
+/// called through the guard), the execution ends `Failed` with kind
+/// `"engine_panic"`, so that `wait` and `cancel` answer and the engine carries on.
 pub(crate) async fn drive(engine: Arc<EngineInner>, exec: Arc<Execution>) {
     let span = exec.core.lock().span.as_deref().cloned().unwrap_or_else(tracing::Span::none);
-    run_driver(engine, exec).instrument(span).await
+    let driven = guard::run(run_driver(Arc::clone(&engine), Arc::clone(&exec))).instrument(span).await;
+    if let Err(panicked) = driven {
+        engine.driver_failed(&exec, panicked);
+    }
+}
+
+impl EngineInner {
+    /// Ends an execution whose driver panicked: an `Aborted` event is journaled
+    /// and the final state recorded. Its running jobs were dropped with the driver.
+    fn driver_failed(self: &Arc<Self>, exec: &Arc<Execution>, panicked: guard::Panicked) {
+        tracing::error!(execution_id = %exec.id, panic = %panicked.0, "the execution's driver panicked; it ends failed");
+        let error = StepError::new(
+            kinds::ENGINE_PANIC,
+            format!("the engine failed while driving the execution: {}", panicked.0),
+        )
+        .with_details(serde_json::json!({ "stacktrace": format!("panicked: {}", panicked.0) }))
+        .permanent();
+        let mut actions = Vec::new();
+        let ended = {
+            let mut core = exec.core.lock();
+            core.driver = false;
+            core.pending.clear();
+            if core.abandoned {
+                return;
+            }
+            match &core.final_state {
+                // It had ended; its end may not be recorded yet.
+                Some(state) => {
+                    let state = Arc::clone(state);
+                    drop(core);
+                    self.finish(exec, state);
+                    return;
+                }
+                None => guard::call(|| {
+                    let mut cmds = Vec::new();
+                    let at = self.clock.now();
+                    self.apply_locked(exec, &mut core, Event::Aborted { error: error.clone(), at }, &mut cmds)
+                        .map(|_| self.prepare(exec, &mut core, &mut cmds, &mut actions))
+                }),
+            }
+        };
+        match ended {
+            Ok(Ok(())) => {
+                for action in actions {
+                    if let Action::Emit(event) = action {
+                        self.bus.emit(event);
+                    } else if let Action::Finish(state) = action {
+                        self.finish(exec, state);
+                    }
+                }
+            }
+            // The machine itself cannot take the event: record the end without it.
+            other => {
+                tracing::error!(execution_id = %exec.id, outcome = ?other.map(|r| r.err()), "recording a failed driver's end");
+                let mut state = exec.state_or_minimal(self.clock.now());
+                state.status = Status::Failed;
+                state.ended_at = Some(self.clock.now());
+                state.failure = Some(crate::machine::view::FailureInfo { step: None, error, attempts: 1 });
+                let state = Arc::new(state);
+                exec.core.lock().final_state = Some(Arc::clone(&state));
+                self.finish(exec, state);
+            }
+        }
+    }
 }
 
 async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
@@ -975,8 +1106,13 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
     let mut aborts: HashMap<StepId, AbortHandle> = HashMap::new();
     let mut finished: Vec<Finished> = Vec::with_capacity(4);
     let mut cmds: Vec<Command> = Vec::with_capacity(8);
-    let mut actions: Vec<Action> = Vec::with_capacity(8);
+    // What the machine asked for, held until the events that asked are durable.
+    let mut held: Vec<Action> = Vec::with_capacity(8);
     let mut emits: Vec<Telemetry> = Vec::new();
+    // The journal ticket `held` waits for, and the last one this task registered
+    // a wake-up for.
+    let mut gate = 0u64;
+    let mut registered = 0u64;
     loop {
         // One clock read per turn serves every result and every job started in it.
         let now = Instant::now();
@@ -1002,8 +1138,11 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
                 }
             }
             cmds.append(&mut core.pending);
-            engine.prepare(&exec, &mut core, &mut cmds, &mut actions);
-            if actions.is_empty() && jobs.is_empty() && emits.is_empty() {
+            engine.prepare(&exec, &mut core, &mut cmds, &mut held);
+            if !held.is_empty() {
+                gate = core.ticket;
+            }
+            if held.is_empty() && jobs.is_empty() && emits.is_empty() {
                 core.driver = false;
                 core.machine.compact();
                 core.pending = Vec::new();
@@ -1013,15 +1152,41 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
         for e in emits.drain(..) {
             engine.bus.emit(e);
         }
-        for a in actions.drain(..) {
-            engine.carry_out(&exec, a, &mut jobs, &mut aborts, &mut finished, now);
+        // The write-ahead rule: nothing the machine asked for starts before the
+        // events that asked for it are committed. What only records what happened
+        // (telemetry, the final state, itself a journal write queued behind those
+        // events) goes at once, in order, up to the first action that starts work.
+        if !held.is_empty() {
+            let ready = if engine.journal.is_durable(gate) {
+                // Read after the durability check: a flush that dropped this
+                // execution's writes (another node holds it) marked it first.
+                if engine.durable && exec.core.lock().abandoned {
+                    continue;
+                }
+                held.len()
+            } else {
+                held.iter().take_while(|a| a.only_records()).count()
+            };
+            for a in held.drain(..ready) {
+                engine.carry_out(&exec, a, &mut jobs, &mut aborts, &mut finished, now);
+            }
         }
-        if !finished.is_empty() || jobs.is_empty() {
+        if !finished.is_empty() || (jobs.is_empty() && held.is_empty()) {
             continue;
         }
         std::future::poll_fn(|cx| {
             if jobs.poll_finished(cx, &mut finished).is_ready() {
                 return Poll::Ready(());
+            }
+            if !held.is_empty() {
+                if gate > registered {
+                    registered = gate;
+                    if engine.journal.poll_durable(gate, cx).is_ready() {
+                        return Poll::Ready(());
+                    }
+                } else if engine.journal.is_durable(gate) {
+                    return Poll::Ready(());
+                }
             }
             exec.wake.poll(cx)
         })

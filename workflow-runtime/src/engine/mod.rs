@@ -381,8 +381,13 @@ impl Engine {
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         let last = self.inner.journal.last_ticket();
-        self.inner.journal.flushed(last).await;
+        // Every write queued so far is committed (or the journal had already
+        // stopped, by an earlier shutdown), then the writer stops: nothing this
+        // engine writes can land after another engine takes the store over.
+        let _ = self.inner.journal.flushed(last).await;
         self.inner.journal.close();
+        self.inner.journal.stopped().await;
+        self.inner.store.release().await;
         if self.inner.node.is_some()
             && let Some(cluster) = self.inner.store.cluster()
         {
@@ -450,7 +455,7 @@ impl DeadLetters<'_> {
         let data: Data = letter.input.clone().into_iter().collect();
         let new = inner.start_new(def, data, Trigger::Replay { of: id }, None).await?;
         let ticket = inner.journal.append(Write::RemoveDeadLetter(id));
-        inner.journal.flushed(ticket).await;
+        inner.journal.flushed(ticket).await?;
         Ok(new)
     }
 
@@ -458,7 +463,7 @@ impl DeadLetters<'_> {
     pub async fn remove(&self, id: ExecutionId) -> Result<(), EngineError> {
         let inner = &self.engine.inner;
         let ticket = inner.journal.append(Write::RemoveDeadLetter(id));
-        inner.journal.flushed(ticket).await;
+        inner.journal.flushed(ticket).await?;
         Ok(())
     }
 
@@ -467,7 +472,7 @@ impl DeadLetters<'_> {
     pub async fn purge_expired(&self) -> Result<usize, EngineError> {
         let inner = &self.engine.inner;
         let last = inner.journal.last_ticket();
-        inner.journal.flushed(last).await;
+        inner.journal.flushed(last).await?;
         Ok(inner.store.purge_dead_letters(inner.clock.now()).await?)
     }
 }
@@ -562,19 +567,25 @@ impl EngineInner {
         if let Some(node) = &self.node {
             // Any node may claim it, this one included.
             let ticket = self.journal.append(record(parent, trigger));
-            self.journal.flushed(ticket).await;
+            self.journal.flushed(ticket).await?;
             node.wake.notify_one();
             return Ok(id);
         }
+        // The driver starts at once, but runs nothing before the creation is
+        // committed (the write-ahead rule): a crash never leaves side effects of
+        // an execution the store does not know.
         let ticket = self.durable.then(|| self.journal.append(record(parent.clone(), trigger.clone())));
-        self.launch(id, def, data, trigger, parent, at);
+        self.launch(id, def, data, trigger, parent, at, ticket.unwrap_or(0));
         if let Some(t) = ticket {
-            self.journal.flushed(t).await;
+            self.journal.flushed(t).await?;
         }
         Ok(id)
     }
 
-    /// Creates the execution's state and its driver.
+    /// Creates the execution's state and its driver. `ticket` is the journal
+    /// ticket of the write that records the execution's start (0 if none): the
+    /// driver waits for it before running anything.
+    #[allow(clippy::too_many_arguments)] // the parts of a new execution, each distinct
     fn launch(
         self: &Arc<Self>,
         id: ExecutionId,
@@ -583,6 +594,7 @@ impl EngineInner {
         trigger: Trigger,
         parent: Option<ParentRef>,
         at: DateTime<Utc>,
+        ticket: u64,
     ) {
         let mut cmds = Vec::new();
         let machine = Machine::start(&def, data, at, &mut cmds);
@@ -597,6 +609,7 @@ impl EngineInner {
         }
         let mut core = exec.core.lock();
         core.pending = cmds;
+        core.ticket = ticket;
         self.executions.insert(id, Arc::clone(&exec));
         core.driver = true;
         drop(core);
@@ -640,7 +653,7 @@ impl EngineInner {
             self.delayed.insert(id, Delayed { def, new });
             self.timers.arm(TimerTarget::Start(id), self.clock.instant_at(at));
         }
-        self.journal.flushed(ticket).await;
+        self.journal.flushed(ticket).await?;
         Ok(id)
     }
 
@@ -648,9 +661,9 @@ impl EngineInner {
     pub(crate) fn start_delayed(self: &Arc<Self>, id: ExecutionId) {
         let Some((_, d)) = self.delayed.remove(&id) else { return };
         let at = self.clock.now();
-        self.journal.append(Write::Started { id, at });
+        let ticket = self.journal.append(Write::Started { id, at });
         let data: Data = d.new.input.into_iter().collect();
-        self.launch(id, d.def, data, d.new.trigger, None, at);
+        self.launch(id, d.def, data, d.new.trigger, None, at, ticket);
     }
 
     fn resume_data(&self, id: ExecutionId, context: impl Serialize) -> Result<Map<String, Value>, EngineError> {
@@ -685,7 +698,7 @@ impl EngineInner {
         let (action, event) = self.command_event(exec, command)?;
         let ticket = self.deliver(exec, event).map_err(|e| self.invalid(exec, action, e))?;
         if let Some(t) = ticket {
-            self.journal.flushed(t).await;
+            self.journal.flushed(t).await?;
         }
         Ok(())
     }
@@ -708,7 +721,7 @@ impl EngineInner {
             state.cancel_reason = Some(options.reason);
             state.ended_at = Some(self.clock.now());
             let ticket = self.journal.append(Write::Finish(Arc::new(state)));
-            self.journal.flushed(ticket).await;
+            self.journal.flushed(ticket).await?;
             return Ok(());
         }
         let command = Command::Cancel { reason: options.reason, cleanup: options.cleanup, rollback: options.rollback };

@@ -143,12 +143,13 @@ impl EngineInner {
             match self.definition(&c.stored.execution.workflow) {
                 Ok(def) if fresh => {
                     let n = c.stored.execution;
+                    let mut ticket = 0;
                     if def.version() != n.version {
                         let upgrade = Upgrade { id: n.id, version: def.version().to_owned(), events: Vec::new() };
-                        self.journal.append(Write::Upgrade(Box::new(upgrade)));
+                        ticket = self.journal.append(Write::Upgrade(Box::new(upgrade)));
                     }
                     let data = n.input.into_iter().collect();
-                    self.launch(n.id, def, data, n.trigger, n.parent, n.created_at);
+                    self.launch(n.id, def, data, n.trigger, n.parent, n.created_at, ticket);
                 }
                 _ => stored.push(c.stored),
             }

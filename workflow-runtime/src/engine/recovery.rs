@@ -4,8 +4,12 @@
 //! Rules (documented for users in `docs/durability.md`, on the `store` module):
 //! - completed steps are never run again; steps that were running run again with
 //!   the next attempt number (at-least-once). The `Recovered` events that assign
-//!   those attempt numbers are committed before any step runs, so a second crash
-//!   never hands out the same attempt number twice;
+//!   those attempt numbers are committed before any step runs (the driver's
+//!   write-ahead rule), so a second crash never hands out the same attempt number
+//!   twice;
+//! - whatever prefix of a journal survived, the machine derives what comes next
+//!   (see `Machine::recover`): an end decided but not recorded is recorded, a
+//!   compensation or handler in flight runs again;
 //! - timers fire at their original due time, or at once if it has passed;
 //! - steps added by a graft get their functions back by running the graft function
 //!   again on the context it saw (graft functions must be deterministic);
@@ -59,8 +63,7 @@ impl EngineInner {
         Ok(self.resume_all(stored).await)
     }
 
-    /// Rebuilds executions read from the store and lets them continue; on return
-    /// the journal writes that rebuilding them made are committed.
+    /// Rebuilds executions read from the store and lets them continue.
     pub(crate) async fn resume_all(self: &Arc<Self>, all: Vec<StoredExecution>) -> RecoveryReport {
         let mut report = RecoveryReport::default();
         let mut resumed = Vec::new();
@@ -97,16 +100,15 @@ impl EngineInner {
                 }
             }
         }
-        // Commit the upgrades and the new attempt numbers before anything runs.
-        self.journal.flushed(self.journal.last_ticket()).await;
+        // Their drivers run nothing before the upgrades and the new attempt numbers
+        // (the `Recovered` events) are committed: the write-ahead rule holds for
+        // recovery as for everything else.
         for exec in resumed {
             let mut core = exec.core.lock();
             for (timer, due) in core.machine.timers() {
                 self.timers.arm(TimerTarget::Execution(exec.id, timer), self.clock.instant_at(due));
             }
-            if !core.machine.is_finished() {
-                self.ensure_driver(&exec, &mut core);
-            }
+            self.ensure_driver(&exec, &mut core);
         }
         report
     }
@@ -271,7 +273,8 @@ impl Remap {
             | Event::Paused { .. }
             | Event::Cancelled { .. }
             | Event::HandlerFinished { .. }
-            | Event::Recovered { .. } => {}
+            | Event::Recovered { .. }
+            | Event::Aborted { .. } => {}
         }
         Ok(())
     }
@@ -361,9 +364,16 @@ async fn restore_graft(
     ctx.step = Some(Arc::clone(machine.step_name(step)));
     ctx.attempt = machine.slot(step).attempt;
     let name = machine.step_name(step).to_string();
-    let tasks = match body(ctx).await {
-        Ok(Outcome::Expand(tasks)) => tasks,
-        other => return Err(format!("graft `{name}` did not expand again during recovery: {other:?}")),
+    let expanded = match crate::model::guard::call(|| body(ctx)) {
+        Ok(fut) => crate::model::guard::run(fut).await,
+        Err(panicked) => Err(panicked),
+    };
+    let tasks = match expanded {
+        Ok(Ok(Outcome::Expand(tasks))) => tasks,
+        Ok(other) => return Err(format!("graft `{name}` did not expand again during recovery: {other:?}")),
+        Err(panicked) => {
+            return Err(format!("graft `{name}` panicked while expanding again during recovery: {}", panicked.0));
+        }
     };
     let report = crate::machine::report::report_of(&name, Ok(Outcome::Expand(tasks)), &def.inner.policy, 0.0);
     let StepReport::Expand { steps: again } = report else {

@@ -77,6 +77,17 @@ pub(crate) enum HandlerKind {
     OnCancel,
 }
 
+impl HandlerKind {
+    /// The option's name: `on_failure`, `on_success` or `on_cancel`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            HandlerKind::OnFailure => "on_failure",
+            HandlerKind::OnSuccess => "on_success",
+            HandlerKind::OnCancel => "on_cancel",
+        }
+    }
+}
+
 /// Something that happened to an execution.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -115,6 +126,9 @@ pub(crate) enum Event {
     ChildStarted { step: StepId, attempt: u32, child: ExecutionId, at: DateTime<Utc> },
     /// The process restarted: steps that were running run again.
     Recovered { at: DateTime<Utc> },
+    /// The engine gave up on the execution (its driver failed, a bug): it ends
+    /// `Failed` with this error.
+    Aborted { error: StepError, at: DateTime<Utc> },
 }
 
 impl Event {
@@ -129,7 +143,8 @@ impl Event {
             | Event::CompensationFinished { at, .. }
             | Event::HandlerFinished { at, .. }
             | Event::ChildStarted { at, .. }
-            | Event::Recovered { at } => *at,
+            | Event::Recovered { at }
+            | Event::Aborted { at, .. } => *at,
         }
     }
 }

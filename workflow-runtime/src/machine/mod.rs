@@ -11,11 +11,10 @@ pub(crate) mod state;
 pub(crate) mod view;
 
 use std::collections::{HashMap, VecDeque};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Map, Value};
 
 use self::command::{Command, Notice, TimerKind};
@@ -25,7 +24,7 @@ use crate::model::context::{Data, Outputs};
 use crate::model::def::{DefInner, StepKind};
 use crate::model::ids::StepId;
 use crate::model::{
-    Context, ExecutionId, OnError, StepBody, StepError, StepPolicy, WorkflowDef, format_duration, kinds,
+    Context, ExecutionId, OnError, StepBody, StepError, StepPolicy, WorkflowDef, format_duration, guard, kinds,
 };
 
 /// An event that is not valid in the execution's current state.
@@ -121,6 +120,8 @@ pub(crate) struct Detail {
 pub(crate) struct Slot {
     pub(crate) status: StepStatus,
     any_done: bool,
+    /// The running attempt is the `on_timeout` handler of an await, not the body.
+    on_timeout: bool,
     pub(crate) attempt: u32,
     retries: u32,
     pending: u32,
@@ -140,6 +141,7 @@ impl Slot {
             pending,
             any_left: any,
             any_done: false,
+            on_timeout: false,
             graft_left: 0,
             started: Stamp::NONE,
             ended: Stamp::NONE,
@@ -258,7 +260,7 @@ impl Machine {
         self.slots.clear();
         self.slots.extend(def.steps.iter().map(|s| Slot::new(s.all.len() as u32, s.any.len() as u32)));
         if let Some(t) = def.policy.timeout {
-            self.arm(TimerKind::WorkflowTimeout, at + t, out);
+            self.arm(TimerKind::WorkflowTimeout, later(at, t), out);
         }
         for &r in &def.roots {
             if let Some(skipped) = self.decide(r, at, out) {
@@ -294,10 +296,6 @@ impl Machine {
     /// When the execution ended.
     pub(crate) fn ended_at(&self) -> Option<DateTime<Utc>> {
         self.ended_at.get()
-    }
-
-    pub(crate) fn is_finished(&self) -> bool {
-        matches!(self.phase, Phase::Done(_))
     }
 
     pub(crate) fn def(&self) -> &Arc<DefInner> {
@@ -431,6 +429,7 @@ impl Machine {
             }
             Event::HandlerFinished { handler, result, at } => self.on_handler(handler, result, at, out),
             Event::Recovered { at } => self.recover(at, out),
+            Event::Aborted { error, at } => self.abort(error, at, out)?,
             Event::ChildStarted { step, attempt, child, .. } => {
                 let slot = &mut self.slots[step as usize];
                 if slot.attempt == attempt {
@@ -443,17 +442,45 @@ impl Machine {
         Ok(())
     }
 
-    /// After a restart of the process: runs again every step that was running (with
-    /// the next attempt number), and re-issues the compensation or handler in flight.
-    /// Timers are re-armed by the caller from [`timers`](Self::timers).
+    /// After a restart of the process (or a takeover by another node): derives
+    /// from the state what was in flight and asks for it again, so that whatever
+    /// prefix of the journal survived, the execution goes on to its end or its
+    /// next wait.
+    ///
+    /// - An end that was decided but not recorded is finished again.
+    /// - Every step that was running runs again with the next attempt number (a
+    ///   nested workflow re-attaches to its child; an await's `on_timeout`
+    ///   handler runs again as itself). A cancellable step of an execution being
+    ///   cancelled was being interrupted: it ends cancelled instead.
+    /// - A running compensation or workflow-level handler runs again; one waiting
+    ///   for its retry timer waits on.
+    /// - Timers are re-armed by the caller from [`timers`](Self::timers).
     fn recover(&mut self, at: DateTime<Utc>, out: &mut Vec<Command>) {
+        if let Phase::Done(status) = self.phase {
+            out.push(Command::Finish { status });
+            return;
+        }
+        let cancelling = self.cancel.is_some() && self.phase == Phase::Draining;
+        if self.cancel.is_some() {
+            out.push(Command::SignalCancel);
+        }
         for id in self.running_steps() {
             let is_child = matches!(self.runnable_kind(id), RunKind::Child);
             let has_child = self.current_child(id).is_some();
+            let cancellable = self.step_policy(id).cancellable;
             let slot = &mut self.slots[id as usize];
             if is_child && has_child {
                 // The child execution survives on its own: re-attach to it.
                 out.push(Command::StartChild { step: id, attempt: slot.attempt });
+                continue;
+            }
+            if slot.on_timeout {
+                out.push(Command::RunStep { step: id, attempt: slot.attempt, on_timeout: true });
+                continue;
+            }
+            if cancelling && cancellable {
+                self.running -= 1;
+                self.end_as(id, StepStatus::Cancelled, at);
                 continue;
             }
             slot.attempt += 1;
@@ -464,12 +491,47 @@ impl Machine {
         match self.phase {
             Phase::Compensating => {
                 if let Some((step, attempt)) = self.rollback.as_ref().and_then(|r| r.current) {
-                    out.push(Command::RunCompensation { step, attempt });
+                    let retrying = self.timers.iter().any(|(_, k, _)| *k == TimerKind::CompensationRetry(step));
+                    if !retrying {
+                        out.push(Command::RunCompensation { step, attempt });
+                    }
                 }
             }
             Phase::Handler(handler) => out.push(Command::RunHandler { handler }),
             _ => {}
         }
+    }
+
+    /// The engine gave up on the execution (its driver failed): it ends `Failed`
+    /// with `error`, whatever it was doing.
+    fn abort(&mut self, error: StepError, at: DateTime<Utc>, out: &mut Vec<Command>) -> Result<(), TransitionError> {
+        if let Phase::Done(s) = self.phase {
+            return Err(TransitionError::Finished(s));
+        }
+        for id in 0..self.slots.len() {
+            let slot = &mut self.slots[id];
+            if matches!(
+                slot.status,
+                StepStatus::Pending
+                    | StepStatus::Ready
+                    | StepStatus::Running
+                    | StepStatus::Retrying
+                    | StepStatus::Snoozed
+                    | StepStatus::Awaiting
+                    | StepStatus::Expanded
+            ) {
+                slot.status = StepStatus::Cancelled;
+                slot.ended = Stamp::of(at);
+            }
+        }
+        self.ready.clear();
+        self.running = 0;
+        self.ended = self.slots.len() as u32;
+        self.set_error_keys(None, &error, self.workflow_attempt);
+        out.push(Command::notify(Notice::WorkflowFailed { step: None, error: error.clone() }));
+        self.failure = Some(Box::new(Failure { step: None, error, attempts: self.workflow_attempt }));
+        self.finish(Status::Failed, at, out);
+        Ok(())
     }
 
     fn on_step_finished(
@@ -484,6 +546,7 @@ impl Machine {
         if slot.status != StepStatus::Running || slot.attempt != attempt {
             return;
         }
+        slot.on_timeout = false;
         self.running -= 1;
         let live = self.phase == Phase::Running;
         match report {
@@ -491,7 +554,7 @@ impl Machine {
             StepReport::Output { value } => self.complete(step, Some(value), at, out),
             StepReport::Skip { reason } => self.skip(step, reason, at, out),
             StepReport::Await { spec } if live => {
-                let due = spec.timeout.map(|t| at + t);
+                let due = spec.timeout.map(|t| later(at, t));
                 let slot = &mut self.slots[step as usize];
                 slot.status = StepStatus::Awaiting;
                 let d = slot.detail();
@@ -506,7 +569,7 @@ impl Machine {
             }
             StepReport::Snooze { delay } if live => {
                 self.slots[step as usize].status = StepStatus::Snoozed;
-                self.arm(TimerKind::Snooze(step), at + delay, out);
+                self.arm(TimerKind::Snooze(step), later(at, delay), out);
                 out.push(Command::notify(Notice::StepSnoozed { step, delay }));
             }
             StepReport::Await { .. } | StepReport::Snooze { .. } => self.end_as(step, StepStatus::Cancelled, at),
@@ -632,7 +695,7 @@ impl Machine {
             Some(cond) => {
                 let ctx = self.context();
                 let f = Arc::clone(&cond.f);
-                catch_unwind(AssertUnwindSafe(|| f(&ctx))).map_err(|p| panic_message(&*p))
+                guard::call(|| f(&ctx))
             }
         };
         match verdict {
@@ -654,12 +717,9 @@ impl Machine {
                 out.push(Command::notify(Notice::StepSkipped { step, reason }));
                 Some(step)
             }
-            Err(msg) => {
-                let err = StepError::new(
-                    kinds::PANIC,
-                    format!("the condition of step `{}` panicked: {msg}", self.step_name(step)),
-                )
-                .permanent();
+            Err(panicked) => {
+                let err =
+                    panicked.into_error(Some(&format!("the condition of step `{}`", self.step_name(step)))).permanent();
                 self.slots[step as usize].status = StepStatus::Running;
                 self.fail_final(step, 0, err, at, out);
                 None
@@ -749,12 +809,18 @@ impl Machine {
         let policy = self.step_policy(step);
         let retries = self.slots[step as usize].retries;
         if policy.retry.should_retry(&error, retries) {
-            let delay = policy.retry.delay_for(retries + 1, jitter);
+            let delay = match policy.retry.guarded_delay_for(retries + 1, jitter) {
+                Ok(delay) => delay,
+                Err(panicked) => {
+                    let what = format!("the backoff function of step `{}`", self.step_name(step));
+                    return self.fail_final(step, attempt, panicked.into_error(Some(&what)).permanent(), at, out);
+                }
+            };
             let slot = &mut self.slots[step as usize];
             slot.retries += 1;
             slot.status = StepStatus::Retrying;
             slot.detail().error = Some(error.clone());
-            self.arm(TimerKind::Retry(step), at + delay, out);
+            self.arm(TimerKind::Retry(step), later(at, delay), out);
             out.push(Command::notify(Notice::StepRetrying { step, attempt, delay, error }));
             return;
         }
@@ -796,15 +862,20 @@ impl Machine {
         out: &mut Vec<Command>,
     ) {
         self.phase = Phase::Draining;
+        self.set_error_keys(step, &error, attempts);
+        out.push(Command::notify(Notice::WorkflowFailed { step, error: error.clone() }));
+        self.failure = Some(Box::new(Failure { step, error, attempts }));
+        self.stop_everything(out);
+    }
+
+    /// Sets the context keys that describe a failure.
+    fn set_error_keys(&mut self, step: Option<StepId>, error: &StepError, attempts: u32) {
         let step_name = step.map(|s| Value::String(self.step_name(s).to_string())).unwrap_or(Value::Null);
         self.data.insert("__error__".into(), error.to_json());
         self.data.insert("__error_step__".into(), step_name);
         self.data.insert("__attempts__".into(), Value::from(attempts));
         let trace = error.details().and_then(|d| d.get("stacktrace")).cloned().unwrap_or(Value::Null);
         self.data.insert("__stacktrace__".into(), trace);
-        out.push(Command::notify(Notice::WorkflowFailed { step, error: error.clone() }));
-        self.failure = Some(Box::new(Failure { step, error, attempts }));
-        self.stop_everything(out);
     }
 
     /// Disarms timers, cancels waiting steps, and interrupts what can be interrupted.
@@ -853,6 +924,7 @@ impl Machine {
                 if self.step_policy(s).on_timeout.is_some() {
                     let slot = &mut self.slots[s as usize];
                     slot.status = StepStatus::Running;
+                    slot.on_timeout = true;
                     self.running += 1;
                     out.push(Command::RunStep { step: s, attempt: slot.attempt, on_timeout: true });
                 } else {
@@ -1003,10 +1075,20 @@ impl Machine {
             }
             Err(error) => {
                 let policy = self.step_policy(step);
-                if policy.retry.should_retry(&error, attempt - 1) {
-                    let delay = policy.retry.delay_for(attempt, 0.0);
+                let (retry, error) = if policy.retry.should_retry(&error, attempt - 1) {
+                    match policy.retry.guarded_delay_for(attempt, 0.0) {
+                        Ok(delay) => (Some(delay), error),
+                        Err(panicked) => {
+                            let what = format!("the backoff function of step `{}`", self.step_name(step));
+                            (None, panicked.into_error(Some(&what)))
+                        }
+                    }
+                } else {
+                    (None, error)
+                };
+                if let Some(delay) = retry {
                     self.slots[step as usize].detail().compensation_error = Some(error);
-                    self.arm(TimerKind::CompensationRetry(step), at + delay, out);
+                    self.arm(TimerKind::CompensationRetry(step), later(at, delay), out);
                     return;
                 }
                 let rb = self.rollback.as_mut().expect("rollback in progress");
@@ -1153,9 +1235,10 @@ impl Machine {
         }
         let retry = &self.def.policy.retry;
         if self.workflow_attempt <= retry.max_retries {
-            let delay: Duration = retry.delay_for(self.workflow_attempt, 0.0);
+            // A panicking backoff function restarts at once rather than never.
+            let delay: Duration = retry.guarded_delay_for(self.workflow_attempt, 0.0).unwrap_or_default();
             self.phase = Phase::Restarting;
-            self.arm(TimerKind::WorkflowRetry, at + delay, out);
+            self.arm(TimerKind::WorkflowRetry, later(at, delay), out);
             out.push(Command::notify(Notice::Restarting { attempt: self.workflow_attempt + 1, delay }));
         } else if self.def.policy.on_failure.is_some() {
             self.phase = Phase::Handler(HandlerKind::OnFailure);
@@ -1221,19 +1304,15 @@ enum RunKind {
     Child,
 }
 
+/// `at` plus `d`, saturating at the latest instant chrono represents. Durations
+/// are range-checked where users give them ([`MAX_DURATION`](crate::model::MAX_DURATION)),
+/// so this only keeps the arithmetic from overflowing.
+pub(crate) fn later(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(d).ok().and_then(|d| at.checked_add_signed(d)).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// Context keys set when an execution fails.
 pub(crate) const ERROR_KEYS: [&str; 4] = ["__error__", "__error_step__", "__attempts__", "__stacktrace__"];
-
-/// The text of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
-}
 
 #[cfg(test)]
 mod tests;

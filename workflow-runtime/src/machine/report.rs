@@ -11,6 +11,7 @@ use crate::model::{Outcome, StepError, StepResult, WorkflowPolicy, kinds};
 pub(crate) fn report_of(step: &str, result: StepResult, wf: &WorkflowPolicy, jitter: f64) -> StepReport {
     let failed = |error: StepError| StepReport::Failed { error, jitter };
     let invalid = |msg: String| failed(StepError::new(kinds::INVALID_OUTCOME, msg).permanent());
+    let bad_duration = |msg: String| failed(StepError::new(kinds::INVALID_DURATION, msg).permanent());
     match result {
         Err(error) => failed(error),
         Ok(Outcome::Done) => StepReport::Done,
@@ -18,7 +19,7 @@ pub(crate) fn report_of(step: &str, result: StepResult, wf: &WorkflowPolicy, jit
         Ok(Outcome::Skip(reason)) => StepReport::Skip { reason },
         Ok(Outcome::Snooze(d)) => match d.to_duration() {
             Ok(delay) => StepReport::Snooze { delay },
-            Err(e) => invalid(format!("step `{step}` snoozed with an invalid duration `{}`: {e}", d.describe())),
+            Err(e) => bad_duration(format!("step `{step}` snoozed with an invalid duration: {e}")),
         },
         Ok(Outcome::Await(req)) => {
             let timeout = match &req.timeout {
@@ -30,10 +31,7 @@ pub(crate) fn report_of(step: &str, result: StepResult, wf: &WorkflowPolicy, jit
                         return invalid(format!("step `{step}` awaited with a dynamic timeout"));
                     }
                     Err(e) => {
-                        return invalid(format!(
-                            "step `{step}` awaited with an invalid timeout `{}`: {e}",
-                            t.describe()
-                        ));
+                        return bad_duration(format!("step `{step}` awaited with an invalid timeout: {e}"));
                     }
                 },
             };

@@ -40,6 +40,13 @@ pub enum DurationError {
         /// The whole text given.
         input: String,
     },
+    /// Longer than [`MAX_DURATION`] (about 100 years): no schedule of the engine
+    /// reaches that far, and instants that far ahead overflow clocks.
+    #[error("invalid duration `{input}`: longer than the longest supported, {}", format_duration(MAX_DURATION))]
+    TooLong {
+        /// The value given.
+        input: String,
+    },
     /// `infinity` given where a finite duration is required.
     #[error("`infinity` is not allowed here: a finite duration is required")]
     NotFinite,
@@ -48,12 +55,23 @@ pub enum DurationError {
     NotStatic,
 }
 
+/// The longest duration the engine accepts anywhere (timeouts, retry delays and
+/// caps, snoozes, awaits, dead-letter TTLs, delayed starts, intervals): 36,525
+/// days, about a century. Longer values are rejected with
+/// [`DurationError::TooLong`]; use `infinity` where a timeout should never fire.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_525 * 86_400);
+
+/// Checks that `d` is at most [`MAX_DURATION`]; `input` names it in the error.
+pub(crate) fn in_range(d: Duration, input: impl FnOnce() -> String) -> Result<Duration, DurationError> {
+    if d <= MAX_DURATION { Ok(d) } else { Err(DurationError::TooLong { input: input() }) }
+}
+
 /// Parses a duration literal.
 ///
 /// Accepted: a number followed by a unit (`ms`, `s`, `m`, `h`, `d`, `w` or their
 /// long forms such as `seconds`), several such parts (`1h30m`), a bare number of
 /// milliseconds (`"1500"`), fractions (`"1.5h"`), and `infinity`. Returns `None`
-/// for `infinity`.
+/// for `infinity`. Durations longer than [`MAX_DURATION`] are rejected.
 ///
 /// ```
 /// use std::time::Duration;
@@ -79,7 +97,7 @@ pub fn parse_duration(input: &str) -> Result<Option<Duration>, DurationError> {
     if lower.bytes().all(|b| b.is_ascii_digit() || b == b'_') {
         let ms: u64 =
             lower.replace('_', "").parse().map_err(|_| DurationError::Overflow { input: input.to_owned() })?;
-        return Ok(Some(Duration::from_millis(ms)));
+        return in_range(Duration::from_millis(ms), || input.to_owned()).map(Some);
     }
     let mut total = Duration::ZERO;
     let mut rest = lower.as_str();
@@ -104,7 +122,7 @@ pub fn parse_duration(input: &str) -> Result<Option<Duration>, DurationError> {
             Duration::try_from_secs_f64(secs).map_err(|_| DurationError::Overflow { input: input.to_owned() })?;
         total = total.checked_add(part).ok_or_else(|| DurationError::Overflow { input: input.to_owned() })?;
     }
-    Ok(Some(total))
+    in_range(total, || input.to_owned()).map(Some)
 }
 
 fn unit_seconds(unit: &str) -> Option<f64> {
@@ -212,7 +230,8 @@ enum ArgInner {
 }
 
 impl DurationArg {
-    /// Reads the value as a timeout (finite, infinite or dynamic).
+    /// Reads the value as a timeout (finite, infinite or dynamic). A finite value
+    /// longer than [`MAX_DURATION`] is an error.
     pub fn to_timeout(&self) -> Result<Timeout, DurationError> {
         match &self.0 {
             ArgInner::Text(t) => Ok(match parse_duration(t)? {
@@ -220,6 +239,7 @@ impl DurationArg {
                 None => Timeout::Infinity,
             }),
             ArgInner::Millis(ms) => millis(*ms).map(Timeout::After),
+            ArgInner::Exact(Timeout::After(d)) => in_range(*d, || self.describe()).map(Timeout::After),
             ArgInner::Exact(t) => Ok(t.clone()),
         }
     }
@@ -238,6 +258,7 @@ impl DurationArg {
         match &self.0 {
             ArgInner::Text(t) => t.clone(),
             ArgInner::Millis(ms) => format!("{ms}"),
+            ArgInner::Exact(Timeout::After(d)) if *d > MAX_DURATION => format!("{d:?}"),
             ArgInner::Exact(t) => t.to_string(),
         }
     }
@@ -247,7 +268,9 @@ fn millis(ms: i128) -> Result<Duration, DurationError> {
     if ms < 0 {
         return Err(DurationError::Negative { input: ms.to_string() });
     }
-    u64::try_from(ms).map(Duration::from_millis).map_err(|_| DurationError::Overflow { input: ms.to_string() })
+    let d =
+        u64::try_from(ms).map(Duration::from_millis).map_err(|_| DurationError::Overflow { input: ms.to_string() })?;
+    in_range(d, || ms.to_string())
 }
 
 impl From<&str> for DurationArg {
@@ -318,6 +341,19 @@ mod tests {
         assert!(matches!(parse_duration("-5s"), Err(DurationError::Negative { .. })));
         assert!(matches!(parse_duration("1e4d"), Err(DurationError::UnknownUnit { .. })));
         assert!(matches!(parse_duration("99999999999999999999w"), Err(DurationError::Overflow { .. })));
+    }
+
+    #[test]
+    fn rejects_durations_past_the_longest_supported() {
+        assert_eq!(parse_duration("36525d").unwrap(), Some(MAX_DURATION));
+        let err = parse_duration("36526d").unwrap_err();
+        assert_eq!(err, DurationError::TooLong { input: "36526d".into() });
+        assert_eq!(err.to_string(), "invalid duration `36526d`: longer than the longest supported, 36525d");
+        assert!(matches!(DurationArg::from(Duration::MAX).to_timeout(), Err(DurationError::TooLong { .. })));
+        assert!(matches!(DurationArg::from(u64::MAX).to_duration(), Err(DurationError::TooLong { .. })));
+        assert_eq!(DurationArg::from(MAX_DURATION).to_duration().unwrap(), MAX_DURATION);
+        let err = DurationArg::from(Duration::MAX).to_duration().unwrap_err();
+        assert!(err.to_string().starts_with("invalid duration `18446744073709551615."), "{err}");
     }
 
     #[test]

@@ -36,6 +36,13 @@ pub mod kinds {
     pub const CHILD_FAILED: &str = "child_failed";
     /// The workflow definition changed in a way that this execution cannot follow.
     pub const VERSION_MISMATCH: &str = "version_mismatch";
+    /// A duration given at run time (a snooze, an await's timeout, what a timeout
+    /// function returned) is out of range: negative, malformed or longer than
+    /// [`MAX_DURATION`](crate::MAX_DURATION).
+    pub const INVALID_DURATION: &str = "invalid_duration";
+    /// The engine failed while driving the execution (a bug in sagaflow, not in
+    /// the workflow): the execution ends `Failed` with this kind.
+    pub const ENGINE_PANIC: &str = "engine_panic";
     /// A generic error without a more precise kind.
     pub const ERROR: &str = "error";
 }

@@ -6,6 +6,7 @@ pub(crate) mod cowmap;
 pub(crate) mod def;
 pub(crate) mod duration;
 pub(crate) mod error;
+pub(crate) mod guard;
 pub(crate) mod ids;
 pub(crate) mod name;
 pub(crate) mod options;
@@ -19,7 +20,9 @@ pub use context::Context;
 pub use def::{
     Declared, DefinitionSnapshot, StepDef, StepKindName, StepSnapshot, Triggers, WorkflowDef, WorkflowPolicy,
 };
-pub use duration::{DurationArg, DurationError, DynamicTimeout, INFINITY, Timeout, format_duration, parse_duration};
+pub use duration::{
+    DurationArg, DurationError, DynamicTimeout, INFINITY, MAX_DURATION, Timeout, format_duration, parse_duration,
+};
 pub use error::{StepError, StepResultExt, kinds};
 pub use ids::{ExecutionId, ParseExecutionIdError};
 pub use name::StepName;

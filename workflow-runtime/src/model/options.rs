@@ -445,17 +445,37 @@ impl RetryPolicy {
     /// The delay before retry number `n` (from 1). `jitter_sample` in `[0, 1)` is
     /// used only when jitter is on.
     pub fn delay_for(&self, n: u32, jitter_sample: f64) -> Duration {
-        let n = n.max(1);
         let raw = match &self.backoff {
-            Backoff::Fixed => self.delay,
+            Backoff::Custom(f) => f(n.max(1), self.delay),
+            _ => self.builtin_delay(n.max(1)),
+        };
+        self.shape(raw, jitter_sample)
+    }
+
+    /// [`delay_for`](Self::delay_for) with a custom backoff function called
+    /// through the guard: the engine's own way to compute a delay.
+    pub(crate) fn guarded_delay_for(&self, n: u32, jitter_sample: f64) -> Result<Duration, super::guard::Panicked> {
+        let raw = match &self.backoff {
+            Backoff::Custom(f) => super::guard::call(|| f(n.max(1), self.delay))?,
+            _ => self.builtin_delay(n.max(1)),
+        };
+        Ok(self.shape(raw, jitter_sample))
+    }
+
+    fn builtin_delay(&self, n: u32) -> Duration {
+        match &self.backoff {
+            Backoff::Fixed | Backoff::Custom(_) => self.delay,
             Backoff::Exponential => {
                 let factor = 2u32.checked_pow(n - 1).unwrap_or(u32::MAX);
                 self.delay.checked_mul(factor).unwrap_or(Duration::MAX)
             }
             Backoff::Linear => self.delay.checked_mul(n).unwrap_or(Duration::MAX),
-            Backoff::Custom(f) => f(n, self.delay),
-        };
-        let capped = raw.min(self.max_delay);
+        }
+    }
+
+    /// Caps a raw delay and applies the jitter.
+    fn shape(&self, raw: Duration, jitter_sample: f64) -> Duration {
+        let capped = raw.min(self.max_delay).min(super::duration::MAX_DURATION);
         if self.jitter {
             let half = capped / 2;
             half + half.mul_f64(jitter_sample.clamp(0.0, 1.0))

@@ -35,7 +35,8 @@ use crate::machine::view::{ExecutionState, Trigger};
 use crate::model::{DefinitionSnapshot, ExecutionId, StepError};
 
 /// Opens a store from a URL: `memory://`, `sqlite://path/to/file.db` (created on
-/// first use; `?synchronous=full|normal`, see [`SqliteStore`]), `sqlite::memory:`
+/// first use; `?synchronous=full|normal`, `?mode=ro` to read a file another
+/// engine holds, see [`SqliteStore`]), `sqlite::memory:`
 /// (an SQLite database in memory, gone with the process) or
 /// `postgres://user:password@host:port/database?schema=name` (see [`PostgresStore`]).
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, crate::engine::EngineError> {
@@ -49,7 +50,8 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, crate::engine::Engi
 }
 
 /// The store URL forms this build accepts.
-pub const SUPPORTED_URLS: &str = "`memory://`, `sqlite://path/to/file.db` (optionally `?synchronous=full|normal`), \
+pub const SUPPORTED_URLS: &str = "`memory://`, `sqlite://path/to/file.db` (optionally `?synchronous=full|normal` \
+     or `?mode=ro`), \
      `sqlite::memory:`, `postgres://user@host:port/database` (optionally `?schema=name`)";
 
 /// Whether a store survives the process.
@@ -104,6 +106,27 @@ pub enum StoreError {
     /// node's lease on them expired). Nothing of the batch was applied.
     #[error("{} execution(s) are held by another node, starting with {}", .0.len(), .0[0])]
     NotHeld(Vec<ExecutionId>),
+    /// The SQLite file is held by another engine (in this process or another).
+    /// One engine writes a file at a time; tools that only read it open it
+    /// read-only ([`SqliteStore::open_read_only`], `?mode=ro`).
+    #[error(
+        "`{path}` is in use by another engine ({holder}): one engine holds an SQLite file at a time; stop that \
+         engine, open the file read-only (`?mode=ro`) to inspect it, or use PostgreSQL for several nodes"
+    )]
+    Locked {
+        /// The database file.
+        path: String,
+        /// Who holds it, as the holder described itself.
+        holder: String,
+    },
+    /// The store was opened read-only, and this call would write.
+    #[error("`{path}` is open read-only: {action} needs a store opened for writing")]
+    ReadOnly {
+        /// The database file.
+        path: String,
+        /// What was attempted.
+        action: &'static str,
+    },
     /// Any other failure.
     #[error("{0}")]
     Other(String),
@@ -297,6 +320,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// The last claimed tick of every schedule, by key.
     async fn last_ticks(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
+
+    /// Whether the store only reads (an SQLite file opened read-only): an engine
+    /// refuses to run on it.
+    fn read_only(&self) -> bool {
+        false
+    }
+
+    /// The engine is done with the store (it shut down): give up what holds it,
+    /// such as an SQLite file's lock, so another engine may open it. Reads may
+    /// still follow; writes may not.
+    async fn release(&self) {}
 
     /// The coordination side of a store that several engines share, `None` for a
     /// store that one engine owns. See [`Cluster`].

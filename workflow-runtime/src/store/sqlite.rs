@@ -1,5 +1,7 @@
 //! [`SqliteStore`]: the embedded, durable default. One file, WAL, one writer thread.
 
+mod lock;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -12,6 +14,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
+
+use self::lock::FileLock;
 
 use super::{
     DeadLetter, Durability, ExecutionQuery, JournalEntry, NewExecution, Store, StoreError, StoredExecution, Upgrade,
@@ -121,12 +125,22 @@ impl Synchronous {
 #[non_exhaustive]
 pub struct SqliteOptions {
     synchronous: Synchronous,
+    read_only: bool,
 }
 
 impl SqliteOptions {
     /// Sets `PRAGMA synchronous` (default: [`Synchronous::Full`]).
     pub fn synchronous(mut self, mode: Synchronous) -> Self {
         self.synchronous = mode;
+        self
+    }
+
+    /// Opens the file only to read it (default: `false`): no lock is taken, so a
+    /// file that an engine is using can be read beside it, and every write fails
+    /// with [`StoreError::ReadOnly`]. The file must exist and hold sagaflow's
+    /// current schema. An engine does not run on a read-only store.
+    pub fn read_only(mut self, yes: bool) -> Self {
+        self.read_only = yes;
         self
     }
 }
@@ -139,6 +153,9 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     path: Option<PathBuf>,
     synchronous: Synchronous,
+    read_only: bool,
+    /// The file's lock while this store may write it (see `lock`).
+    lock: parking_lot::Mutex<Option<FileLock>>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -146,6 +163,7 @@ impl fmt::Debug for SqliteStore {
         f.debug_struct("SqliteStore")
             .field("path", &self.path)
             .field("synchronous", &self.synchronous)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -161,22 +179,36 @@ impl SqliteStore {
     }
 
     /// Opens (or creates) the database file at `path`.
+    ///
+    /// Unless the options say [`read_only`](SqliteOptions::read_only), the store
+    /// holds the file: a second store opening it for writing, in this process or
+    /// another, fails with [`StoreError::Locked`] naming the holder, until this
+    /// one is dropped, its engine shuts down, or its process dies.
     pub async fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        Self::spawn(Some(path), options.synchronous).await
+        Self::spawn(Some(path), options).await
+    }
+
+    /// Opens an existing database file only to read it, beside the engine that
+    /// may be using it (for tools: introspection, the dashboard over a file, a
+    /// command line). Writes fail with [`StoreError::ReadOnly`].
+    pub async fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default().read_only(true)).await
     }
 
     /// A database in memory: the same tables and queries, gone with the store
     /// (so it reports [`Durability::Volatile`] and the engine does not journal
     /// into it).
     pub async fn in_memory() -> Result<Self, StoreError> {
-        Self::spawn(None, Synchronous::Full).await
+        Self::spawn(None, SqliteOptions::default()).await
     }
 
     /// Opens the store a URL names: `sqlite://path/to/file.db` (relative to the
     /// working directory; `sqlite:///abs/path.db` for an absolute path),
     /// `sqlite:path.db`, or `sqlite::memory:`. The query parameter
-    /// `synchronous=full|normal` sets [`Synchronous`].
+    /// `synchronous=full|normal` sets [`Synchronous`]; `mode=ro` opens the file
+    /// read-only ([`open_read_only`](Self::open_read_only)), `mode=rw` (the
+    /// default) for writing.
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
         let invalid = |reason: String| StoreError::InvalidUrl { url: url.to_owned(), reason };
         let rest = url.strip_prefix("sqlite:").ok_or_else(|| invalid("expected `sqlite://path`".into()))?;
@@ -190,11 +222,23 @@ impl SqliteStore {
                         invalid(format!("unknown `synchronous` value `{value}`; expected `full` or `normal`"))
                     })?;
                 }
-                other => return Err(invalid(format!("unknown parameter `{other}`; expected `synchronous`"))),
+                "mode" => {
+                    options.read_only = match value.to_ascii_lowercase().as_str() {
+                        "ro" => true,
+                        "rw" | "rwc" => false,
+                        _ => return Err(invalid(format!("unknown `mode` value `{value}`; expected `ro` or `rw`"))),
+                    };
+                }
+                other => {
+                    return Err(invalid(format!("unknown parameter `{other}`; expected `synchronous` or `mode`")));
+                }
             }
         }
         if target == ":memory:" {
-            return Self::spawn(None, options.synchronous).await;
+            if options.read_only {
+                return Err(invalid("an in-memory database cannot be opened read-only".into()));
+            }
+            return Self::spawn(None, options).await;
         }
         let path = target.strip_prefix("//").unwrap_or(target);
         if path.is_empty() {
@@ -213,14 +257,25 @@ impl SqliteStore {
         self.synchronous
     }
 
-    async fn spawn(path: Option<PathBuf>, synchronous: Synchronous) -> Result<Self, StoreError> {
+    /// Whether the store was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    async fn spawn(path: Option<PathBuf>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let SqliteOptions { synchronous, read_only } = options;
+        // Lock before touching the file: a second engine changes nothing in it.
+        let lock = match &path {
+            Some(p) if !read_only => Some(FileLock::acquire(p)?),
+            _ => None,
+        };
         let (jobs, inbox) = mpsc::channel::<Job>();
         let (ready_tx, ready) = oneshot::channel();
         let thread_path = path.clone();
         std::thread::Builder::new()
             .name("sagaflow-sqlite".into())
             .spawn(move || {
-                let mut db = match Db::open(thread_path.as_deref(), synchronous) {
+                let mut db = match Db::open(thread_path.as_deref(), synchronous, read_only) {
                     Ok(db) => {
                         let _ = ready_tx.send(Ok(()));
                         db
@@ -238,7 +293,16 @@ impl SqliteStore {
             })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite thread: {e}")))?;
         ready.await.map_err(|_| StoreError::Unavailable("the SQLite thread stopped while opening".into()))??;
-        Ok(SqliteStore { jobs, path, synchronous })
+        Ok(SqliteStore { jobs, path, synchronous, read_only, lock: parking_lot::Mutex::new(lock) })
+    }
+
+    /// Fails if the store is read-only.
+    fn writable(&self, action: &'static str) -> Result<(), StoreError> {
+        if self.read_only {
+            let path = self.path.as_deref().map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
+            return Err(StoreError::ReadOnly { path, action });
+        }
+        Ok(())
     }
 
     /// Runs `f` on the database thread and returns its result: one hop to the
@@ -267,6 +331,7 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
+        self.writable("writing")?;
         // Serialize here, on the caller's thread, while the database thread
         // commits the previous batch.
         let ops = prepare(batch)?;
@@ -292,6 +357,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_dead_letters(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.writable("purging dead letters")?;
         self.call(move |db| db.purge_dead_letters(now)).await
     }
 
@@ -305,12 +371,22 @@ impl Store for SqliteStore {
     }
 
     async fn claim_tick(&self, key: &str, fire_time: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.writable("claiming a schedule tick")?;
         let key = key.to_owned();
         self.call(move |db| db.claim_tick(&key, fire_time)).await
     }
 
     async fn last_ticks(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
         self.call(Db::last_ticks).await
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    async fn release(&self) {
+        // Every write this engine queued was committed before it let go.
+        self.lock.lock().take();
     }
 }
 
@@ -356,13 +432,15 @@ struct Live {
 }
 
 impl Db {
-    fn open(path: Option<&Path>, synchronous: Synchronous) -> Result<Db, StoreError> {
+    fn open(path: Option<&Path>, synchronous: Synchronous, read_only: bool) -> Result<Db, StoreError> {
         let name = path.map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        };
         let conn = match path {
-            Some(p) => Connection::open_with_flags(
-                p,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            ),
+            Some(p) => Connection::open_with_flags(p, flags),
             None => Connection::open_in_memory(),
         }
         .map_err(|e| StoreError::Unavailable(format!("cannot open `{name}`: {e}")))?;
@@ -401,6 +479,9 @@ impl Db {
         } else if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew { path: name, found: version, supported: SCHEMA_VERSION });
         }
+        if read_only {
+            return Self::open_read_only(conn, name, version);
+        }
         let unavailable = |e: rusqlite::Error| StoreError::Unavailable(format!("cannot set up `{name}`: {e}"));
         if path.is_some() {
             let mode: String =
@@ -432,6 +513,34 @@ impl Db {
             sweep_from: 0,
             next_registration: 0,
             checkpoints,
+        };
+        db.load()?;
+        Ok(db)
+    }
+
+    /// The rest of opening a file read-only: nothing is set up or migrated, so
+    /// the file must hold the current schema already.
+    fn open_read_only(conn: Connection, name: String, version: i64) -> Result<Db, StoreError> {
+        if version != SCHEMA_VERSION {
+            return Err(StoreError::Foreign {
+                path: name,
+                reason: format!(
+                    "it has schema version {version} and this build reads version {SCHEMA_VERSION}; open it \
+                     for writing once (an engine does) to create or migrate its schema"
+                ),
+            });
+        }
+        conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+            .map_err(|e| StoreError::Unavailable(format!("cannot set up `{name}`: {e}")))?;
+        let mut db = Db {
+            conn,
+            name,
+            live: HashMap::new(),
+            garbage: 0,
+            garbage_this_pass: 0,
+            sweep_from: 0,
+            next_registration: 0,
+            checkpoints: None,
         };
         db.load()?;
         Ok(db)
@@ -632,6 +741,9 @@ impl Db {
 
     fn unfinished(&mut self) -> Result<Vec<StoredExecution>, StoreError> {
         let err = self.err();
+        // One read transaction: both tables from the same commit, even while the
+        // engine that holds the file writes (for a read-only store beside it).
+        let tx = self.conn.unchecked_transaction().map_err(&err)?;
         let mut out = Vec::with_capacity(self.live.len());
         let mut index: HashMap<i64, usize> = HashMap::with_capacity(self.live.len());
         let mut stmt =
@@ -658,6 +770,9 @@ impl Db {
                 event: row.get(2).map_err(&err)?,
             });
         }
+        drop(rows);
+        drop(stmt);
+        tx.finish().map_err(&err)?;
         Ok(out)
     }
 

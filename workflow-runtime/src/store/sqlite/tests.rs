@@ -239,6 +239,7 @@ async fn urls_choose_the_file_and_the_synchronous_mode() {
     let mode: i64 =
         store.call(|db| Ok(db.conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap())).await.unwrap();
     assert_eq!(mode, 1, "PRAGMA synchronous is NORMAL (1)");
+    drop(store);
     let store = SqliteStore::open_with(&path, SqliteOptions::default()).await.unwrap();
     let mode: i64 =
         store.call(|db| Ok(db.conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap())).await.unwrap();
@@ -254,6 +255,60 @@ async fn urls_choose_the_file_and_the_synchronous_mode() {
     assert!(err.to_string().contains("unknown parameter `cache`"), "{err}");
     let err = SqliteStore::open_url("sqlite://").await.unwrap_err();
     assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err}");
+    let err = SqliteStore::open_url("sqlite://x.db?mode=rwx").await.unwrap_err();
+    assert!(err.to_string().contains("unknown `mode` value `rwx`"), "{err}");
+    let err = SqliteStore::open_url("sqlite::memory:?mode=ro").await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn one_store_at_a_time_writes_a_file_and_the_second_learns_who_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("held.db");
+    let first = SqliteStore::open(&path).await.unwrap();
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    let StoreError::Locked { path: named, holder } = &err else { panic!("expected Locked, got {err:?}") };
+    assert_eq!(named, &path.display().to_string());
+    assert!(holder.contains(&format!("process {}", std::process::id())), "the holder names its process: {holder}");
+    assert!(err.to_string().contains("in use by another engine"), "{err}");
+    // A URL opens the same file, and is refused the same way.
+    let err = SqliteStore::open_url(&format!("sqlite://{}", path.display())).await.unwrap_err();
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    // Releasing (as an engine's shutdown does) or dropping lets the next one in.
+    first.release().await;
+    let second = SqliteStore::open(&path).await.expect("released: the file opens");
+    drop(second);
+    drop(first);
+    SqliteStore::open(&path).await.expect("dropped: the file opens");
+}
+
+#[tokio::test]
+async fn a_read_only_store_reads_a_held_file_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let err = SqliteStore::open_read_only(&path).await.unwrap_err();
+    assert!(err.to_string().contains(&path.display().to_string()), "a missing file is named: {err}");
+    assert!(!path.exists(), "opening read-only creates nothing");
+
+    let writer = SqliteStore::open(&path).await.unwrap();
+    let reader = SqliteStore::open_read_only(&path).await.expect("read-only beside the writer");
+    assert!(reader.is_read_only() && reader.read_only());
+    assert!(reader.unfinished().await.unwrap().is_empty());
+    let new = new_execution("wf", Utc::now());
+    let id = new.id;
+    writer.write(&[Write::Create(Box::new(new))]).await.unwrap();
+    let live = reader.unfinished().await.unwrap();
+    assert_eq!(live.iter().map(|e| e.execution.id).collect::<Vec<_>>(), [id], "the reader sees what was committed");
+
+    let err = reader.write(&[Write::Create(Box::new(new_execution("wf", Utc::now())))]).await.unwrap_err();
+    assert!(matches!(err, StoreError::ReadOnly { .. }), "{err:?}");
+    assert!(err.to_string().contains("open read-only"), "{err}");
+    assert!(matches!(reader.claim_tick("wf#0", Utc::now()).await, Err(StoreError::ReadOnly { .. })));
+    assert!(matches!(reader.purge_dead_letters(Utc::now()).await, Err(StoreError::ReadOnly { .. })));
+    assert_eq!(writer.unfinished().await.unwrap().len(), 1, "the refused write changed nothing");
+
+    let by_url = SqliteStore::open_url(&format!("sqlite://{}?mode=ro", path.display())).await.unwrap();
+    assert!(by_url.is_read_only());
 }
 
 #[tokio::test]
