@@ -1,0 +1,167 @@
+//! A fault-injecting store: wraps a real store and, as the test asks, slows its
+//! commits down, records what was committed, or "crashes" right after committing
+//! a chosen write, as a process killed at that instant would leave its file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+use sagaflow::store::{DeadLetter, Durability, ExecutionQuery, Store, StoreError, StoredExecution, Write};
+use sagaflow::{DefinitionSnapshot, ExecutionId, ExecutionState};
+
+/// A committed write, as the tests look at it.
+#[derive(Clone, Debug)]
+enum Committed {
+    /// A new execution.
+    Create(ExecutionId),
+    /// A journal event of an execution, as JSON.
+    Event(ExecutionId, serde_json::Value),
+    /// Anything else.
+    Other,
+}
+
+type Trigger = Box<dyn Fn(&Write) -> bool + Send + Sync>;
+
+/// The wrapper. See the module documentation.
+pub struct FaultStore {
+    inner: Mutex<Option<Arc<dyn Store>>>,
+    delay: Duration,
+    committed: Mutex<Vec<Committed>>,
+    crash_after: Mutex<Option<Trigger>>,
+}
+
+impl std::fmt::Debug for FaultStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultStore").field("delay", &self.delay).finish_non_exhaustive()
+    }
+}
+
+impl FaultStore {
+    /// Wraps `inner`; every batch takes at least `delay` to commit.
+    pub fn new(inner: impl Store, delay: Duration) -> Arc<Self> {
+        Arc::new(FaultStore {
+            inner: Mutex::new(Some(Arc::new(inner))),
+            delay,
+            committed: Mutex::new(Vec::new()),
+            crash_after: Mutex::new(None),
+        })
+    }
+
+    /// Crashes right after committing the first write for which `when` holds:
+    /// the rest of its batch and everything later is never committed, reads
+    /// fail, and the wrapped store is dropped (an SQLite file's lock with it).
+    pub fn crash_after(&self, when: impl Fn(&Write) -> bool + Send + Sync + 'static) {
+        *self.crash_after.lock() = Some(Box::new(when));
+    }
+
+    /// Whether the store has crashed.
+    pub fn crashed(&self) -> bool {
+        self.inner.lock().is_none()
+    }
+
+    /// Whether the creation of `id` is committed.
+    pub fn created(&self, id: ExecutionId) -> bool {
+        self.committed.lock().iter().any(|c| matches!(c, Committed::Create(x) if *x == id))
+    }
+
+    /// Whether an event of `id` for which `pred` holds is committed.
+    pub fn has_event(&self, id: ExecutionId, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
+        self.committed.lock().iter().any(|c| matches!(c, Committed::Event(x, e) if *x == id && pred(e)))
+    }
+
+    fn inner(&self) -> Result<Arc<dyn Store>, StoreError> {
+        self.inner.lock().clone().ok_or_else(|| StoreError::Unavailable("the store crashed".into()))
+    }
+
+    fn record(&self, batch: &[Write]) {
+        let mut log = self.committed.lock();
+        for w in batch {
+            log.push(match w {
+                Write::Create(n) => Committed::Create(n.id),
+                Write::Event(e) => Committed::Event(e.execution, serde_json::from_str(&e.event).expect("JSON event")),
+                _ => Committed::Other,
+            });
+        }
+    }
+}
+
+/// A journal event's name and step: `("step_finished", Some(0))`.
+pub fn event_is(event: &serde_json::Value, name: &str, step: Option<u64>) -> bool {
+    event["event"] == name && step.is_none_or(|s| event["step"] == s)
+}
+
+#[async_trait]
+impl Store for FaultStore {
+    fn durability(&self) -> Durability {
+        Durability::Durable
+    }
+
+    async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let Ok(inner) = self.inner() else {
+            // A crashed process writes nothing more, ever.
+            return std::future::pending().await;
+        };
+        let cut = self.crash_after.lock().as_ref().and_then(|when| batch.iter().position(|w| when(w)));
+        match cut {
+            None => {
+                inner.write(batch).await?;
+                self.record(batch);
+                Ok(())
+            }
+            Some(i) => {
+                inner.write(&batch[..=i]).await?;
+                self.record(&batch[..=i]);
+                self.inner.lock().take();
+                drop(inner);
+                std::future::pending().await
+            }
+        }
+    }
+
+    async fn unfinished(&self) -> Result<Vec<StoredExecution>, StoreError> {
+        self.inner()?.unfinished().await
+    }
+
+    async fn finished(&self, id: ExecutionId) -> Result<Option<ExecutionState>, StoreError> {
+        self.inner()?.finished(id).await
+    }
+
+    async fn list_finished(&self, query: &ExecutionQuery) -> Result<Vec<ExecutionState>, StoreError> {
+        self.inner()?.list_finished(query).await
+    }
+
+    async fn dead_letters(&self, workflow: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
+        self.inner()?.dead_letters(workflow).await
+    }
+
+    async fn purge_dead_letters(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.inner()?.purge_dead_letters(now).await
+    }
+
+    async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError> {
+        self.inner()?.definitions().await
+    }
+
+    async fn definition_version(&self, name: &str, version: &str) -> Result<Option<DefinitionSnapshot>, StoreError> {
+        self.inner()?.definition_version(name, version).await
+    }
+
+    async fn claim_tick(&self, key: &str, fire_time: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.inner()?.claim_tick(key, fire_time).await
+    }
+
+    async fn last_ticks(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        self.inner()?.last_ticks().await
+    }
+
+    async fn release(&self) {
+        if let Ok(inner) = self.inner() {
+            inner.release().await;
+        }
+    }
+}
