@@ -5,6 +5,7 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod build_errors;
+mod chaos;
 mod cluster;
 mod common;
 mod control;
