@@ -106,7 +106,7 @@ impl Store for FaultStore {
             // A crashed process writes nothing more, ever.
             return std::future::pending().await;
         };
-        let cut = self.crash_after.lock().as_ref().and_then(|when| batch.iter().position(|w| when(w)));
+        let cut = self.crash_after.lock().as_ref().and_then(|when| batch.iter().position(when));
         match cut {
             None => {
                 inner.write(batch).await?;
