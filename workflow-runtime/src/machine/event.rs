@@ -68,7 +68,7 @@ impl std::fmt::Debug for Expanded {
 }
 
 /// Which workflow-level handler finished.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[allow(clippy::enum_variant_names)] // the names are those of the workflow options
 pub(crate) enum HandlerKind {

@@ -1315,4 +1315,6 @@ pub(crate) fn later(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 pub(crate) const ERROR_KEYS: [&str; 4] = ["__error__", "__error_step__", "__attempts__", "__stacktrace__"];
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;
