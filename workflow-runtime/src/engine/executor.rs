@@ -5,6 +5,11 @@
 //! An execution whose steps are all parked (awaiting, snoozed, waiting for a retry)
 //! has no task at all: its state sits in the engine's table and the next event (a
 //! timer, `resume`, `cancel`) starts a driver again.
+//!
+//! The write-ahead rule lives here, where commands leave the machine: the driver
+//! holds what the machine asked for until the journal ticket of the events that
+//! asked for it (the execution's creation included) is durable, then carries it
+//! all out. One group commit wakes every driver it made ready.
 
 use std::collections::HashMap;
 use std::future::Future;
