@@ -7,6 +7,8 @@
 
 #[path = "../examples/scenarios/batch_images.rs"]
 mod batch_images;
+#[path = "../examples/dashboard/demo.rs"]
+mod demo;
 #[path = "../examples/scenarios/etl_pipeline.rs"]
 mod etl_pipeline;
 #[path = "../examples/scenarios/order_processing.rs"]
@@ -423,5 +425,85 @@ mod tenants {
         );
         assert!(!*platform.maintenance.lock().unwrap());
         assert_eq!(step(&state, "unlock_tenant").status, StepStatus::Pending, "the step itself never ran");
+    }
+}
+
+/// The dashboard example (`examples/dashboard/`), served in process: its loops
+/// run the workflows above (faster than the program does) while a browser opens
+/// its pages and saves a screenshot of each, into `SAGAFLOW_SCREENSHOTS` when set
+/// (the README's picture comes from there) or a temporary directory.
+mod dashboard_example {
+    use std::process::Command;
+
+    use sagaflow::dashboard::Dashboard;
+
+    use super::demo;
+    use super::*;
+    use crate::tools;
+
+    /// An ended order whose steps were retried, once the loops produced one.
+    async fn retried_order(engine: &Engine) -> ExecutionId {
+        for _ in 0..600 {
+            let history = engine.history(&Default::default()).await.unwrap();
+            let retried =
+                history.iter().find(|s| s.workflow == "order_processing" && s.steps.iter().any(|st| st.attempts > 1));
+            if let Some(s) = retried
+                && history.iter().filter(|s| s.workflow == "order_processing").count() >= 3
+            {
+                return s.id;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no retried order within a minute");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_browser_opens_the_dashboard_examples_pages() {
+        let browser = tools::root().join("tests/browser");
+        let installed = std::path::Path::new("/usr/bin/chromium").is_file()
+            && browser.join("node_modules/playwright-core/package.json").is_file();
+        if !tools::require(
+            "Chromium and Playwright (tests/browser)",
+            installed,
+            "apt-get install chromium && cd tests/browser && npm ci (or run .ci/run)",
+        ) {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let world = demo::World::new();
+        let url = format!("sqlite://{}", dir.path().join("dashboard.db").display());
+        let engine = world.register(Engine::builder().store_url(url)).build().await.unwrap();
+        let mut loops = demo::run_loops(&engine, &world, 0.25);
+        let retried = retried_order(&engine).await;
+
+        let app = axum::Router::new().nest("/workflows", Dashboard::new(engine.clone()).bearer_token("t").router());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/workflows", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let out = std::env::var_os("SAGAFLOW_SCREENSHOTS")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| dir.path().join("screenshots"));
+        let (script, out_arg) = (browser.join("example.mjs"), out.clone());
+        let run = tokio::task::spawn_blocking(move || {
+            Command::new("node")
+                .arg(script)
+                .arg(&base)
+                .arg(&out_arg)
+                .arg(retried.to_string())
+                .output()
+                .expect("node runs")
+        })
+        .await
+        .unwrap();
+        loops.abort_all();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "the browser session passed: {stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+        let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
+        assert_eq!(report["ok"], true, "{report}");
+        for name in ["overview.png", "workflow.png", "execution.png"] {
+            let png = std::fs::read(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{name} is a real screenshot");
+        }
+        engine.shutdown().await;
     }
 }

@@ -18,7 +18,7 @@ use sagaflow::Task;
 use sagaflow::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::support::sim::{Ledger, latency};
+use super::support::sim::{Faults, Ledger, latency};
 
 /// Failures the simulated services are told to produce.
 #[derive(Clone, Debug, Default)]
@@ -45,7 +45,8 @@ pub(crate) struct Image {
 pub(crate) struct ImageService {
     /// What the services did.
     pub(crate) ledger: Arc<Ledger>,
-    faults: ImageFaults,
+    /// The failures to produce, per batch.
+    pub(crate) faults: Faults<ImageFaults>,
     upload_attempts: Mutex<HashMap<String, u32>>,
     /// Images being processed right now, and the most at once.
     in_flight: AtomicUsize,
@@ -58,7 +59,7 @@ impl ImageService {
     pub(crate) fn new(faults: ImageFaults) -> Arc<ImageService> {
         Arc::new(ImageService {
             ledger: Ledger::new(),
-            faults,
+            faults: Faults::new(faults),
             upload_attempts: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             peak_in_flight: AtomicUsize::new(0),
@@ -79,9 +80,9 @@ impl ImageService {
         images
     }
 
-    async fn resize(&self, image: &Image, width: u32, height: u32) -> Result<u64, String> {
+    async fn resize(&self, batch: &str, image: &Image, width: u32, height: u32) -> Result<u64, String> {
         latency(250 + 20 * u64::from(image.width % 7)).await;
-        if self.faults.corrupt.contains(&image.id) {
+        if self.faults.of(batch).corrupt.contains(&image.id) {
             return Err(format!("{} is not a valid JPEG (truncated at byte 4096)", image.id));
         }
         Ok(image.bytes * u64::from(width * height) / u64::from(image.width * image.height))
@@ -92,15 +93,16 @@ impl ImageService {
         bytes * 6 / 10
     }
 
-    async fn upload(&self, image: &Image, bytes: u64) -> Result<String, StepError> {
+    async fn upload(&self, batch: &str, image: &Image, bytes: u64) -> Result<String, StepError> {
         latency(300).await;
         let attempt = {
             let mut attempts = self.upload_attempts.lock().unwrap();
-            let n = attempts.entry(image.id.clone()).or_insert(0);
+            let n = attempts.entry(format!("{batch}/{}", image.id)).or_insert(0);
             *n += 1;
             *n
         };
-        if self.faults.upload_down || (attempt == 1 && self.faults.flaky_uploads.contains(&image.id)) {
+        let faults = self.faults.of(batch);
+        if faults.upload_down || (attempt == 1 && faults.flaky_uploads.contains(&image.id)) {
             self.ledger.record("image_store", format!("upload of {} dropped (attempt {attempt})", image.id));
             return Err(StepError::new(
                 "connection_error",
@@ -114,11 +116,11 @@ impl ImageService {
 
     /// Resize, optimize, upload; SPEC's `process_single_image`. A processing error
     /// is part of the result; a dropped upload is an error for the engine to retry.
-    async fn process_single_image(&self, image: &Image) -> Result<serde_json::Value, StepError> {
+    async fn process_single_image(&self, batch: &str, image: &Image) -> Result<serde_json::Value, StepError> {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
         let result = async {
-            let resized = match self.resize(image, 800, 600).await {
+            let resized = match self.resize(batch, image, 800, 600).await {
                 Ok(bytes) => bytes,
                 Err(reason) => {
                     self.ledger.record("processor", format!("gave up on {}: {reason}", image.id));
@@ -126,7 +128,7 @@ impl ImageService {
                 }
             };
             let optimized = self.optimize(resized).await;
-            let url = self.upload(image, optimized).await?;
+            let url = self.upload(batch, image, optimized).await?;
             Ok(json!({ "status": "ok", "url": url }))
         }
         .await;
@@ -160,12 +162,14 @@ impl ImageProcessing {
     #[graft(after = fetch_images)]
     async fn process_images(&self, ctx: &Context) -> StepResult {
         let images: Vec<Image> = ctx.get("images")?;
+        let batch: Arc<str> = ctx.get::<String>("batch_id")?.into();
         Ok(Outcome::expand(images.into_iter().map(|image| {
             let service = Arc::clone(&self.images);
+            let batch = Arc::clone(&batch);
             let step_name = format!("process_{}", image.id);
             Task::new(step_name, move |_ctx: Context| {
-                let (service, image) = (Arc::clone(&service), image.clone());
-                async move { service.process_single_image(&image).await }
+                let (service, image, batch) = (Arc::clone(&service), image.clone(), Arc::clone(&batch));
+                async move { service.process_single_image(&batch, &image).await }
             })
             .with(
                 Step::opts()

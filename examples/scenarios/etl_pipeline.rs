@@ -8,13 +8,13 @@
 //! simulations (see [`DataPlatform`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{Duration as Days, NaiveDate, Utc};
 use sagaflow::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::support::sim::{Ledger, latency};
+use super::support::sim::{Faults, Ledger, latency};
 
 /// Failures the simulated platform is told to produce.
 #[derive(Clone, Copy, Debug, Default)]
@@ -49,7 +49,8 @@ pub(crate) struct Record {
 pub(crate) struct DataPlatform {
     /// What the services did.
     pub(crate) ledger: Arc<Ledger>,
-    faults: Mutex<PlatformFaults>,
+    /// The failures to produce, per date.
+    pub(crate) faults: Faults<PlatformFaults>,
 }
 
 const SKUS: [&str; 4] = ["mug-blue", "tea-sencha-100g", "kettle-steel", "cup-white"];
@@ -57,12 +58,12 @@ const SKUS: [&str; 4] = ["mug-blue", "tea-sencha-100g", "kettle-steel", "cup-whi
 impl DataPlatform {
     /// A platform with these faults.
     pub(crate) fn new(faults: PlatformFaults) -> Arc<DataPlatform> {
-        Arc::new(DataPlatform { ledger: Ledger::new(), faults: Mutex::new(faults) })
+        Arc::new(DataPlatform { ledger: Ledger::new(), faults: Faults::new(faults) })
     }
 
     async fn fetch_sales(&self, date: NaiveDate) -> Vec<Sale> {
         latency(700).await;
-        let orphans = self.faults.lock().unwrap().orphan_sales;
+        let orphans = self.faults.of(&date.to_string()).orphan_sales;
         let sales: Vec<Sale> = (1..=48u32)
             .map(|id| Sale {
                 id,
@@ -91,14 +92,15 @@ impl DataPlatform {
         changes
     }
 
-    async fn bulk_insert(&self, records: &[Record]) -> Result<(), StepError> {
+    async fn bulk_insert(&self, date: NaiveDate, records: &[Record]) -> Result<(), StepError> {
         latency(650).await;
-        {
-            let mut faults = self.faults.lock().unwrap();
-            if faults.warehouse_drops > 0 {
-                faults.warehouse_drops -= 1;
-                return Err(StepError::new("connection_error", "the warehouse closed the connection mid-batch"));
-            }
+        let dropped = self.faults.with(&date.to_string(), |f| {
+            let drop = f.warehouse_drops > 0;
+            f.warehouse_drops = f.warehouse_drops.saturating_sub(1);
+            drop
+        });
+        if dropped {
+            return Err(StepError::new("connection_error", "the warehouse closed the connection mid-batch"));
         }
         self.ledger.record("warehouse", format!("inserted {} rows", records.len()));
         Ok(())
@@ -234,7 +236,7 @@ impl DailyDataPipeline {
     // Load: write to destinations.
     #[step(after = validate_data, group = load, timeout = "30m", retry_delay = "500ms")]
     async fn load_to_warehouse(&self, ctx: &Context) -> StepResult {
-        self.platform.bulk_insert(&ctx.get::<Vec<Record>>("validated_data")?).await?;
+        self.platform.bulk_insert(ctx.get("date")?, &ctx.get::<Vec<Record>>("validated_data")?).await?;
         Ok(json!({ "warehouse_loaded": true }).into())
     }
 

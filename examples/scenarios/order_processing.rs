@@ -15,7 +15,7 @@ use sagaflow::AwaitRequest;
 use sagaflow::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::support::sim::{Ledger, latency};
+use super::support::sim::{Faults, Ledger, latency};
 
 /// What the fraud service answers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -83,33 +83,40 @@ pub(crate) struct Order {
 pub(crate) struct Shop {
     /// What the services did.
     pub(crate) ledger: Arc<Ledger>,
-    faults: Mutex<ShopFaults>,
+    /// The failures to produce, per order.
+    pub(crate) faults: Faults<ShopFaults>,
     orders: Mutex<HashMap<String, Order>>,
 }
 
 impl Shop {
-    /// A shop with one order, `ord-1001`, and these faults.
+    /// A shop with one order, `ord-1001`, and these faults for every order.
     pub(crate) fn new(faults: ShopFaults) -> Arc<Shop> {
+        let shop = Arc::new(Shop { ledger: Ledger::new(), faults: Faults::new(faults), orders: Mutex::default() });
+        shop.add_order(Shop::sample_order("ord-1001"));
+        shop
+    }
+
+    /// Puts an order in the shop's database.
+    pub(crate) fn add_order(&self, order: Order) {
+        self.orders.lock().unwrap().insert(order.id.clone(), order);
+    }
+
+    /// An order of two mugs and a box of tea.
+    pub(crate) fn sample_order(id: &str) -> Order {
         let items = vec![
             Item { sku: "mug-blue".into(), quantity: 2, unit_cents: 1_250 },
             Item { sku: "tea-sencha-100g".into(), quantity: 1, unit_cents: 890 },
         ];
         let total = items.iter().map(|i| u64::from(i.quantity) * i.unit_cents).sum();
-        let order = Order {
-            id: "ord-1001".into(),
+        Order {
+            id: id.into(),
             customer_id: "cus-42".into(),
             customer_email: "ada@example.com".into(),
             customer_phone: "+44 20 7946 0001".into(),
             payment_method: "card_tok_visa_4242".into(),
             items,
             total,
-        };
-        let orders = Mutex::new(HashMap::from([(order.id.clone(), order)]));
-        Arc::new(Shop { ledger: Ledger::new(), faults: Mutex::new(faults), orders })
-    }
-
-    fn faults(&self) -> ShopFaults {
-        *self.faults.lock().unwrap()
+        }
     }
 
     async fn get_order(&self, id: &str) -> Result<Order, StepError> {
@@ -125,16 +132,16 @@ impl Shop {
         Ok(())
     }
 
-    async fn fraud_check(&self, customer: &str, total: u64) -> Verdict {
+    async fn fraud_check(&self, order: &str, customer: &str, total: u64) -> Verdict {
         latency(350).await;
-        let verdict = self.faults().fraud;
+        let verdict = self.faults.of(order).fraud;
         self.ledger.record("fraud", format!("scored {customer} for {}: {verdict:?}", money(total)));
         verdict
     }
 
-    async fn reserve(&self, items: &[Item]) -> Result<String, StepError> {
+    async fn reserve(&self, order: &str, items: &[Item]) -> Result<String, StepError> {
         latency(220).await;
-        if self.faults().out_of_stock {
+        if self.faults.of(order).out_of_stock {
             return Err(
                 StepError::new("inventory_unavailable", format!("`{}` is out of stock", items[0].sku)).permanent()
             );
@@ -150,16 +157,17 @@ impl Shop {
         self.ledger.record("inventory", format!("released {reservation}"));
     }
 
-    async fn authorize(&self, card: &str, total: u64) -> Result<String, StepError> {
+    async fn authorize(&self, order: &str, card: &str, total: u64) -> Result<String, StepError> {
         latency(480).await;
-        {
-            let mut faults = self.faults.lock().unwrap();
-            if faults.gateway_timeouts > 0 {
-                faults.gateway_timeouts -= 1;
-                return Err(StepError::new("timeout", "the payment gateway did not answer within 5 s"));
-            }
+        let timed_out = self.faults.with(order, |f| {
+            let left = f.gateway_timeouts > 0;
+            f.gateway_timeouts = f.gateway_timeouts.saturating_sub(1);
+            left
+        });
+        if timed_out {
+            return Err(StepError::new("timeout", "the payment gateway did not answer within 5 s"));
         }
-        if self.faults().decline_card {
+        if self.faults.of(order).decline_card {
             self.ledger.record("payments", format!("declined {card} for {}", money(total)));
             return Err(StepError::new("payment_failed", "card declined: insufficient funds")
                 .with_details(serde_json::json!({ "decline_code": "insufficient_funds", "card": card }))
@@ -189,7 +197,7 @@ impl Shop {
 
     async fn ship(&self, order: &Order, reservation: &str) -> Result<(String, String), StepError> {
         latency(400).await;
-        if self.faults().carrier_down {
+        if self.faults.of(&order.id).carrier_down {
             return Err(StepError::new("carrier_unavailable", "the carrier's API answered 503")
                 .with_details(serde_json::json!({ "status": 503 }))
                 .permanent());
@@ -210,9 +218,9 @@ impl Shop {
         self.ledger.record("mailer", format!("sent `{what}` to {to}"));
     }
 
-    async fn sms(&self, phone: &str, text: &str) -> Result<(), StepError> {
+    async fn sms(&self, order: &str, phone: &str, text: &str) -> Result<(), StepError> {
         latency(140).await;
-        if self.faults().sms_down {
+        if self.faults.of(order).sms_down {
             return Err(StepError::new("sms_rejected", format!("the SMS provider rejected {phone}")).permanent());
         }
         self.ledger.record("sms", format!("sent \"{text}\" to {phone}"));
@@ -260,7 +268,8 @@ impl OrderProcessing {
     // Step 2: check for fraud; a review waits for the fraud team (up to a day).
     #[step(after = validate_order, timeout = "10s")]
     async fn check_fraud(&self, ctx: &Context) -> StepResult {
-        match self.shop.fraud_check(&ctx.get::<String>("customer_id")?, ctx.get("total")?).await {
+        let order: String = ctx.get("order_id")?;
+        match self.shop.fraud_check(&order, &ctx.get::<String>("customer_id")?, ctx.get("total")?).await {
             Verdict::Clear => Ok(json!({ "fraud_check": "passed" }).into()),
             Verdict::Review => Ok(Outcome::await_with(AwaitRequest::timeout("24h").notify("fraud_team"))),
             Verdict::Reject => {
@@ -273,7 +282,7 @@ impl OrderProcessing {
     #[step(after = check_fraud, group = pre_fulfillment, rollback = release_inventory)]
     async fn reserve_inventory(&self, ctx: &Context) -> StepResult {
         let items: Vec<Item> = ctx.get("items")?;
-        let reservation = self.shop.reserve(&items).await?;
+        let reservation = self.shop.reserve(&ctx.get::<String>("order_id")?, &items).await?;
         Ok(json!({ "reservation_id": reservation }).into())
     }
 
@@ -281,7 +290,7 @@ impl OrderProcessing {
     #[step(after = check_fraud, group = pre_fulfillment, rollback = void_authorization)]
     async fn authorize_payment(&self, ctx: &Context) -> StepResult {
         let order: Order = ctx.get("order")?;
-        let auth = self.shop.authorize(&order.payment_method, ctx.get("total")?).await?;
+        let auth = self.shop.authorize(&order.id, &order.payment_method, ctx.get("total")?).await?;
         Ok(json!({ "payment_auth_id": auth }).into())
     }
 
@@ -312,7 +321,7 @@ impl OrderProcessing {
     #[step(after = create_shipment, group = notifications, on_error = continue)]
     async fn send_sms_notification(&self, ctx: &Context) -> StepResult {
         let order: Order = ctx.get("order")?;
-        self.shop.sms(&order.customer_phone, &format!("Order {} shipped!", order.id)).await?;
+        self.shop.sms(&order.id, &order.customer_phone, &format!("Order {} shipped!", order.id)).await?;
         Ok(Outcome::Done)
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sagaflow::prelude::*;
 
-use super::support::sim::{Ledger, latency};
+use super::support::sim::{Faults, Ledger, latency};
 
 /// Failures and conditions the simulated platform is told to produce.
 #[derive(Clone, Copy, Debug, Default)]
@@ -29,8 +29,8 @@ pub(crate) struct TenantFaults {
 pub(crate) struct Platform {
     /// What the services did.
     pub(crate) ledger: Arc<Ledger>,
-    faults: TenantFaults,
-    sessions: Mutex<u32>,
+    /// The conditions to produce, per tenant.
+    pub(crate) faults: Faults<TenantFaults>,
     /// Whether the tenant is in maintenance mode now.
     pub(crate) maintenance: Mutex<bool>,
 }
@@ -38,12 +38,7 @@ pub(crate) struct Platform {
 impl Platform {
     /// A platform with these conditions.
     pub(crate) fn new(faults: TenantFaults) -> Arc<Platform> {
-        Arc::new(Platform {
-            ledger: Ledger::new(),
-            faults,
-            sessions: Mutex::new(faults.active_sessions),
-            maintenance: Mutex::new(false),
-        })
+        Arc::new(Platform { ledger: Ledger::new(), faults: Faults::new(faults), maintenance: Mutex::new(false) })
     }
 
     async fn create_backup(&self, tenant: &str) -> (String, String) {
@@ -69,14 +64,10 @@ impl Platform {
     /// the logged-in users to leave, and half of them (at least one) do within a
     /// round.
     async fn wait_for_drain(&self, tenant: &str, timeout: Duration) -> bool {
-        let left = {
-            let mut sessions = self.sessions.lock().unwrap();
-            if *sessions > 0 {
-                let gone = (*sessions).div_ceil(2);
-                *sessions -= gone;
-            }
-            *sessions
-        };
+        let left = self.faults.with(tenant, |f| {
+            f.active_sessions -= f.active_sessions.div_ceil(2);
+            f.active_sessions
+        });
         if left == 0 {
             latency(150).await;
             self.ledger.record("sessions", format!("{tenant} has no active session"));
@@ -95,7 +86,7 @@ impl Platform {
 
     async fn validate(&self, tenant: &str) -> Result<serde_json::Value, Vec<String>> {
         latency(400).await;
-        if self.faults.corrupt_rows {
+        if self.faults.of(tenant).corrupt_rows {
             return Err(vec![
                 "invoices: 3 rows reference a missing customer".into(),
                 "projects.owner_id: 1 NULL in a NOT NULL column".into(),

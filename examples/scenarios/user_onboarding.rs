@@ -8,14 +8,14 @@
 //! are simulations (see [`Accounts`]).
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use sagaflow::AwaitRequest;
 use sagaflow::prelude::*;
 
-use super::support::sim::{Ledger, latency};
+use super::support::sim::{Faults, Ledger, latency};
 
 /// Failures the simulated services are told to produce.
 #[derive(Clone, Copy, Debug, Default)]
@@ -31,17 +31,14 @@ pub(crate) struct AccountFaults {
 pub(crate) struct Accounts {
     /// What the services did.
     pub(crate) ledger: Arc<Ledger>,
-    faults: Mutex<AccountFaults>,
+    /// The failures to produce, per e-mail address.
+    pub(crate) faults: Faults<AccountFaults>,
 }
 
 impl Accounts {
     /// Services with these faults.
     pub(crate) fn new(faults: AccountFaults) -> Arc<Accounts> {
-        Arc::new(Accounts { ledger: Ledger::new(), faults: Mutex::new(faults) })
-    }
-
-    fn faults(&self) -> AccountFaults {
-        *self.faults.lock().unwrap()
+        Arc::new(Accounts { ledger: Ledger::new(), faults: Faults::new(faults) })
     }
 }
 
@@ -128,7 +125,7 @@ impl UserOnboarding {
     async fn provision_storage(&self, ctx: &Context) -> StepResult {
         latency(400).await;
         let user_id: String = ctx.get("user_id")?;
-        if self.accounts.faults().storage_full {
+        if self.accounts.faults.of(&ctx.get::<String>("email")?).storage_full {
             return Err(StepError::new("storage_unavailable", "no storage capacity left in the region").permanent());
         }
         let bucket = format!("user-{user_id}");
@@ -153,7 +150,7 @@ impl UserOnboarding {
     async fn send_welcome_email(&self, ctx: &Context) -> StepResult {
         latency(200).await;
         let email: String = ctx.get("email")?;
-        if self.accounts.faults().welcome_mail_down {
+        if self.accounts.faults.of(&email).welcome_mail_down {
             return Err(StepError::new("smtp_unavailable", "the mail provider refused the connection").permanent());
         }
         let ends: chrono::DateTime<Utc> = ctx.get("trial_ends_at")?;

@@ -94,3 +94,38 @@ impl Ledger {
 pub(crate) async fn latency(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
+
+/// The failures a scenario's services are told to produce: one set for every
+/// business key (an order, a tenant, a batch...) unless a key has its own, so that
+/// one program can run failing and succeeding executions side by side (the
+/// dashboard example does). Counters in a set (timeouts left to produce,
+/// sessions still open) count down per key.
+#[derive(Debug)]
+pub(crate) struct Faults<F> {
+    default: F,
+    by_key: Mutex<HashMap<String, F>>,
+}
+
+impl<F: Clone> Faults<F> {
+    /// These faults for every key.
+    pub(crate) fn new(default: F) -> Faults<F> {
+        Faults { default, by_key: Mutex::new(HashMap::new()) }
+    }
+
+    /// These faults for `key` only.
+    pub(crate) fn set(&self, key: impl Into<String>, faults: F) {
+        self.by_key.lock().unwrap().insert(key.into(), faults);
+    }
+
+    /// Reads (or counts down) the faults of `key`.
+    pub(crate) fn with<R>(&self, key: &str, f: impl FnOnce(&mut F) -> R) -> R {
+        let mut by_key = self.by_key.lock().unwrap();
+        let faults = by_key.entry(key.to_owned()).or_insert_with(|| self.default.clone());
+        f(faults)
+    }
+
+    /// A copy of the faults of `key`.
+    pub(crate) fn of(&self, key: &str) -> F {
+        self.with(key, |f| f.clone())
+    }
+}
