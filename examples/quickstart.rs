@@ -42,7 +42,7 @@ impl UserOnboarding {
     async fn send_welcome_email(&self, ctx: &Context) -> StepResult {
         let email: String = ctx.get("email")?;
         // The (simulated) mail server drops every other connection.
-        if self.mail_connections.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+        if self.mail_connections.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
             println!("  send_welcome_email   attempt {}: the mail server dropped the connection", ctx.attempt());
             return Err(StepError::new("connection_error", "connection reset by the mail server"));
         }
