@@ -96,6 +96,8 @@ struct StepLine {
     bar: Option<ProgressBar>,
     /// The latest failed attempt, shown when the step is retried.
     last_error: Option<String>,
+    /// Whether it waits for `resume`.
+    awaiting: bool,
 }
 
 struct Board {
@@ -195,7 +197,7 @@ impl Board {
                     None => multi.add(bar),
                 }
             });
-            self.steps.insert(key.clone(), StepLine { bar, last_error: None });
+            self.steps.insert(key.clone(), StepLine { bar, last_error: None, awaiting: false });
         }
         self.steps.get_mut(&key).expect("inserted above")
     }
@@ -258,6 +260,7 @@ impl Board {
                     _ => (false, format!("✔ done in {}", ms(duration))),
                 };
                 self.set(execution_id, &step_name, spinning, text);
+                self.step(execution_id, &step_name).awaiting = result == "await";
                 self.progress(execution_id).await;
             }
             Event::StepException { execution_id, step_name, duration, kind, reason, .. } => {
@@ -277,15 +280,14 @@ impl Board {
                 let waiting: Vec<Arc<str>> = self
                     .steps
                     .iter()
-                    .filter(|((id, _), line)| {
-                        *id == execution_id && line.bar.as_ref().is_some_and(|b| b.message().starts_with('⏸'))
-                    })
+                    .filter(|((id, _), line)| *id == execution_id && line.awaiting)
                     .map(|((_, name), _)| Arc::clone(name))
                     .collect();
                 if let Ok(state) = self.engine.get_state(execution_id).await {
                     for name in waiting {
                         let done = state.steps.iter().any(|s| *s.name == *name && s.status == StepStatus::Completed);
                         if done {
+                            self.step(execution_id, &name).awaiting = false;
                             self.set(execution_id, &name, false, "✔ approved (resumed)".into());
                         }
                     }
