@@ -45,8 +45,16 @@ fn flaky() -> WorkflowDef {
         .expect("valid")
 }
 
-/// An engine with one expense awaiting approval and one dead letter, and its
-/// dashboard served at `/workflows`.
+fn nightly() -> WorkflowDef {
+    Workflow::new("nightly")
+        .schedule(Schedule::cron("0 3 * * *").expect("a valid pattern"))
+        .step("vacuum", |_ctx: Context| async { Ok::<_, StepError>(Outcome::Done) })
+        .build()
+        .expect("valid")
+}
+
+/// An engine with one expense awaiting approval, one dead letter and a nightly
+/// schedule, and its dashboard served at `/workflows`.
 struct Served {
     engine: Engine,
     addr: SocketAddr,
@@ -55,7 +63,8 @@ struct Served {
 }
 
 async fn serve(router: impl FnOnce(Engine) -> axum::Router) -> Served {
-    let engine = Engine::builder().register(expense()).register(flaky()).build().await.expect("engine");
+    let engine =
+        Engine::builder().register(expense()).register(flaky()).register(nightly()).build().await.expect("engine");
     let awaiting = engine.start("expense", json!({ "amount": 120 })).await.expect("starts");
     let letter = engine.start("flaky", json!({})).await.expect("starts");
     assert_eq!(engine.wait(letter).await.expect("ends").status, Status::Failed);
@@ -138,6 +147,48 @@ async fn the_api_reports_statistics_and_guards_actions() {
     assert_eq!((ended.status, ended.cancel_reason.as_deref()), (Status::Cancelled, Some("duplicate")));
     let (status, body) = http(s.addr, "POST", &cancel, Some(TOKEN), "{}").await;
     assert_eq!(status, 409, "cancelling an ended execution conflicts: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_page_shows_its_dag_schedule_statistics_and_executions() {
+    let s = serve(dashboard::router).await;
+    let (status, page) = http(s.addr, "GET", "/workflows/flaky", None, "").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"const NAME = "flaky";"#), "the page knows its workflow");
+
+    let (status, body) = http(s.addr, "GET", "/workflows/api/workflows/flaky", None, "").await;
+    assert_eq!(status, 200, "{body}");
+    let flaky = json_of(&body);
+    assert!(flaky["dag"].as_str().unwrap().contains(r#"data-step="call""#), "its DAG");
+    assert_eq!(flaky["stats"]["ended"], 1);
+    assert_eq!(flaky["stats"]["errors"]["broken"], 1);
+    assert_eq!(flaky["steps"][0]["name"], "call");
+    assert_eq!((flaky["steps"][0]["runs"].clone(), flaky["steps"][0]["failed"].clone()), (json!(1), json!(1)));
+    assert_eq!(flaky["executions"][0]["id"], s.letter.to_string());
+    assert_eq!(flaky["executions"][0]["status"], "failed");
+    assert_eq!(flaky["executions"][0]["error_step"], "call");
+    assert_eq!(flaky["schedules"], json!([]), "no schedule");
+
+    let (_, body) = http(s.addr, "GET", "/workflows/api/workflows/expense", None, "").await;
+    let expense = json_of(&body);
+    assert_eq!(expense["running"], 1);
+    assert_eq!(expense["executions"][0]["status"], "awaiting", "running executions come first");
+
+    let (_, body) = http(s.addr, "GET", "/workflows/api/workflows/nightly", None, "").await;
+    let nightly = json_of(&body);
+    assert_eq!(nightly["schedules"][0]["schedule"], "cron 0 3 * * *");
+    let next: Vec<chrono::DateTime<chrono::Utc>> =
+        serde_json::from_value(nightly["schedules"][0]["next"].clone()).expect("fire times");
+    assert_eq!(next.len(), 5);
+    assert!(next.iter().all(|t| t.format("%H:%M:%S").to_string() == "03:00:00"), "{next:?}");
+    assert!(next.windows(2).all(|w| w[1] - w[0] == chrono::Duration::days(1)), "one day apart: {next:?}");
+    assert!(next[0] > chrono::Utc::now(), "the first is still to come");
+
+    let (status, body) = http(s.addr, "GET", "/workflows/api/workflows/nope", None, "").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("`nope`"), "{body}");
+    let (status, _) = http(s.addr, "GET", "/workflows/nope", None, "").await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,7 @@ mod kill;
 mod macros;
 mod patterns;
 mod properties;
+mod real_world;
 mod scheduling;
 mod telemetry;
 mod tools;

@@ -22,7 +22,7 @@ pub struct UserOnboarding {
     pub rec: Arc<Recorder>,
 }
 
-#[workflow(name = "user_onboarding")]
+#[workflow(name = "quick_start_onboarding")]
 impl UserOnboarding {
     #[step]
     async fn create_account(&self, ctx: &Context) -> StepResult {
@@ -47,7 +47,7 @@ impl UserOnboarding {
 }
 
 fn user_onboarding_builder(rec: &Arc<Recorder>) -> WorkflowDef {
-    Workflow::new("user_onboarding")
+    Workflow::new("quick_start_onboarding")
         .step("create_account", rec.emitter("create_account", 10, json!({ "user_id": 123 })))
         .step_with(
             "setup_profile",

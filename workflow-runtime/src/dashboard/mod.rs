@@ -4,6 +4,10 @@
 //! - the overview: registered workflows with their statistics (success rate,
 //!   average and 95th-percentile duration, errors by kind, from the newest 1,000
 //!   ended executions of each), the executions that have not ended, dead letters;
+//! - one workflow (at `{name}`, beside the overview; the event stream `events`
+//!   shadows a workflow of that name): its DAG, its schedules with
+//!   their next fire times and the events that start it, the statistics of its
+//!   recent executions overall and per step, and those executions;
 //! - one execution: its DAG coloured by step state, the timeline of its steps'
 //!   latest attempts, its context and failure;
 //! - live: pages update without reloading, from a stream of the engine's events
@@ -25,7 +29,8 @@
 //! ```
 //!
 //! Mounted with `nest("/workflows", ...)`, the overview is at `/workflows` itself
-//! (axum does not match `/workflows/`). JSON is served under `api/`: `api/overview`, `api/executions/{id}` (the
+//! (axum does not match `/workflows/`). JSON is served under `api/`: `api/overview`,
+//! `api/workflows/{name}` (what the workflow's page shows), `api/executions/{id}` (the
 //! execution's state and its picture as SVG), and the actions
 //! `api/executions/{id}/cancel`, `api/executions/{id}/resume`,
 //! `api/dead-letters/{id}/retry`.
@@ -33,6 +38,7 @@
 mod page;
 mod stats;
 mod svg;
+mod workflow;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -87,8 +93,10 @@ impl Dashboard {
         let pages = Router::new()
             .route("/", get(overview_page))
             .route("/executions/{id}", get(execution_page))
+            .route("/{name}", get(workflow::page))
             .route("/api/overview", get(overview))
             .route("/api/executions/{id}", get(execution))
+            .route("/api/workflows/{name}", get(workflow::api))
             .route("/events", get(events))
             .with_state(self.engine.clone());
         match &self.token {

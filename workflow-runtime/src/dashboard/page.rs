@@ -56,7 +56,7 @@ setInterval(load, 5000);
 load();
 "#;
 
-fn shell(title: &str, base: &str, body: &str, script: &str) -> String {
+pub(super) fn shell(title: &str, base: &str, body: &str, script: &str) -> String {
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -96,7 +96,7 @@ async function load() {
   document.querySelector('#workflows tbody').innerHTML = data.workflows.map((w) => {
     const s = w.stats;
     const errors = Object.entries(s.errors).map(([k, n]) => esc(k) + ' × ' + n).join(', ');
-    return `<tr data-workflow="${esc(w.name)}"><td>${esc(w.name)}</td><td>${w.steps}</td><td>${esc(w.trigger)}</td>
+    return `<tr data-workflow="${esc(w.name)}"><td><a href="${BASE}/${encodeURIComponent(w.name)}">${esc(w.name)}</a></td><td>${w.steps}</td><td>${esc(w.trigger)}</td>
       <td class="running-count">${w.running}</td><td class="ended">${s.ended}</td>
       <td class="success">${s.success_rate == null ? '–' : s.success_rate.toFixed(1) + ' %'}</td>
       <td>${ms(s.avg_ms)}</td><td>${ms(s.p95_ms)}</td><td class="errors">${errors}</td></tr>`;
