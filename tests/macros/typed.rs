@@ -504,3 +504,57 @@ async fn rollbacks_and_handlers_read_typed_inputs() {
         ["cancelled LH-Lisbon", "failed trip to Lisbon: flight Some(\"LH-Lisbon\"), hotel None"]
     );
 }
+
+// ----- nested workflows -----
+
+#[derive(Default)]
+pub struct Notify;
+
+#[workflow(name = "typed_notify")]
+impl Notify {
+    #[step]
+    fn format_message(ctx: &Context) -> Result<serde_json::Value, StepError> {
+        Ok(json!({ "message": format!("your order {} shipped", ctx.get::<u64>("order")?) }))
+    }
+}
+
+/// What the nested workflow's step outputs: the child's final context.
+#[derive(Debug, Deserialize)]
+pub struct Notified {
+    pub message: String,
+    pub order: u64,
+}
+
+#[derive(Default)]
+pub struct Shop;
+
+#[workflow(name = "typed_shop")]
+impl Shop {
+    #[step]
+    fn create_order() -> Result<Order, StepError> {
+        Ok(Order { id: 5, lines: vec!["lamp".into()], total_cents: 3_000 })
+    }
+
+    // The child's input is built from typed inputs too.
+    #[subworkflow(typed_notify, after = create_order)]
+    fn notify(#[from(create_order)] order: &Order) -> Result<serde_json::Value, StepError> {
+        Ok(json!({ "order": order.id }))
+    }
+
+    #[step(after = notify)]
+    fn complete(
+        #[from(notify)] notified: Notified,
+        #[from(create_order)] order: &Order,
+    ) -> Result<serde_json::Value, StepError> {
+        Ok(json!({ "completed": format!("{} ({} cents)", notified.message, order.total_cents), "for": notified.order }))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_nested_workflow_s_output_is_the_child_s_context() {
+    let engine = Engine::builder().workflow(Notify).workflow(Shop).build().await.unwrap();
+    let state = run(&engine, "typed_shop", json!({})).await;
+    assert_eq!(state.status, Status::Completed, "{:?}", state.failure);
+    assert_eq!(state.get::<String>("completed").as_deref(), Some("your order 5 shipped (3000 cents)"));
+    assert_eq!(state.get::<u64>("for"), Some(5));
+}

@@ -46,6 +46,8 @@ pub(crate) struct WorkflowAttr {
     pub(crate) schedules: Vec<Opt<ScheduleAttr>>,
     pub(crate) on_event: Option<Opt<Vec<Name>>>,
     pub(crate) input: Option<Opt<Type>>,
+    /// `input = ...` was written but is not a type (already reported).
+    pub(crate) input_invalid: bool,
 }
 
 /// Options accepted by `#[workflow]`.
@@ -588,7 +590,11 @@ fn parse_workflow_attr(args: TokenStream, acc: &mut Accumulator) -> WorkflowAttr
             }
         }
         "on_event" => set(&mut w.on_event, key, values::names(meta, name, "event name"), acc),
-        "input" => set(&mut w.input, key, values::type_value(meta, name), acc),
+        "input" => {
+            let value = values::type_value(meta, name);
+            w.input_invalid = value.is_err();
+            set(&mut w.input, key, value, acc);
+        }
         _ => unreachable!("every accepted option is handled"),
     });
     w

@@ -414,6 +414,9 @@ impl Checker<'_> {
     /// workflow's `input = T`, otherwise the field of its name.
     fn input_source(&self, p: &Param, attr: Span, field: Option<&Name>, acc: &mut Accumulator) -> Option<Source> {
         let Some(input_ty) = self.input.attr.input.as_ref().map(|o| &o.value) else {
+            if self.input.attr.input_invalid {
+                return None;
+            }
             acc.push(error(
                 attr,
                 format!(
