@@ -840,6 +840,31 @@ mod tests {
     }
 
     #[test]
+    fn reads_and_removes_typed_input_attributes() {
+        let mut acc = darling::Error::accumulator();
+        let input = parse(
+            quote!(name = "w", input = Signup),
+            quote! {
+                impl W {
+                    #[step]
+                    fn a(ctx: &Context, #[from(b)] account: &Account, #[sagaflow::input(email)] to: String) {}
+                }
+            },
+            &mut acc,
+        )
+        .unwrap();
+        assert!(errors(acc).is_empty());
+        let params = &input.methods[0].params;
+        assert!(params[0].typed.is_none());
+        assert!(matches!(&params[1].typed, Some(ParamAttr::From { step, .. }) if step.value == "b"));
+        assert!(matches!(&params[2].typed, Some(ParamAttr::Input { field: Some(f), .. }) if f.value == "email"));
+        assert_eq!(params[1].ident.as_ref().unwrap(), "account");
+        assert!(input.attr.input.is_some());
+        let text = quote::ToTokens::to_token_stream(&input.item).to_string();
+        assert!(!text.contains("from") && !text.contains("input"), "{text}");
+    }
+
+    #[test]
     fn reports_every_bad_option_at_once() {
         let mut acc = darling::Error::accumulator();
         let _ = parse(

@@ -428,9 +428,9 @@ impl Checker<'_> {
             return None;
         };
         match (field, &p.ident) {
-            (Some(f), _) => match syn::parse_str::<Ident>(&f.value) {
-                Ok(_) => Some(Source::InputField { field: Ident::new(&f.value, f.span), input: input_ty.clone() }),
-                Err(_) => {
+            (Some(f), _) => match field_ident(f) {
+                Some(field) => Some(Source::InputField { field, input: input_ty.clone() }),
+                None => {
                     acc.push(error(
                         f.span,
                         format!(
@@ -958,6 +958,15 @@ impl Checker<'_> {
         }
         calls
     }
+}
+
+/// The field named by `#[input(field)]`, as an identifier (raw for a keyword:
+/// `#[input(r#type)]` reads the field `r#type`).
+fn field_ident(name: &Name) -> Option<Ident> {
+    if syn::parse_str::<Ident>(&name.value).is_ok() {
+        return Some(Ident::new(&name.value, name.span));
+    }
+    syn::parse_str::<Ident>(&format!("r#{}", name.value)).ok().map(|_| Ident::new_raw(&name.value, name.span))
 }
 
 fn u32_arg(lit: &LitInt) -> Arg {

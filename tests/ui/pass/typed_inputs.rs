@@ -9,6 +9,7 @@ pub struct Signup {
     pub email: String,
     pub tags: Vec<String>,
     pub referrer: Option<String>,
+    pub r#type: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -46,10 +47,11 @@ impl Onboarding {
         #[from(fan)] items: Vec<u64>,
         #[input(referrer)] from: Option<&str>,
         #[input] signup: &Signup,
+        #[input(r#type)] kind: &str,
         #[from(create_account)] account: &mut Account,
     ) -> Result<String, StepError> {
         account.id += 1;
-        Ok(format!("{:?} {settings:?} {} {from:?} {} {}", ctx.step(), items.len(), signup.email, account.id))
+        Ok(format!("{:?} {settings:?} {} {from:?} {} {} {kind}", ctx.step(), items.len(), signup.email, account.id))
     }
 
     fn wanted(ctx: &Context) -> bool {
