@@ -4,9 +4,11 @@
 // Helpers are `pub` for the sibling modules; nothing here is a public API.
 #![allow(unreachable_pub, missing_docs)]
 
+mod acknowledged;
 mod build_errors;
 mod chaos;
 mod cluster;
+mod cluster_faults;
 mod common;
 mod control;
 mod crash;
@@ -20,6 +22,7 @@ mod kill;
 mod macros;
 mod patterns;
 mod properties;
+mod proxy;
 mod real_world;
 mod scheduling;
 mod telemetry;

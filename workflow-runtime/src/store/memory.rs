@@ -124,7 +124,11 @@ impl Store for MemoryStore {
                     }
                 }
                 Write::Event(entry) | Write::CommandEvent { entry, .. } => {
-                    if let Some(e) = inner.live.get_mut(&entry.execution) {
+                    // Entries are numbered from 1 without gaps: one already there
+                    // came from an earlier try of the same batch.
+                    if let Some(e) = inner.live.get_mut(&entry.execution)
+                        && entry.seq as usize > e.events.len()
+                    {
                         e.events.push(entry.clone());
                     }
                 }

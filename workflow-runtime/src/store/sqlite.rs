@@ -620,6 +620,12 @@ impl Db {
             match op {
                 Op::Event { id, seq, event } => {
                     let live = self.live.get_mut(id).ok_or(StoreError::UnknownExecution(*id))?;
+                    // An execution's entries are numbered from 1 without gaps: one
+                    // the journal has already came from an earlier try of a batch
+                    // whose commit's outcome was unknown.
+                    if (*seq as u64) <= live.events {
+                        continue;
+                    }
                     insert_event.execute(params![live.key, seq, event]).map_err(err)?;
                     live.events += 1;
                 }
