@@ -279,6 +279,8 @@ mod tests {
             graft: graft.map(str::to_owned),
             child: None,
             compensation_error: None,
+            history: Vec::new(),
+            compensations: Vec::new(),
         }
     }
 
