@@ -13,8 +13,10 @@
 
 mod cluster;
 pub mod conformance;
+mod inbox;
 mod memory;
 mod postgres;
+mod redact;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -28,8 +30,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use self::cluster::{Claimed, Cluster, ClusterOptions, Command, NodeId, QueuedCommand, SharedExecution};
+pub use self::inbox::{Inbox, QueuedRequest, Request};
 pub use self::memory::MemoryStore;
 pub use self::postgres::PostgresStore;
+pub use self::redact::{redact_secrets, redact_url};
 pub use self::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::machine::view::{ExecutionState, Trigger};
 use crate::model::{DefinitionSnapshot, ExecutionId, StepError};
@@ -45,7 +49,7 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, crate::engine::Engi
         "memory" => Ok(Arc::new(MemoryStore::new())),
         "sqlite" => Ok(Arc::new(SqliteStore::open_url(url).await?)),
         "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::connect(url).await?)),
-        _ => Err(crate::engine::EngineError::UnsupportedStore { url: url.to_owned(), supported: SUPPORTED_URLS }),
+        _ => Err(crate::engine::EngineError::UnsupportedStore { url: redact_url(url), supported: SUPPORTED_URLS }),
     }
 }
 
@@ -335,6 +339,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The coordination side of a store that several engines share, `None` for a
     /// store that one engine owns. See [`Cluster`].
     fn cluster(&self) -> Option<&dyn Cluster> {
+        None
+    }
+
+    /// The request queue through which tools beside the engine that holds the
+    /// store control it (an SQLite file), `None` for other stores. See [`Inbox`].
+    fn inbox(&self) -> Option<&dyn Inbox> {
         None
     }
 }
