@@ -13,6 +13,7 @@
 
 mod cluster;
 pub mod conformance;
+mod control;
 mod inbox;
 mod memory;
 mod postgres;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use self::cluster::{Claimed, Cluster, ClusterOptions, Command, NodeId, QueuedCommand, SharedExecution};
+pub use self::control::{ControlError, Sent, StoreControl, open_for_reading};
 pub use self::inbox::{Inbox, QueuedRequest, Request};
 pub use self::memory::MemoryStore;
 pub use self::postgres::PostgresStore;
