@@ -6,6 +6,7 @@
 
 mod build_errors;
 mod chaos;
+mod cli;
 mod cluster;
 mod common;
 mod control;

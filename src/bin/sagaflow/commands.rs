@@ -416,7 +416,15 @@ async fn control(ctx: &Ctx, request: Request, wait: &Wait) -> Result<(), CliErro
     let control = ctx.control().await?;
     let action = request.action();
     let target = request.execution();
-    let sent_at = Utc::now();
+    // How many events of the kind this request journals there are before it, to
+    // tell afterwards whether the engine applied it.
+    let before = match &request {
+        Request::Control { execution, command } => match live_view(&control.store(), *execution).await? {
+            Some(v) => count_events(&v, journaled_as(command)),
+            None => 0,
+        },
+        _ => 0,
+    };
     let sent = control.send(request.clone()).await?;
     let what = match target {
         Some(id) => format!("{action} of {id}"),
@@ -457,7 +465,7 @@ async fn control(ctx: &Ctx, request: Request, wait: &Wait) -> Result<(), CliErro
             }
         }
         if taken == Some(true) {
-            effect = Some(effect_of(&control.store(), &request, sent_at).await?);
+            effect = Some(effect_of(&control.store(), &request, before).await?);
         }
     }
     if ctx.json {
@@ -492,16 +500,28 @@ async fn control(ctx: &Ctx, request: Request, wait: &Wait) -> Result<(), CliErro
     }
 }
 
+/// The journal event a control command produces.
+fn journaled_as(command: &Command) -> &'static str {
+    match command {
+        Command::Cancel { .. } => "cancelled",
+        Command::Pause => "paused",
+        Command::Resume { .. } => "resumed",
+        _ => "",
+    }
+}
+
+fn count_events(v: &StoredView, event: &str) -> usize {
+    v.timeline.iter().filter(|e| e.event == event).count()
+}
+
 /// What the store shows of a request the engine took: `Ok` with what changed,
-/// `Err` when nothing did (the request did not apply).
+/// `Err` when nothing did (the request did not apply). `before` is how many
+/// events of the kind a control call journals the execution had before it.
 async fn effect_of(
     store: &Arc<dyn Store>,
     request: &Request,
-    since: DateTime<Utc>,
+    before: usize,
 ) -> Result<Result<String, String>, CliError> {
-    let recent = |v: &StoredView, event: &str| {
-        v.timeline.iter().any(|e| e.event == event && e.at.is_some_and(|t| t >= since - chrono::TimeDelta::seconds(1)))
-    };
     match request {
         Request::Control { execution, command } => {
             if let Some(state) = store.finished(*execution).await? {
@@ -510,16 +530,11 @@ async fn effect_of(
             let Some(v) = live_view(store, *execution).await? else {
                 return Ok(Err("the execution is gone from the store".into()));
             };
-            let (event, name) = match command {
-                Command::Cancel { .. } => ("cancelled", "cancelling"),
-                Command::Pause => ("paused", "paused"),
-                Command::Resume { .. } => ("resumed", "resumed"),
-                _ => ("", ""),
-            };
-            Ok(if recent(&v, event) {
-                Ok(format!("the execution is {name} (now {})", v.status))
+            let event = journaled_as(command);
+            Ok(if count_events(&v, event) > before {
+                Ok(format!("its journal shows it {event} (it is {} now)", v.status))
             } else {
-                Err(format!("its journal shows no `{event}` (it is {}); see the engine's log", v.status))
+                Err(format!("its journal shows no new `{event}` (it is {}); the engine's log says why", v.status))
             })
         }
         Request::ReplayDeadLetter { id } => {
