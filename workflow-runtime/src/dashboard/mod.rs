@@ -430,7 +430,7 @@ async fn execution(State(app): State<AppState>, Path(id): Path<String>) -> Resul
     let id = parse_id(&id)?;
     let now = app.source.now();
     let (state, stored) = match app.source.execution(id).await? {
-        ExecutionView::State(s) => (s, None),
+        ExecutionView::State(s) => (*s, None),
         ExecutionView::Stored(v) => (v.to_state(now), Some(v)),
     };
     let snapshot = app.source.workflows().await?.into_iter().find(|w| w.snapshot.name == state.workflow);

@@ -50,7 +50,7 @@ pub(crate) struct RunningRow {
 /// One execution.
 pub(crate) enum ExecutionView {
     /// Its state: held by this engine, or ended.
-    State(ExecutionState),
+    State(Box<ExecutionState>),
     /// Held elsewhere: its row and journal.
     Stored(Box<StoredView>),
 }
@@ -208,7 +208,7 @@ impl Source for EngineSource {
             // another node's execution, so it is shown from the store instead.
             Some(cluster) if !here => {
                 if let Some(state) = inner.store.finished(id).await? {
-                    return Ok(ExecutionView::State(state));
+                    return Ok(ExecutionView::State(Box::new(state)));
                 }
                 match cluster.load(id).await? {
                     Some(shared) => {
@@ -220,12 +220,12 @@ impl Source for EngineSource {
                         ))))
                     }
                     None => match inner.store.finished(id).await? {
-                        Some(state) => Ok(ExecutionView::State(state)),
+                        Some(state) => Ok(ExecutionView::State(Box::new(state))),
                         None => Err(crate::engine::EngineError::UnknownExecution(id).into()),
                     },
                 }
             }
-            _ => Ok(ExecutionView::State(self.0.get_state(id).await?)),
+            _ => Ok(ExecutionView::State(Box::new(self.0.get_state(id).await?))),
         }
     }
 
@@ -321,7 +321,7 @@ impl Source for StoreSource {
 
     async fn execution(&self, id: ExecutionId) -> Result<ExecutionView, ApiError> {
         if let Some(state) = self.store.finished(id).await? {
-            return Ok(ExecutionView::State(state));
+            return Ok(ExecutionView::State(Box::new(state)));
         }
         if let Some(cluster) = self.store.cluster() {
             if let Some(shared) = cluster.load(id).await? {
@@ -337,7 +337,7 @@ impl Source for StoreSource {
         }
         // It may have ended between the reads.
         match self.store.finished(id).await? {
-            Some(state) => Ok(ExecutionView::State(state)),
+            Some(state) => Ok(ExecutionView::State(Box::new(state))),
             None => Err(crate::engine::EngineError::UnknownExecution(id).into()),
         }
     }

@@ -179,7 +179,7 @@ impl StoreControl {
         let cluster = pg.cluster().ok_or_else(|| ControlError::Unsupported("no cluster".into()))?;
         match request {
             Request::Control { execution, command } => {
-                let action = past(&request_action(&command));
+                let action = past(request_action(&command));
                 if !matches!(command, super::Command::Cancel { .. })
                     && let Some(shared) = cluster.load(execution).await?
                     && !shared.stored.started
@@ -245,7 +245,7 @@ impl StoreControl {
 
     async fn ended_or_unknown(&self, id: ExecutionId, request: &Request) -> ControlError {
         let action = match request {
-            Request::Control { command, .. } => past(&request_action(command)),
+            Request::Control { command, .. } => past(request_action(command)),
             _ => "controlled",
         };
         match self.store().finished(id).await {

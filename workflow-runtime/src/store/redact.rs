@@ -34,7 +34,7 @@ fn redact_userinfo(text: &str) -> String {
         out.push_str(head);
         // The authority ends at the first of these; the user information is what
         // comes before its last `@`.
-        let end = tail.find(|c: char| matches!(c, '/' | '?' | '#' | '`' | '\'' | '"' | ' ' | '\n' | '\t' | ')' | '>'));
+        let end = tail.find(['/', '?', '#', '`', '\'', '"', ' ', '\n', '\t', ')', '>']);
         let authority = &tail[..end.unwrap_or(tail.len())];
         match authority.rfind('@') {
             Some(at) => {
@@ -68,7 +68,7 @@ fn redact_assignments(text: &str) -> String {
         // Only the key itself: `db_password=` is redacted too, `passwords=` is not a match.
         let value_start = start + KEY.len();
         let value_len = text[value_start..]
-            .find(|c: char| matches!(c, '&' | ' ' | '`' | '\'' | '"' | ')' | ']' | '>' | ',' | ';' | '\n' | '\t'))
+            .find(['&', ' ', '`', '\'', '"', ')', ']', '>', ',', ';', '\n', '\t'])
             .unwrap_or(text.len() - value_start);
         out.push_str(&text[from..value_start]);
         if value_len > 0 {
