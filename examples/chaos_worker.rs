@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sagaflow::prelude::*;
-use sagaflow::store::ExecutionQuery;
+use sagaflow::store::{ExecutionQuery, SqliteStore, Store};
 use sagaflow::{StepStatus, WorkflowDef};
 
 /// Executions in all.
@@ -170,16 +170,17 @@ fn saga(fx: &Effects) -> WorkflowDef {
         .expect("saga builds")
 }
 
-/// The slots the store knows: every execution started so far, running or ended.
-async fn known_slots(engine: &Engine) -> Result<HashSet<u64>, Box<dyn std::error::Error>> {
+/// The slots the file knows: every execution started so far, running or ended.
+/// Read from the file itself (read-only, beside the engine), the unfinished ones
+/// first: an execution that ends between the two reads is in one of them.
+async fn known_slots(database: &str) -> Result<HashSet<u64>, Box<dyn std::error::Error>> {
+    let store = SqliteStore::open_read_only(database).await?;
     let mut slots = HashSet::new();
-    for state in engine.history(&ExecutionQuery::default()).await? {
-        slots.extend(state.get::<u64>("slot"));
+    for e in store.unfinished().await? {
+        slots.extend(e.execution.input.get("slot").and_then(|v| v.as_u64()));
     }
-    for shape in SHAPES {
-        for state in engine.list_running(shape).await? {
-            slots.extend(state.get::<u64>("slot"));
-        }
+    for state in store.list_finished(&ExecutionQuery::default()).await? {
+        slots.extend(state.get::<u64>("slot"));
     }
     Ok(slots)
 }
@@ -224,7 +225,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // Start what the file does not know yet, ten at a time.
-    let known = known_slots(&engine).await?;
+    let known = known_slots(database).await?;
     let missing: Vec<u64> = (0..EXECUTIONS).filter(|s| !known.contains(s)).collect();
     for batch in missing.chunks(10) {
         let starts = batch.iter().map(|&slot| engine.start(SHAPES[(slot % 6) as usize], json!({ "slot": slot })));

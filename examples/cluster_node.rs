@@ -9,8 +9,12 @@
 //!
 //! Arguments: the database URL, the schema that holds sagaflow's tables, the node's
 //! name. `SAGAFLOW_STEP_MS` sets how long each step of `fan_out` sleeps (default
-//! 5 ms), `SAGAFLOW_LEASE_MS` the node's lease (default 15 s); `RUST_LOG=info`
-//! shows what the node does.
+//! 5 ms), `SAGAFLOW_LEASE_MS` the node's lease (default 15 s), `SAGAFLOW_PARK_MS`
+//! how long an idle execution stays before the node parks it in the store
+//! (default 30 s); `SAGAFLOW_EFFECTS=path` makes every `fan_out` step append
+//! `start` and `end` lines (`<kind> <execution> <step> <attempt> <node> <unix µs>`,
+//! one `write` each) to that file, the `end` line also when the step's future is
+//! dropped unfinished; `RUST_LOG=info` shows what the node does.
 //!
 //! The node registers three workflows:
 //! - `fan_out`: `split`, then `part_0` … `part_7` in parallel, then `join`. Every
@@ -36,19 +40,40 @@ use tokio::io::AsyncBufReadExt;
 /// Where steps record their runs.
 #[derive(Clone)]
 struct Runs {
-    client: Arc<tokio_postgres::Client>,
+    url: Arc<str>,
+    /// Reopened when it breaks (the server restarted).
+    client: Arc<tokio::sync::Mutex<Arc<tokio_postgres::Client>>>,
     insert: String,
     node: Arc<str>,
+    effects: Option<Arc<std::fs::File>>,
+}
+
+/// Writes a step's `end` line when dropped: when the step returns, and when its
+/// future is dropped unfinished (a timeout, a node that stops its executions).
+struct Ending {
+    runs: Runs,
+    line: String,
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        self.runs.effect("end", &self.line);
+    }
 }
 
 impl Runs {
-    async fn connect(url: &str, schema: &str, node: &str) -> Result<Self, Box<dyn std::error::Error>> {
+    async fn open(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 eprintln!("step_runs connection: {e}");
             }
         });
+        Ok(client)
+    }
+
+    async fn connect(url: &str, schema: &str, node: &str) -> Result<Self, Box<dyn std::error::Error>> {
+        let client = Self::open(url).await?;
         client
             .batch_execute(&format!(
                 "CREATE SCHEMA IF NOT EXISTS {schema};
@@ -62,24 +87,55 @@ impl Runs {
                  )"
             ))
             .await?;
+        let effects = match std::env::var("SAGAFLOW_EFFECTS") {
+            Ok(path) => Some(Arc::new(std::fs::OpenOptions::new().create(true).append(true).open(path)?)),
+            Err(_) => None,
+        };
         Ok(Runs {
-            client: Arc::new(client),
+            url: url.into(),
+            client: Arc::new(tokio::sync::Mutex::new(Arc::new(client))),
             insert: format!("INSERT INTO {schema}.step_runs (execution, step, attempt, node) VALUES ($1, $2, $3, $4)"),
             node: node.into(),
+            effects,
         })
+    }
+
+    /// Appends `<kind> <what> <unix µs>` to the effects file, if there is one.
+    fn effect(&self, kind: &str, what: &str) {
+        use std::io::Write as _;
+        if let Some(file) = &self.effects {
+            let us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_micros();
+            let _ = (&**file).write_all(format!("{kind} {what} {us}\n").as_bytes());
+        }
+    }
+
+    /// Records the start of a step attempt; the returned guard records its end.
+    fn started(&self, ctx: &Context) -> Ending {
+        let line = format!("{} {} {} {}", ctx.execution_id(), ctx.step().unwrap_or("-"), ctx.attempt(), self.node);
+        self.effect("start", &line);
+        Ending { runs: self.clone(), line }
     }
 
     async fn record(&self, ctx: &Context) -> Result<(), StepError> {
         let attempt = ctx.attempt() as i32;
         let step = ctx.step().unwrap_or_default();
-        self.client
-            .execute(&self.insert, &[&ctx.execution_id().as_uuid(), &step, &attempt, &&*self.node])
-            .await
-            .map_err(|e| {
-                let cause = e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_owned());
-                StepError::new("step_runs", format!("recording {step} attempt {attempt} on {}: {cause}", self.node))
-                    .permanent()
-            })?;
+        let id = ctx.execution_id().as_uuid();
+        let failed = |e: tokio_postgres::Error| {
+            let cause = e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_owned());
+            // An attempt recorded twice is for good; anything else (a server
+            // restarting, a broken connection) is worth a retry.
+            let error =
+                StepError::new("step_runs", format!("recording {step} attempt {attempt} on {}: {cause}", self.node));
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) { error.permanent() } else { error }
+        };
+        let client = {
+            let mut guard = self.client.lock().await;
+            if guard.is_closed() {
+                *guard = Arc::new(Self::open(&self.url).await.map_err(failed)?);
+            }
+            Arc::clone(&guard)
+        };
+        client.execute(&self.insert, &[&id, &step, &attempt, &&*self.node]).await.map_err(failed)?;
         Ok(())
     }
 }
@@ -90,6 +146,7 @@ fn fan_out(runs: &Runs, step_ms: u64) -> Result<WorkflowDef, BuildError> {
         move |ctx: Context| {
             let runs = runs.clone();
             async move {
+                let _ending = runs.started(&ctx);
                 runs.record(&ctx).await?;
                 tokio::time::sleep(Duration::from_millis(step_ms)).await;
                 Ok::<_, StepError>(())
@@ -154,11 +211,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let step_ms = env_ms("SAGAFLOW_STEP_MS", 5)?;
     let lease = Duration::from_millis(env_ms("SAGAFLOW_LEASE_MS", 15_000)?);
+    let park_after = Duration::from_millis(env_ms("SAGAFLOW_PARK_MS", 30_000)?);
     let runs = Runs::connect(url, schema, name).await?;
     let sep = if url.contains('?') { '&' } else { '?' };
     let engine = Engine::builder()
         .store_url(format!("{url}{sep}schema={schema}"))
-        .cluster(ClusterOptions::default().lease(lease).batch(16))
+        .cluster(ClusterOptions::default().lease(lease).batch(16).park_after(park_after))
         .register(fan_out(&runs, step_ms)?)
         .register(hold()?)
         .register(approval()?)

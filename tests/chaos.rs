@@ -252,7 +252,12 @@ fn final_states(db: &Path) -> HashMap<String, ExecutionState> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let store = SqliteStore::open(db).await.expect("the file opens once the worker is gone");
-        assert!(store.unfinished().await.unwrap().is_empty(), "no execution is left unfinished");
+        let left = store.unfinished().await.unwrap();
+        assert!(
+            left.is_empty(),
+            "no execution is left unfinished: {:?}",
+            left.iter().map(|e| (&e.execution.workflow, e.execution.id, e.events.len())).collect::<Vec<_>>()
+        );
         let all = store.list_finished(&ExecutionQuery::default()).await.unwrap();
         all.into_iter().map(|s| (s.id.to_string(), s)).collect()
     })

@@ -23,31 +23,52 @@ const URL_VAR: &str = "SAGAFLOW_TEST_DATABASE_URL";
 
 /// The test database's URL; `None` (said loudly) when not configured, a failure
 /// under `CI=true`.
-fn database() -> Option<String> {
+pub fn database() -> Option<String> {
     let url = std::env::var(URL_VAR).ok().filter(|u| !u.is_empty());
     let install = format!("set {URL_VAR}=postgres://user@host:5432/database (or run .ci/run)");
     crate::tools::require("PostgreSQL for the cluster tests", url.is_some(), &install).then_some(url).flatten()
 }
 
 /// A schema of the test's own, dropped when the test ends (passed or failed).
-struct Schema {
-    url: String,
-    name: String,
+pub struct Schema {
+    pub url: String,
+    pub name: String,
+    /// Held while the test uses the database server (see [`DATABASE`]).
+    _server: Server,
 }
 
+/// How a test uses the database server.
+enum Server {
+    Shared(#[allow(dead_code)] std::sync::RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code)] std::sync::RwLockWriteGuard<'static, ()>),
+}
+
+/// Tests that use the database server share it; one that restarts the server
+/// takes it alone.
+static DATABASE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 impl Schema {
-    fn new(url: String) -> Self {
+    pub fn new(url: String) -> Self {
+        let shared = DATABASE.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         let name = format!("sf_cluster_{}", uuid::Uuid::now_v7().simple());
-        Schema { url, name }
+        Schema { url, name, _server: Server::Shared(shared) }
+    }
+
+    /// A schema for a test that restarts the database server: it waits until no
+    /// other test uses the server, and keeps them out until it ends.
+    pub fn exclusive(url: String) -> Self {
+        let alone = DATABASE.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let name = format!("sf_cluster_{}", uuid::Uuid::now_v7().simple());
+        Schema { url, name, _server: Server::Alone(alone) }
     }
 
     /// The store URL of the schema.
-    fn store_url(&self) -> String {
+    pub fn store_url(&self) -> String {
         let sep = if self.url.contains('?') { '&' } else { '?' };
         format!("{}{sep}schema={}", self.url, self.name)
     }
 
-    async fn client(&self) -> tokio_postgres::Client {
+    pub async fn client(&self) -> tokio_postgres::Client {
         let (client, connection) =
             tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.expect("the test database is reachable");
         tokio::spawn(connection);
@@ -79,7 +100,7 @@ fn postgres_blocking(url: &str) -> impl FnMut(&str) {
 }
 
 /// Builds the node example and returns its path.
-fn node_binary() -> PathBuf {
+pub fn node_binary() -> PathBuf {
     let out = Command::new(env!("CARGO"))
         .args(["build", "--example", "cluster_node", "--message-format=json"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -96,19 +117,29 @@ fn node_binary() -> PathBuf {
 }
 
 /// One node process.
-struct Node {
-    name: String,
-    child: Child,
+pub struct Node {
+    pub name: String,
+    pub child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Node {
-    fn start(binary: &PathBuf, schema: &Schema, name: &str, step_ms: u64, lease_ms: u64) -> Node {
+    pub fn start(binary: &PathBuf, schema: &Schema, name: &str, step_ms: u64, lease_ms: u64) -> Node {
+        Node::start_with(
+            binary,
+            schema,
+            &schema.url,
+            name,
+            &[("SAGAFLOW_STEP_MS", step_ms.to_string()), ("SAGAFLOW_LEASE_MS", lease_ms.to_string())],
+        )
+    }
+
+    /// A node that reaches the database at `url`, with more settings in `env`.
+    pub fn start_with(binary: &PathBuf, schema: &Schema, url: &str, name: &str, env: &[(&str, String)]) -> Node {
         let mut child = Command::new(binary)
-            .args([&schema.url, &schema.name, name])
-            .env("SAGAFLOW_STEP_MS", step_ms.to_string())
-            .env("SAGAFLOW_LEASE_MS", lease_ms.to_string())
+            .args([url, &schema.name, name])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -123,7 +154,7 @@ impl Node {
     }
 
     /// Asks the node to drain and waits for it to exit.
-    fn drain(mut self) {
+    pub fn drain(mut self) {
         let mut stdin = self.stdin.take().expect("stdin");
         writeln!(stdin, "drain").expect("the node reads");
         drop(stdin);
@@ -144,7 +175,7 @@ impl Drop for Node {
 
 /// The nodes' workflows as the submitting engine sees them: the same shapes, with
 /// bodies that never run here.
-fn definitions() -> Vec<WorkflowDef> {
+pub fn definitions() -> Vec<WorkflowDef> {
     let noop = |_ctx: Context| async { Ok::<_, StepError>(()) };
     let parts: Vec<String> = (0..8).map(|i| format!("part_{i}")).collect();
     let mut fan_out = Workflow::new("fan_out").step("split", noop);
@@ -162,7 +193,7 @@ fn definitions() -> Vec<WorkflowDef> {
 }
 
 /// An engine on the schema that submits and controls, and runs nothing.
-async fn submitter(schema: &Schema) -> Engine {
+pub async fn submitter(schema: &Schema) -> Engine {
     let mut builder = Engine::builder().store_url(schema.store_url()).cluster(ClusterOptions::default().capacity(0));
     for def in definitions() {
         builder = builder.register(def);
@@ -171,7 +202,7 @@ async fn submitter(schema: &Schema) -> Engine {
 }
 
 /// Starts `n` executions of `fan_out`, a few at a time.
-async fn start_many(engine: &Engine, n: usize) -> Vec<ExecutionId> {
+pub async fn start_many(engine: &Engine, n: usize) -> Vec<ExecutionId> {
     let mut ids = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
         let started =
@@ -182,7 +213,7 @@ async fn start_many(engine: &Engine, n: usize) -> Vec<ExecutionId> {
 }
 
 /// Waits until `n` executions have ended (the history table), at most `limit`.
-async fn until_ended(client: &tokio_postgres::Client, schema: &Schema, n: i64, limit: Duration) {
+pub async fn until_ended(client: &tokio_postgres::Client, schema: &Schema, n: i64, limit: Duration) {
     let started = Instant::now();
     loop {
         let row = client
@@ -200,14 +231,14 @@ async fn until_ended(client: &tokio_postgres::Client, schema: &Schema, n: i64, l
 
 /// One row of `step_runs`.
 #[derive(Debug, Clone)]
-struct Run {
-    execution: uuid::Uuid,
-    step: String,
-    attempt: i32,
-    node: String,
+pub struct Run {
+    pub execution: uuid::Uuid,
+    pub step: String,
+    pub attempt: i32,
+    pub node: String,
 }
 
-async fn runs(client: &tokio_postgres::Client, schema: &Schema) -> Vec<Run> {
+pub async fn runs(client: &tokio_postgres::Client, schema: &Schema) -> Vec<Run> {
     client
         .query(&format!("SELECT execution, step, attempt, node FROM {}.step_runs", schema.name), &[])
         .await
@@ -217,7 +248,7 @@ async fn runs(client: &tokio_postgres::Client, schema: &Schema) -> Vec<Run> {
         .collect()
 }
 
-async fn all_completed(engine: &Engine, ids: &[ExecutionId], all_runs: &[Run]) {
+pub async fn all_completed(engine: &Engine, ids: &[ExecutionId], all_runs: &[Run]) {
     let history = engine.history(&Default::default()).await.expect("history");
     let by_id: HashMap<ExecutionId, &ExecutionState> = history.iter().map(|s| (s.id, s)).collect();
     for id in ids {

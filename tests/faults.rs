@@ -1,14 +1,17 @@
 //! A fault-injecting store: wraps a real store and, as the test asks, slows its
-//! commits down, records what was committed, or "crashes" right after committing
-//! a chosen write, as a process killed at that instant would leave its file.
+//! commits down, fails writes (transiently, for good, or as held by another
+//! node), commits and then reports a failure (an unknown outcome), records what
+//! was committed, or "crashes" right after committing a chosen write, as a
+//! process killed at that instant would leave its file.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use sagaflow::store::{DeadLetter, Durability, ExecutionQuery, Store, StoreError, StoredExecution, Write};
+use sagaflow::store::{Cluster, DeadLetter, Durability, ExecutionQuery, Store, StoreError, StoredExecution, Write};
 use sagaflow::{DefinitionSnapshot, ExecutionId, ExecutionState};
 
 /// A committed write, as the tests look at it.
@@ -26,39 +29,83 @@ type Trigger = Box<dyn Fn(&Write) -> bool + Send + Sync>;
 
 /// The wrapper. See the module documentation.
 pub struct FaultStore {
-    inner: Mutex<Option<Arc<dyn Store>>>,
-    delay: Duration,
+    inner: Arc<dyn Store>,
+    crashed: AtomicBool,
+    delay: Mutex<Duration>,
     committed: Mutex<Vec<Committed>>,
     crash_after: Mutex<Option<Trigger>>,
+    reject_when: Mutex<Option<Trigger>>,
+    not_held_when: Mutex<Option<Trigger>>,
+    fail_next: AtomicUsize,
+    commit_then_fail: AtomicUsize,
 }
 
 impl std::fmt::Debug for FaultStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FaultStore").field("delay", &self.delay).finish_non_exhaustive()
+        f.debug_struct("FaultStore").field("delay", &*self.delay.lock()).finish_non_exhaustive()
     }
 }
 
 impl FaultStore {
     /// Wraps `inner`; every batch takes at least `delay` to commit.
     pub fn new(inner: impl Store, delay: Duration) -> Arc<Self> {
+        Self::wrap(Arc::new(inner), delay)
+    }
+
+    /// Wraps a shared store.
+    pub fn wrap(inner: Arc<dyn Store>, delay: Duration) -> Arc<Self> {
         Arc::new(FaultStore {
-            inner: Mutex::new(Some(Arc::new(inner))),
-            delay,
+            inner,
+            crashed: AtomicBool::new(false),
+            delay: Mutex::new(delay),
             committed: Mutex::new(Vec::new()),
             crash_after: Mutex::new(None),
+            reject_when: Mutex::new(None),
+            not_held_when: Mutex::new(None),
+            fail_next: AtomicUsize::new(0),
+            commit_then_fail: AtomicUsize::new(0),
         })
     }
 
     /// Crashes right after committing the first write for which `when` holds:
     /// the rest of its batch and everything later is never committed, reads
-    /// fail, and the wrapped store is dropped (an SQLite file's lock with it).
+    /// fail, and the wrapped store lets go of what it holds (an SQLite file's
+    /// lock).
     pub fn crash_after(&self, when: impl Fn(&Write) -> bool + Send + Sync + 'static) {
         *self.crash_after.lock() = Some(Box::new(when));
     }
 
+    /// Refuses for good (`StoreError::Rejected`) every batch with a write for
+    /// which `when` holds.
+    pub fn reject_when(&self, when: impl Fn(&Write) -> bool + Send + Sync + 'static) {
+        *self.reject_when.lock() = Some(Box::new(when));
+    }
+
+    /// Answers `NotHeld` for the executions of the writes for which `when` holds,
+    /// as a store would for executions another node took over.
+    pub fn not_held_when(&self, when: impl Fn(&Write) -> bool + Send + Sync + 'static) {
+        *self.not_held_when.lock() = Some(Box::new(when));
+    }
+
+    /// The next `n` batches fail as if the store could not be reached.
+    pub fn fail_next(&self, n: usize) {
+        self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` batches are committed, and then reported as failed (the
+    /// connection broke before the answer came back).
+    pub fn commit_then_fail(&self, n: usize) {
+        self.commit_then_fail.store(n, Ordering::SeqCst);
+    }
+
+    /// Sets how long each batch takes at least.
+    pub fn set_delay(&self, delay: Duration) {
+        *self.delay.lock() = delay;
+    }
+
     /// Whether the store has crashed.
     pub fn crashed(&self) -> bool {
-        self.inner.lock().is_none()
+        self.crashed.load(Ordering::SeqCst)
     }
 
     /// Whether the creation of `id` is committed.
@@ -71,8 +118,13 @@ impl FaultStore {
         self.committed.lock().iter().any(|c| matches!(c, Committed::Event(x, e) if *x == id && pred(e)))
     }
 
-    fn inner(&self) -> Result<Arc<dyn Store>, StoreError> {
-        self.inner.lock().clone().ok_or_else(|| StoreError::Unavailable("the store crashed".into()))
+    fn inner(&self) -> Result<&Arc<dyn Store>, StoreError> {
+        if self.crashed() { Err(StoreError::Unavailable("the store crashed".into())) } else { Ok(&self.inner) }
+    }
+
+    /// Takes one from a counter of faults to come; whether there was one.
+    fn take(counter: &AtomicUsize) -> bool {
+        counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
     }
 
     fn record(&self, batch: &[Write]) {
@@ -99,25 +151,42 @@ impl Store for FaultStore {
     }
 
     async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
+        let delay = *self.delay.lock();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
         }
         let Ok(inner) = self.inner() else {
             // A crashed process writes nothing more, ever.
             return std::future::pending().await;
         };
+        if Self::take(&self.fail_next) {
+            return Err(StoreError::Unavailable("injected: the store cannot be reached".into()));
+        }
+        if self.reject_when.lock().as_ref().is_some_and(|when| batch.iter().any(when)) {
+            return Err(StoreError::Rejected("injected: the store refuses this write".into()));
+        }
+        let not_held: Vec<ExecutionId> = match self.not_held_when.lock().as_ref() {
+            Some(when) => batch.iter().filter(|w| when(w)).filter_map(Write::execution).collect(),
+            None => Vec::new(),
+        };
+        if !not_held.is_empty() {
+            return Err(StoreError::NotHeld(not_held));
+        }
         let cut = self.crash_after.lock().as_ref().and_then(|when| batch.iter().position(when));
         match cut {
             None => {
                 inner.write(batch).await?;
                 self.record(batch);
+                if Self::take(&self.commit_then_fail) {
+                    return Err(StoreError::Unavailable("injected: the answer to a commit was lost".into()));
+                }
                 Ok(())
             }
             Some(i) => {
                 inner.write(&batch[..=i]).await?;
                 self.record(&batch[..=i]);
-                self.inner.lock().take();
-                drop(inner);
+                self.crashed.store(true, Ordering::SeqCst);
+                inner.release().await;
                 std::future::pending().await
             }
         }
@@ -163,5 +232,9 @@ impl Store for FaultStore {
         if let Ok(inner) = self.inner() {
             inner.release().await;
         }
+    }
+
+    fn cluster(&self) -> Option<&dyn Cluster> {
+        self.inner.cluster()
     }
 }

@@ -7,3 +7,4 @@ mod behaviour;
 mod options;
 mod registration;
 mod spec;
+mod typed;

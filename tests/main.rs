@@ -4,10 +4,12 @@
 // Helpers are `pub` for the sibling modules; nothing here is a public API.
 #![allow(unreachable_pub, missing_docs)]
 
+mod acknowledged;
 mod build_errors;
 mod chaos;
 mod cli;
 mod cluster;
+mod cluster_faults;
 mod common;
 mod control;
 mod crash;
@@ -21,6 +23,7 @@ mod kill;
 mod macros;
 mod patterns;
 mod properties;
+mod proxy;
 mod real_world;
 mod scheduling;
 mod telemetry;

@@ -10,7 +10,8 @@ use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::{LitInt, LitStr};
 
-use crate::plan::{Arg, Bound, Call, Plan, Shape, StepKindPlan, StepPlan};
+use crate::plan::{Arg, Bound, BoundParam, Call, Pass, Plan, Shape, Source, StepKindPlan, StepPlan, TypedParam};
+use crate::types;
 use crate::values::DurationLit;
 
 /// The impl of `WorkflowType` and the registration.
@@ -18,6 +19,7 @@ pub(crate) fn expand(plan: &Plan) -> TokenStream {
     let Plan { root, self_ty, name, .. } = plan;
     let options = plan.options.iter().map(call);
     let steps = plan.steps.iter().map(step);
+    let checks = type_checks(plan);
     quote! {
         #[allow(unused_qualifications, clippy::all, clippy::pedantic, clippy::nursery)]
         impl #root::__private::WorkflowType for #self_ty {
@@ -27,6 +29,7 @@ pub(crate) fn expand(plan: &Plan) -> TokenStream {
                 this: #root::__private::Arc<Self>,
             ) -> ::core::result::Result<#root::__private::WorkflowDef, #root::__private::BuildError> {
                 use #root::__private as __sagaflow_rt;
+                #checks
                 __sagaflow_rt::Workflow::new(#name)
                     #(#options)*
                     #(#steps)*
@@ -148,6 +151,9 @@ fn duration(d: &DurationLit) -> TokenStream {
 /// A method of the impl block adapted to the shape the builder takes, e.g.
 /// `__sagaflow_rt::step(&this, |this, ctx| async move { this.fetch(&ctx).await })`.
 fn bound(b: &Bound) -> TokenStream {
+    if b.typed().next().is_some() {
+        return typed_bound(b);
+    }
     let method = &b.method;
     let span = b.span;
     let this = if b.has_self { quote_spanned!(span=> this) } else { quote_spanned!(span=> _) };
@@ -170,14 +176,7 @@ fn bound(b: &Bound) -> TokenStream {
             quote_spanned!(span=> _)
         }
     });
-    let args = b.params.iter().zip(values.iter()).map(|((by_ref, span), v)| {
-        let v = format_ident!("{}", v, span = *span);
-        match (by_ref, borrowed_by_runtime) {
-            (true, false) => quote_spanned!(*span=> &#v),
-            (false, true) => quote_spanned!(*span=> ::core::clone::Clone::clone(#v)),
-            _ => quote_spanned!(*span=> #v),
-        }
-    });
+    let args = b.params.iter().zip(values.iter()).map(|(param, v)| runtime_arg(param, v, borrowed_by_runtime));
     // Spanned at the method's return type, where type errors about the result point.
     // Called as `Self::method(..)`: `this.method(..)` could pick a method of `Arc`
     // (`clone`, `as_ref`...) over the user's.
@@ -197,6 +196,123 @@ fn bound(b: &Bound) -> TokenStream {
     quote_spanned! {b.span=>
         __sagaflow_rt::#helper(&this, |#this, #(#closure_params),*| #body)
     }
+}
+
+/// A value the runtime passes, given as the parameter `param` declares it.
+fn runtime_arg(param: &BoundParam, value: &str, borrowed_by_runtime: bool) -> TokenStream {
+    let BoundParam::Runtime { by_ref, span } = param else { unreachable!("typed inputs are bound by `typed_bound`") };
+    let v = format_ident!("{}", value, span = *span);
+    match (by_ref, borrowed_by_runtime) {
+        (true, false) => quote_spanned!(*span=> &#v),
+        (false, true) => quote_spanned!(*span=> ::core::clone::Clone::clone(#v)),
+        _ => quote_spanned!(*span=> #v),
+    }
+}
+
+/// A step-shaped method with typed inputs: each is read from the context (an error
+/// ends the attempt), then the method is called with them:
+///
+/// ```text
+/// __sagaflow_rt::typed_step(&this, |this, ctx| async move {
+///     let account: Account = __sagaflow_rt::output(&ctx, "create_account", "account")?;
+///     ::core::result::Result::Ok::<_, __sagaflow_rt::StepError>(Self::welcome(&this, &account).await)
+/// })
+/// ```
+fn typed_bound(b: &Bound) -> TokenStream {
+    let method = &b.method;
+    let span = b.span;
+    let this = if b.has_self { quote_spanned!(span=> this) } else { quote_spanned!(span=> _) };
+    let ctx = format_ident!("ctx", span = span);
+    let mut reads = Vec::new();
+    let mut input_read = false;
+    for t in b.typed() {
+        let TypedParam { local, label, owned, span: at, .. } = t;
+        let binding = if t.pass == Pass::RefMut { quote!(mut #local) } else { quote!(#local) };
+        match &t.source {
+            Source::Output { step, .. } => reads.push(quote_spanned! {*at=>
+                let #binding: #owned = __sagaflow_rt::output(&#ctx, #step, #label)?;
+            }),
+            Source::Graft { graft } => reads.push(quote_spanned! {*at=>
+                let #binding: #owned = __sagaflow_rt::graft_outputs(&#ctx, #graft, #label)?;
+            }),
+            Source::Input => reads.push(quote_spanned! {*at=>
+                let #binding: #owned = __sagaflow_rt::input(&#ctx)?;
+            }),
+            Source::InputField { input, .. } if !input_read => {
+                input_read = true;
+                let mutable =
+                    b.typed().any(|t| t.pass == Pass::RefMut && matches!(t.source, Source::InputField { .. }));
+                let binding = if mutable { quote!(mut __sagaflow_input) } else { quote!(__sagaflow_input) };
+                reads.push(quote_spanned! {*at=>
+                    let #binding: #input = __sagaflow_rt::input(&#ctx)?;
+                });
+            }
+            Source::InputField { .. } => {}
+        }
+    }
+    let args = b.params.iter().map(|p| match p {
+        BoundParam::Runtime { .. } => runtime_arg(p, "ctx", false),
+        BoundParam::Typed(t) => {
+            let at = t.span;
+            let value = match &t.source {
+                Source::InputField { field, .. } => quote_spanned!(at=> __sagaflow_input.#field),
+                _ => t.local.to_token_stream(),
+            };
+            match t.pass {
+                Pass::Value => value,
+                Pass::Ref => quote_spanned!(at=> &#value),
+                Pass::RefMut => quote_spanned!(at=> &mut #value),
+                Pass::OptionRef => quote_spanned!(at=> #value.as_ref()),
+                Pass::OptionDeref => quote_spanned!(at=> #value.as_deref()),
+            }
+        }
+    });
+    let receiver = b.has_self.then(|| quote_spanned!(span=> &this));
+    let args = receiver.into_iter().chain(args);
+    let call = quote_spanned!(span=> Self::#method(#(#args),*));
+    let call = if b.is_async { quote_spanned!(span=> #call.await) } else { call };
+    quote_spanned! {span=>
+        __sagaflow_rt::typed_step(&this, |#this, #ctx| async move {
+            #(#reads)*
+            ::core::result::Result::Ok::<_, __sagaflow_rt::StepError>(#call)
+        })
+    }
+}
+
+/// For each typed input, a statement the type checker must accept, spanned at the
+/// parameter: its type holds the output type of the step it reads (`Account` or
+/// `Option<Account>` for a step returning `Result<Account, E>`), or is a `Vec` for a
+/// graft's outputs.
+fn type_checks(plan: &Plan) -> TokenStream {
+    fn collect<'a>(calls: &'a [Call], out: &mut Vec<&'a Bound>) {
+        for c in calls {
+            for a in &c.args {
+                if let Arg::Bound(b) = a {
+                    out.push(b);
+                }
+            }
+        }
+    }
+    let mut bounds: Vec<&Bound> = Vec::new();
+    collect(&plan.options, &mut bounds);
+    for s in &plan.steps {
+        bounds.push(&s.body);
+        collect(&s.options, &mut bounds);
+    }
+    let checks = bounds.iter().flat_map(|b| b.typed()).filter_map(|t| {
+        let (owned, at) = (&t.owned, t.span);
+        match &t.source {
+            Source::Output { returns: Some(returns), .. } => {
+                let returns = types::respanned(returns, at);
+                Some(quote_spanned! {at=>
+                    __sagaflow_rt::reads_output::<#owned, <#returns as __sagaflow_rt::StepReturn>::Ok>();
+                })
+            }
+            Source::Graft { .. } => Some(quote_spanned!(at=> __sagaflow_rt::reads_graft::<#owned>();)),
+            Source::Output { returns: None, .. } | Source::Input | Source::InputField { .. } => None,
+        }
+    });
+    quote!(#(#checks)*)
 }
 
 #[cfg(test)]
@@ -239,6 +355,32 @@ mod tests {
         assert!(norm.contains("__sagaflow_rt::condition(&this,|this,ctx|Self::ready(this,ctx))"), "{text}");
         assert!(norm.contains("__sagaflow_rt::step(&this,|_,ctx|asyncmove{Self::b(ctx)})"), "{text}");
         assert!(norm.contains("__sagaflow_rt::step(&this,|_,_|asyncmove{Self::c().await})"), "{text}");
+    }
+
+    #[test]
+    fn reads_typed_inputs_before_the_call_and_checks_their_types() {
+        let text = expand_text(
+            quote!(name = "w", input = Signup),
+            quote! {
+                impl W {
+                    #[step]
+                    fn a(#[input] email: &str) -> Result<Account, StepError> { x() }
+                    #[step(after = a)]
+                    async fn b(&self, ctx: &Context, #[from(a)] account: Option<&Account>, #[input] all: Signup) -> StepResult { x() }
+                }
+            },
+        );
+        let norm = text.replace(' ', "");
+        for expected in [
+            "__sagaflow_rt::reads_output::<::core::option::Option<Account>,<Result<Account,StepError>as__sagaflow_rt::StepReturn>::Ok>();",
+            "__sagaflow_rt::typed_step(&this,|_,ctx|asyncmove{let__sagaflow_input:Signup=__sagaflow_rt::input(&ctx)?;\
+             ::core::result::Result::Ok::<_,__sagaflow_rt::StepError>(Self::a(&__sagaflow_input.email))})",
+            "letaccount:::core::option::Option<Account>=__sagaflow_rt::output(&ctx,\"a\",\"account\")?;",
+            "letall:Signup=__sagaflow_rt::input(&ctx)?;",
+            "Self::b(&this,&ctx,account.as_ref(),all).await",
+        ] {
+            assert!(norm.contains(expected), "missing {expected}\nin {text}");
+        }
     }
 
     #[test]

@@ -5,9 +5,11 @@ use proc_macro::TokenStream;
 mod duration;
 mod entry;
 mod expand;
+mod flow;
 mod parse;
 mod plan;
 mod suggest;
+mod types;
 mod validate;
 mod values;
 

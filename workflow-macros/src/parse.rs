@@ -45,6 +45,9 @@ pub(crate) struct WorkflowAttr {
     pub(crate) version: Option<Opt<LitStr>>,
     pub(crate) schedules: Vec<Opt<ScheduleAttr>>,
     pub(crate) on_event: Option<Opt<Vec<Name>>>,
+    pub(crate) input: Option<Opt<Type>>,
+    /// `input = ...` was written but is not a type (already reported).
+    pub(crate) input_invalid: bool,
 }
 
 /// Options accepted by `#[workflow]`.
@@ -71,6 +74,7 @@ pub(crate) const WORKFLOW_OPTIONS: &[&str] = &[
     "version",
     "schedule",
     "on_event",
+    "input",
 ];
 
 /// One `schedule(...)`.
@@ -205,7 +209,57 @@ pub(crate) struct Param {
     pub(crate) by_ref: bool,
     /// The parameter's type, where type errors about it point.
     pub(crate) span: Span,
+    /// The parameter's type.
+    pub(crate) ty: Type,
+    /// The parameter's name, when its pattern is a plain identifier (`account`,
+    /// `mut account`).
+    pub(crate) ident: Option<Ident>,
+    /// Where the pattern is (errors about the parameter's name point here).
+    pub(crate) pat_span: Span,
+    /// `#[from(..)]` or `#[input]`: the parameter is a typed input.
+    pub(crate) typed: Option<ParamAttr>,
 }
+
+/// The attribute that makes a parameter a typed input.
+#[derive(Clone, Debug)]
+pub(crate) enum ParamAttr {
+    /// `#[from(step)]`: the output of that step (for a graft, the outputs of the steps
+    /// it added).
+    From {
+        /// The attribute's path (errors about the attribute point here).
+        attr: Span,
+        /// The step read.
+        step: Name,
+    },
+    /// `#[input]` or `#[input(field)]`: the workflow's typed input, or one field of it.
+    Input {
+        /// The attribute's path.
+        attr: Span,
+        /// The field named in the attribute (otherwise the parameter's name).
+        field: Option<Name>,
+    },
+}
+
+impl ParamAttr {
+    /// Where the attribute was written.
+    pub(crate) fn span(&self) -> Span {
+        match self {
+            ParamAttr::From { attr, .. } | ParamAttr::Input { attr, .. } => *attr,
+        }
+    }
+
+    /// How it is written, for messages.
+    pub(crate) fn written(&self) -> &'static str {
+        match self {
+            ParamAttr::From { .. } => "#[from(..)]",
+            ParamAttr::Input { .. } => "#[input]",
+        }
+    }
+}
+
+/// The parameter attributes consumed by `#[workflow]`, found by the last segment of
+/// their path.
+pub(crate) const PARAM_ATTRIBUTES: &[&str] = &["from", "input"];
 
 /// A method of the impl block, as far as calling it from generated code matters.
 #[derive(Clone, Debug)]
@@ -218,6 +272,8 @@ pub(crate) struct Method {
     pub(crate) generics: Option<Span>,
     /// The return type (or the name when there is none): where return-type errors point.
     pub(crate) output_span: Span,
+    /// The return type as written (`None` for a method returning `()`).
+    pub(crate) output: Option<Type>,
 }
 
 /// A method marked as a step.
@@ -274,7 +330,7 @@ pub(crate) fn parse(args: TokenStream, item: TokenStream, acc: &mut Accumulator)
             ImplItem::Fn(f) => {
                 let attrs = take_inner_attributes(&mut f.attrs);
                 let index = methods.len();
-                methods.push(method_of(&f.sig));
+                methods.push(method_of(&mut f.sig, acc));
                 let mut first: Option<&'static str> = None;
                 for a in attrs {
                     let Some(kind_name) = inner_name(&a) else { continue };
@@ -321,7 +377,7 @@ fn reject_inner(attrs: &mut Vec<syn::Attribute>, acc: &mut Accumulator) {
     }
 }
 
-fn method_of(sig: &syn::Signature) -> Method {
+fn method_of(sig: &mut syn::Signature, acc: &mut Accumulator) -> Method {
     let receiver = match sig.receiver() {
         None => Receiver::None,
         Some(r) => match &r.kind {
@@ -332,18 +388,35 @@ fn method_of(sig: &syn::Signature) -> Method {
             _ => Receiver::Unsupported(r.span()),
         },
     };
-    let params = sig
-        .inputs
-        .iter()
-        .filter_map(|a| match a {
-            FnArg::Typed(t) => Some(Param { by_ref: matches!(&*t.ty, Type::Reference(_)), span: t.ty.span() }),
-            FnArg::Receiver(_) => None,
-        })
-        .collect();
+    let mut params = Vec::new();
+    for arg in &mut sig.inputs {
+        match arg {
+            FnArg::Typed(t) => {
+                let typed = param_attr(&mut t.attrs, acc);
+                let ident = match &*t.pat {
+                    syn::Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(p.ident.clone()),
+                    _ => None,
+                };
+                params.push(Param {
+                    by_ref: matches!(&*t.ty, Type::Reference(_)),
+                    span: t.ty.span(),
+                    ty: (*t.ty).clone(),
+                    ident,
+                    pat_span: t.pat.span(),
+                    typed,
+                });
+            }
+            FnArg::Receiver(r) => {
+                if let Some(a) = take_param_attributes(&mut r.attrs).first() {
+                    acc.push(error(a.path().span(), "a typed input is a parameter after `self`, not `self` itself"));
+                }
+            }
+        }
+    }
     let generics = sig.generics.params.iter().find(|p| !matches!(p, syn::GenericParam::Lifetime(_))).map(|p| p.span());
-    let output_span = match &sig.output {
-        syn::ReturnType::Type(_, ty) => ty.span(),
-        syn::ReturnType::Default => sig.ident.span(),
+    let (output_span, output) = match &sig.output {
+        syn::ReturnType::Type(_, ty) => (ty.span(), Some((**ty).clone())),
+        syn::ReturnType::Default => (sig.ident.span(), None),
     };
     Method {
         ident: sig.ident.clone(),
@@ -352,7 +425,70 @@ fn method_of(sig: &syn::Signature) -> Method {
         params,
         generics,
         output_span,
+        output,
     }
+}
+
+fn param_attr_name(attr: &syn::Attribute) -> Option<&'static str> {
+    let last = attr.path().segments.last()?;
+    PARAM_ATTRIBUTES.iter().copied().find(|n| last.ident == n)
+}
+
+fn take_param_attributes(attrs: &mut Vec<syn::Attribute>) -> Vec<syn::Attribute> {
+    let (ours, rest) = std::mem::take(attrs).into_iter().partition(|a| param_attr_name(a).is_some());
+    *attrs = rest;
+    ours
+}
+
+/// Reads and removes `#[from(step)]` / `#[input]` / `#[input(field)]` from a parameter.
+fn param_attr(attrs: &mut Vec<syn::Attribute>, acc: &mut Accumulator) -> Option<ParamAttr> {
+    let mut found: Option<ParamAttr> = None;
+    for a in take_param_attributes(attrs) {
+        let span = a.path().span();
+        let kind = param_attr_name(&a).unwrap_or("from");
+        if let Some(prev) = &found {
+            acc.push(error(
+                span,
+                format!("this parameter is already a typed input (`{}`): a parameter reads one value", prev.written()),
+            ));
+            continue;
+        }
+        let parsed = match (kind, &a.meta) {
+            ("from", Meta::List(l)) => one_name(l.tokens.clone(), "#[from(step_name)]", "a step name")
+                .map(|step| ParamAttr::From { attr: span, step }),
+            ("from", _) => Err(error(
+                span,
+                "`#[from]` names the step whose output this parameter reads: write `#[from(step_name)]`",
+            )),
+            (_, Meta::Path(_)) => Ok(ParamAttr::Input { attr: span, field: None }),
+            (_, Meta::List(l)) => one_name(l.tokens.clone(), "#[input(field)]", "a field name")
+                .map(|f| ParamAttr::Input { attr: span, field: Some(f) }),
+            (_, Meta::NameValue(_)) => Err(error(
+                span,
+                "write `#[input]` (the field of the parameter's name, or the whole input) or `#[input(field)]`",
+            )),
+        };
+        found = acc.handle(parsed);
+    }
+    found
+}
+
+/// The one name inside `#[from(..)]` / `#[input(..)]`.
+fn one_name(tokens: TokenStream, example: &str, what: &str) -> darling::Result<Name> {
+    let items = NestedMeta::parse_meta_list(tokens.clone()).map_err(darling::Error::from)?;
+    let name = match &items[..] {
+        [NestedMeta::Meta(Meta::Path(p))] => {
+            p.get_ident().filter(|_| p.segments.len() == 1).map(|i| Name { value: ident_text(i), span: i.span() })
+        }
+        [NestedMeta::Lit(Lit::Str(s))] if !s.value().trim().is_empty() => {
+            Some(Name { value: s.value(), span: s.span() })
+        }
+        _ => None,
+    };
+    name.ok_or_else(|| {
+        let span = if tokens.is_empty() { Span::call_site() } else { tokens.span() };
+        error(span, format!("expected {what}, an identifier or a string literal: write `{example}`"))
+    })
 }
 
 /// Runs `f` for each `key = value` / `key(...)` / `key` item, reporting unknown keys
@@ -454,6 +590,11 @@ fn parse_workflow_attr(args: TokenStream, acc: &mut Accumulator) -> WorkflowAttr
             }
         }
         "on_event" => set(&mut w.on_event, key, values::names(meta, name, "event name"), acc),
+        "input" => {
+            let value = values::type_value(meta, name);
+            w.input_invalid = value.is_err();
+            set(&mut w.input, key, value, acc);
+        }
         _ => unreachable!("every accepted option is handled"),
     });
     w
@@ -696,6 +837,31 @@ mod tests {
         assert!(!input.methods[1].params[0].by_ref);
         let text = quote::ToTokens::to_token_stream(&input.item).to_string();
         assert!(!text.contains("step") && !text.contains("graft"), "{text}");
+    }
+
+    #[test]
+    fn reads_and_removes_typed_input_attributes() {
+        let mut acc = darling::Error::accumulator();
+        let input = parse(
+            quote!(name = "w", input = Signup),
+            quote! {
+                impl W {
+                    #[step]
+                    fn a(ctx: &Context, #[from(b)] account: &Account, #[sagaflow::input(email)] to: String) {}
+                }
+            },
+            &mut acc,
+        )
+        .unwrap();
+        assert!(errors(acc).is_empty());
+        let params = &input.methods[0].params;
+        assert!(params[0].typed.is_none());
+        assert!(matches!(&params[1].typed, Some(ParamAttr::From { step, .. }) if step.value == "b"));
+        assert!(matches!(&params[2].typed, Some(ParamAttr::Input { field: Some(f), .. }) if f.value == "email"));
+        assert_eq!(params[1].ident.as_ref().unwrap(), "account");
+        assert!(input.attr.input.is_some());
+        let text = quote::ToTokens::to_token_stream(&input.item).to_string();
+        assert!(!text.contains("from") && !text.contains("input"), "{text}");
     }
 
     #[test]

@@ -99,9 +99,74 @@ pub(crate) struct Bound {
     pub(crate) method: Ident,
     pub(crate) has_self: bool,
     pub(crate) is_async: bool,
-    /// For each parameter the method declares (a prefix of the shape's arguments):
-    /// whether it takes the argument by reference, and its type's span.
-    pub(crate) params: Vec<(bool, Span)>,
+    /// What each parameter the method declares receives, in order.
+    pub(crate) params: Vec<BoundParam>,
     /// Where errors about the bound function (its return type) point.
     pub(crate) span: Span,
+}
+
+impl Bound {
+    /// The typed inputs among the parameters.
+    pub(crate) fn typed(&self) -> impl Iterator<Item = &TypedParam> {
+        self.params.iter().filter_map(|p| match p {
+            BoundParam::Typed(t) => Some(&**t),
+            BoundParam::Runtime { .. } => None,
+        })
+    }
+}
+
+/// One parameter of a bound method.
+#[derive(Clone, Debug)]
+pub(crate) enum BoundParam {
+    /// The next value the runtime passes for the shape (the context, a reason...):
+    /// borrowed or owned as declared; `span` is the parameter's type.
+    Runtime { by_ref: bool, span: Span },
+    /// A typed input, read from the context before the call.
+    Typed(Box<TypedParam>),
+}
+
+/// A typed input: `#[from(step)]` or `#[input]`.
+#[derive(Clone, Debug)]
+pub(crate) struct TypedParam {
+    /// The local variable the value is read into.
+    pub(crate) local: Ident,
+    /// The parameter's name, for run-time errors.
+    pub(crate) label: String,
+    pub(crate) source: Source,
+    /// The type read from JSON: the parameter's type without the borrow (`&str` reads
+    /// a `String`, `&[T]` a `Vec<T>`, `Option<&T>` an `Option<T>`).
+    pub(crate) owned: Type,
+    pub(crate) pass: Pass,
+    /// The parameter's type, where type errors point.
+    pub(crate) span: Span,
+}
+
+/// Where a typed input's value comes from.
+#[derive(Clone, Debug)]
+pub(crate) enum Source {
+    /// The output of a step; `returns` is the step method's return type, checked
+    /// against the parameter (`None` for a nested workflow, whose output is the
+    /// child's context).
+    Output { step: String, returns: Option<Type> },
+    /// The outputs of the steps a graft added.
+    Graft { graft: String },
+    /// The whole workflow input.
+    Input,
+    /// One field of the workflow input (of type `input`).
+    InputField { field: Ident, input: Type },
+}
+
+/// How the value read is given to the method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// By value.
+    Value,
+    /// `&value`.
+    Ref,
+    /// `&mut value`.
+    RefMut,
+    /// `value.as_ref()` (`Option<&T>`).
+    OptionRef,
+    /// `value.as_deref()` (`Option<&str>`, `Option<&[T]>`).
+    OptionDeref,
 }

@@ -2,16 +2,22 @@
 //! compile time with each error at the token to fix; plus what only the macro can
 //! check (methods named by options exist and can be called). Produces the [`Plan`].
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use darling::error::Accumulator;
 use proc_macro2::Span;
-use syn::{Ident, Lit, LitInt, LitStr, parse_quote};
+use quote::format_ident;
+use syn::{Ident, Lit, LitInt, LitStr, Type, parse_quote};
 
-use crate::parse::{Input, Method, Receiver, ScheduleAttr, StepAttr, StepKind, Trigger, WorkflowAttr};
-use crate::plan::{Arg, Bound, Call, Plan, Shape, StepKindPlan, StepPlan};
+use crate::flow::{Absence, Flow, Node, Order};
+use crate::parse::{
+    Input, Method, Param, ParamAttr, Receiver, ScheduleAttr, StepAttr, StepKind, Trigger, WorkflowAttr,
+};
+use crate::plan::{Arg, Bound, BoundParam, Call, Plan, Shape, Source, StepKindPlan, StepPlan, TypedParam};
 use crate::suggest;
+use crate::types;
 use crate::values::{BackoffValue, Name, TimeoutValue, count_value, error, ident_text};
 
 /// Defaults of circuit breaker options (`BreakerOptions::default()` in the runtime).
@@ -35,14 +41,173 @@ pub(crate) fn validate(input: &Input, acc: &mut Accumulator) -> Plan {
             LitStr::new("", input.call_site)
         }
     };
-    let methods = Methods { all: &input.methods };
-    let checker = Checker { methods, workflow: name.value() };
+    // The dependency graph's errors are reported after the workflow options', as
+    // they come later in the source.
+    let mut graph_errors = darling::Error::accumulator();
+    let graph = Graph::of(input, &mut graph_errors);
+    let checker = Checker {
+        methods: Methods { all: &input.methods },
+        workflow: name.value(),
+        input,
+        graph: &graph,
+        bound: RefCell::new(vec![false; input.methods.len()]),
+    };
     let options = checker.workflow_options(attr, acc);
+    for e in graph_errors.into_inner() {
+        acc.push(e);
+    }
     let steps = checker.steps(input, acc);
+    checker.unused_typed_inputs(acc);
     let implementable = input.item.trait_.is_none()
         && input.item.generics.params.is_empty()
         && matches!(&*input.item.self_ty, syn::Type::Path(p) if p.qself.is_none());
     Plan { root, self_ty: (*input.item.self_ty).clone(), implementable, name, options, steps }
+}
+
+/// The steps' names and dependencies, checked; and their data flow when the
+/// dependencies have no errors.
+struct Graph {
+    names: Vec<Name>,
+    flow: Option<Flow>,
+}
+
+impl Graph {
+    fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n.value == name)
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.names[i].value
+    }
+
+    /// Names (a duplicate is reported at its second occurrence), dependencies (each
+    /// unknown name at its token) and cycles.
+    fn of(input: &Input, acc: &mut Accumulator) -> Graph {
+        if input.steps.is_empty() {
+            if input.item.trait_.is_none() {
+                acc.push(error(
+                    input.call_site,
+                    "this workflow has no steps: mark methods with `#[step]`, `#[graft]` or `#[subworkflow(..)]`",
+                ));
+            }
+            // Otherwise already reported: the attribute is on a trait impl.
+            return Graph { names: Vec::new(), flow: None };
+        }
+        let mut names: Vec<Name> = Vec::new();
+        for decl in &input.steps {
+            let method = &input.methods[decl.method];
+            let name = match &decl.attr.name {
+                Some(n) => n.value.clone(),
+                None => Name { value: ident_text(&method.ident), span: method.ident.span() },
+            };
+            if names.iter().any(|n| n.value == name.value) {
+                acc.push(error(name.span, format!("duplicate step `{}`: step names must be unique", name.value)));
+            }
+            names.push(name);
+        }
+        let errors = std::cell::Cell::new(false);
+        let index = |name: &str| names.iter().position(|n| n.value == name);
+        let all_names: Vec<&str> = names.iter().map(|n| n.value.as_str()).collect();
+        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, decl) in input.steps.iter().enumerate() {
+            if let Some(g) = &decl.attr.group {
+                groups.entry(g.value.value.as_str()).or_default().push(i);
+            }
+        }
+
+        // Dependencies, with the token that declared each edge.
+        let mut deps: Vec<Vec<(usize, Span)>> = vec![Vec::new(); names.len()];
+        let mut nodes: Vec<Node> = vec![Node::default(); names.len()];
+        for (i, decl) in input.steps.iter().enumerate() {
+            let a = &decl.attr;
+            let lookup = |option: &str, n: &Name, acc: &mut Accumulator| -> Option<usize> {
+                let found = index(&n.value);
+                if found.is_none() {
+                    errors.set(true);
+                    acc.push(error(
+                        n.span,
+                        format!(
+                            "unknown step `{}` in `{option}`{}",
+                            n.value,
+                            suggest::did_you_mean(&n.value, all_names.iter().copied())
+                        ),
+                    ));
+                }
+                found
+            };
+            for n in a.after.iter().flat_map(|o| &o.value) {
+                if let Some(d) = lookup("after", n, acc) {
+                    deps[i].push((d, n.span));
+                    nodes[i].all.push(d);
+                }
+            }
+            for n in a.after_any.iter().flat_map(|o| &o.value) {
+                if a.after.iter().flat_map(|o| &o.value).any(|x| x.value == n.value) {
+                    acc.push(error(n.span, format!("`{}` is in both `after` and `after_any`", n.value)));
+                    continue;
+                }
+                if let Some(d) = lookup("after_any", n, acc) {
+                    deps[i].push((d, n.span));
+                    nodes[i].any.push(d);
+                }
+            }
+            for g in a.after_group.iter().flat_map(|o| &o.value) {
+                match groups.get(g.value.as_str()) {
+                    Some(members) => {
+                        deps[i].extend(members.iter().map(|&m| (m, g.span)));
+                        nodes[i].all.extend(members);
+                    }
+                    None => {
+                        errors.set(true);
+                        let hint = if groups.is_empty() {
+                            "\nno step of this workflow has a `group`".to_owned()
+                        } else {
+                            suggest::did_you_mean(&g.value, groups.keys().copied())
+                        };
+                        acc.push(error(g.span, format!("unknown group `{}` in `after_group`{hint}", g.value)));
+                    }
+                }
+            }
+            for n in a.after_graft.iter().flat_map(|o| &o.value) {
+                if let Some(d) = lookup("after_graft", n, acc) {
+                    if matches!(input.steps[d].attr.kind, StepKind::Graft) {
+                        deps[i].push((d, n.span));
+                        nodes[i].all.push(d);
+                    } else {
+                        errors.set(true);
+                        acc.push(error(
+                            n.span,
+                            format!("step `{}` in `after_graft` is not a graft: mark it `#[graft]`", n.value),
+                        ));
+                    }
+                }
+            }
+            nodes[i].own_absence = match (&a.when, a.on_error.as_ref().map(|o| o.value)) {
+                (Some(w), _) => Some(Absence::When(ident_text(&w.value))),
+                (None, Some("Skip")) => Some(Absence::OnErrorSkip),
+                (None, Some("Continue")) => Some(Absence::OnErrorContinue),
+                _ => None,
+            };
+        }
+        let cycles = check_cycles(&names, &deps, acc);
+        // With a mistake in the dependencies, data-flow errors would only repeat it.
+        let flow = if cycles || errors.get() { None } else { Flow::new(nodes) };
+        Graph { names, flow }
+    }
+}
+
+/// A method that reads typed inputs, and what it is to the workflow (which decides
+/// what it may read).
+#[derive(Clone, Copy, Debug)]
+enum Reader {
+    /// The method of step `i`.
+    Step(usize),
+    /// The `rollback` of step `i`: runs after `i` completed.
+    Rollback(usize),
+    /// The `on_timeout` of step `i`: runs when its await times out.
+    OnTimeout(usize),
+    /// `on_failure` or `on_success`.
+    Handler(&'static str),
 }
 
 struct Methods<'a> {
@@ -58,12 +223,19 @@ impl Methods<'_> {
 struct Checker<'a> {
     methods: Methods<'a>,
     workflow: String,
+    input: &'a Input,
+    graph: &'a Graph,
+    /// Which methods generated code calls (by index into `input.methods`).
+    bound: RefCell<Vec<bool>>,
 }
 
 /// The arguments each shape passes, for messages.
 fn shape_signature(shape: Shape) -> &'static str {
     match shape {
-        Shape::Step => "`(&self, ctx: &Context)`, `(&self, ctx: Context)` or `(&self)`, with or without `&self`",
+        Shape::Step => {
+            "`(&self, ctx: &Context)`, `(&self, ctx: Context)` or `(&self)`, with or without `&self`, plus any \
+             typed inputs marked `#[from(step)]` or `#[input]`"
+        }
         Shape::Condition => "`(&self, ctx: &Context) -> bool` (or without `&self`)",
         Shape::Timeout => "`(&self, ctx: &Context) -> Duration` or `-> Option<Duration>` (or without `&self`)",
         Shape::Backoff => "`(&self, attempt: u32, base_delay: Duration) -> Duration` (or without `&self`)",
@@ -84,8 +256,16 @@ fn arity(shape: Shape) -> std::ops::RangeInclusive<usize> {
 }
 
 impl Checker<'_> {
-    /// Finds the method an option names and checks it can be called with `shape`.
-    fn bind(&self, ident: &Ident, option: &str, shape: Shape, acc: &mut Accumulator) -> Option<Bound> {
+    /// Finds the method an option names and checks it can be called with `shape`
+    /// (and, for a step-shaped method, what its typed inputs read, as `reader`).
+    fn bind(
+        &self,
+        ident: &Ident,
+        option: &str,
+        shape: Shape,
+        reader: Option<Reader>,
+        acc: &mut Accumulator,
+    ) -> Option<Bound> {
         let text = ident_text(ident);
         let Some(m) = self.methods.get(&text) else {
             let known: Vec<String> = self.methods.all.iter().map(|m| ident_text(&m.ident)).collect();
@@ -98,11 +278,21 @@ impl Checker<'_> {
             ));
             return None;
         };
-        self.check_callable(m, &format!("used as `{option}`"), shape, acc)
+        self.check_callable(m, &format!("used as `{option}`"), shape, reader, acc)
     }
 
     /// Checks a method's signature against the shape it is called with.
-    fn check_callable(&self, m: &Method, role: &str, shape: Shape, acc: &mut Accumulator) -> Option<Bound> {
+    fn check_callable(
+        &self,
+        m: &Method,
+        role: &str,
+        shape: Shape,
+        reader: Option<Reader>,
+        acc: &mut Accumulator,
+    ) -> Option<Bound> {
+        if let Some(i) = self.methods.all.iter().position(|x| std::ptr::eq(x, m)) {
+            self.bound.borrow_mut()[i] = true;
+        }
         let name = ident_text(&m.ident);
         let mut ok = true;
         if let Receiver::Unsupported(span) = m.receiver {
@@ -122,33 +312,311 @@ impl Checker<'_> {
             acc.push(error(span, format!("`{name}` is {role}, so it must be a plain `fn`, not `async`")));
             ok = false;
         }
-        let allowed = arity(shape);
-        let n = m.params.len();
-        if n > *allowed.end() {
-            acc.push(error(
-                m.params[*allowed.end()].span,
-                format!("`{name}` is {role}, so it takes {}; this argument is one too many", shape_signature(shape)),
-            ));
-            ok = false;
-        } else if n < *allowed.start() {
-            acc.push(error(
-                m.ident.span(),
-                format!(
-                    "`{name}` is {role}, so it takes {}; it takes {n} argument{} besides `self`",
-                    shape_signature(shape),
-                    if n == 1 { "" } else { "s" }
-                ),
-            ));
-            ok = false;
+        let reader = reader.filter(|_| shape == Shape::Step);
+        let mut params = Vec::new();
+        let mut runtime = 0;
+        for (i, p) in m.params.iter().enumerate() {
+            match (&p.typed, reader) {
+                (None, _) => {
+                    runtime += 1;
+                    if shape == Shape::Step && runtime == 2 {
+                        acc.push(error(
+                            types::focus(&p.ty),
+                            format!(
+                                "`{name}` is {role}, so it takes at most one context (`ctx: &Context` or `ctx: Context`); \
+                                 mark the other parameters as typed inputs: `#[from(step)]` for the output of a step \
+                                 that runs before, `#[input]` for the workflow's input"
+                            ),
+                        ));
+                        ok = false;
+                    }
+                    params.push(BoundParam::Runtime { by_ref: p.by_ref, span: p.span });
+                }
+                (Some(attr), Some(reader)) => match self.typed_param(m, i, p, attr, reader, acc) {
+                    Some(t) => params.push(BoundParam::Typed(Box::new(t))),
+                    None => ok = false,
+                },
+                (Some(attr), None) => {
+                    acc.push(error(
+                        attr.span(),
+                        format!(
+                            "`{name}` is {role}, which takes no typed inputs: `{}` is for the parameters of steps and of \
+                             `rollback`, `on_timeout`, `on_failure` and `on_success` methods",
+                            attr.written()
+                        ),
+                    ));
+                    ok = false;
+                }
+            }
+        }
+        if shape != Shape::Step {
+            let allowed = arity(shape);
+            let n = m.params.len();
+            if n > *allowed.end() {
+                acc.push(error(
+                    m.params[*allowed.end()].span,
+                    format!(
+                        "`{name}` is {role}, so it takes {}; this argument is one too many",
+                        shape_signature(shape)
+                    ),
+                ));
+                ok = false;
+            } else if n < *allowed.start() {
+                acc.push(error(
+                    m.ident.span(),
+                    format!(
+                        "`{name}` is {role}, so it takes {}; it takes {n} argument{} besides `self`",
+                        shape_signature(shape),
+                        if n == 1 { "" } else { "s" }
+                    ),
+                ));
+                ok = false;
+            }
         }
         ok.then(|| Bound {
             shape,
             method: m.ident.clone(),
             has_self: matches!(m.receiver, Receiver::Ref),
             is_async: m.asyncness.is_some(),
-            params: m.params.iter().map(|p| (p.by_ref, p.span)).collect(),
+            params,
             span: m.output_span,
         })
+    }
+
+    /// A `#[from(..)]` or `#[input]` parameter of `m`, the `i`-th: checks what it
+    /// reads against the workflow.
+    fn typed_param(
+        &self,
+        m: &Method,
+        i: usize,
+        p: &Param,
+        attr: &ParamAttr,
+        reader: Reader,
+        acc: &mut Accumulator,
+    ) -> Option<TypedParam> {
+        let label = p.ident.as_ref().map_or_else(|| format!("#{}", i + 1), ident_text);
+        let local = match &p.ident {
+            Some(id) if !["this", "ctx"].contains(&ident_text(id).as_str()) && !id.to_string().starts_with("__") => {
+                id.clone()
+            }
+            Some(id) => format_ident!("__sagaflow_{}", ident_text(id)),
+            None => format_ident!("__sagaflow_arg{}", i + 1),
+        };
+        let (owned, pass) = types::owned(&p.ty);
+        let source = match attr {
+            ParamAttr::Input { attr, field } => self.input_source(p, *attr, field.as_ref(), acc)?,
+            ParamAttr::From { step, .. } => self.output_source(m, p, step, &owned, reader, acc)?,
+        };
+        Some(TypedParam { local, label, source, owned, pass, span: p.span })
+    }
+
+    /// What an `#[input]` parameter reads: the whole input when its type is the
+    /// workflow's `input = T`, otherwise the field of its name.
+    fn input_source(&self, p: &Param, attr: Span, field: Option<&Name>, acc: &mut Accumulator) -> Option<Source> {
+        let Some(input_ty) = self.input.attr.input.as_ref().map(|o| &o.value) else {
+            if self.input.attr.input_invalid {
+                return None;
+            }
+            acc.push(error(
+                attr,
+                format!(
+                    "`#[input]` reads the workflow's typed input, but workflow `{}` declares none: add \
+                     `input = MyInput` to `#[workflow(..)]`, where `MyInput` is a `Deserialize` type",
+                    self.workflow
+                ),
+            ));
+            return None;
+        };
+        match (field, &p.ident) {
+            (Some(f), _) => match field_ident(f) {
+                Some(field) => Some(Source::InputField { field, input: input_ty.clone() }),
+                None => {
+                    acc.push(error(
+                        f.span,
+                        format!(
+                            "`{}` is not a field name: `#[input(field)]` names a field of `{}`",
+                            f.value,
+                            types::text(input_ty)
+                        ),
+                    ));
+                    None
+                }
+            },
+            (None, _) if types::same(&p.ty, input_ty) => Some(Source::Input),
+            (None, Some(ident)) => Some(Source::InputField { field: ident.clone(), input: input_ty.clone() }),
+            (None, None) => {
+                acc.push(error(
+                    p.pat_span,
+                    format!("name the field of `{}` this parameter reads: `#[input(field)]`", types::text(input_ty)),
+                ));
+                None
+            }
+        }
+    }
+
+    /// What a `#[from(step)]` parameter of `m` reads, checked against the data flow:
+    /// the step must have ended when `reader` runs, and a step that may have no
+    /// output is read as an `Option`.
+    fn output_source(
+        &self,
+        m: &Method,
+        p: &Param,
+        step: &Name,
+        owned: &Type,
+        reader: Reader,
+        acc: &mut Accumulator,
+    ) -> Option<Source> {
+        let graph = self.graph;
+        let Some(producer) = graph.index(&step.value) else {
+            acc.push(error(
+                step.span,
+                format!(
+                    "unknown step `{}` in `#[from]`{}",
+                    step.value,
+                    suggest::did_you_mean(&step.value, graph.names.iter().map(|n| n.value.as_str()))
+                ),
+            ));
+            return None;
+        };
+        let decl = &self.input.steps[producer];
+        let is_graft = matches!(decl.attr.kind, StepKind::Graft);
+        let source = match &decl.attr.kind {
+            StepKind::Graft => Source::Graft { graft: step.value.clone() },
+            StepKind::Step => Source::Output {
+                step: step.value.clone(),
+                returns: Some(self.input.methods[decl.method].output.clone().unwrap_or_else(|| parse_quote!(()))),
+            },
+            StepKind::Subworkflow(_) => Source::Output { step: step.value.clone(), returns: None },
+        };
+        let Some(flow) = &graph.flow else { return Some(source) };
+        let subject = self.subject(m, reader);
+        let read = |what: &str| format!("{subject} reads the output of step `{}`, {what}", step.value);
+        let order_error = |s: usize| -> Option<String> {
+            match flow.order(producer, s) {
+                Order::Before => None,
+                Order::Same => Some(match reader {
+                    Reader::Rollback(_) => return None,
+                    Reader::OnTimeout(_) => read("which has no output while it awaits"),
+                    _ => format!(
+                        "{subject} cannot read its own output: `#[from(..)]` reads a step that runs before this one"
+                    ),
+                }),
+                Order::After(path) => {
+                    let path: Vec<&str> = path.iter().map(|&x| graph.name(x)).collect();
+                    Some(read(&format!(
+                        "which runs after it (`{}`): only the output of a step that runs before can be read",
+                        path.join(" -> ")
+                    )))
+                }
+                Order::ThroughAny { join, alternative } => {
+                    let first = suggest::list(flow.alternatives(join).iter().map(|&x| graph.name(x)));
+                    let (whose, starter) = if join == s {
+                        ("one of its `after_any` steps".to_owned(), "it".to_owned())
+                    } else {
+                        let j = graph.name(join);
+                        (format!("an `after_any` step of `{j}`"), format!("`{j}`"))
+                    };
+                    let how = if alternative == producer {
+                        whose
+                    } else {
+                        format!("which runs before it only on the path through `{}`, {whose}", graph.name(alternative))
+                    };
+                    Some(read(&format!(
+                        "{how}: {starter} starts as soon as the first of {first} completes, so `{}` may not have run yet",
+                        step.value
+                    )))
+                }
+                Order::Unordered => Some(read(&format!(
+                    "which is not a step it runs after: nothing orders the two, so `{}` may not have run yet; add `after = {}`{}",
+                    step.value,
+                    step.value,
+                    match reader {
+                        Reader::Step(_) => String::new(),
+                        _ => format!(" to step `{}`", graph.name(s)),
+                    }
+                ))),
+            }
+        };
+        let reading_step = match reader {
+            Reader::Step(s) | Reader::Rollback(s) | Reader::OnTimeout(s) => Some(s),
+            Reader::Handler(_) => None,
+        };
+        if let Some(message) = reading_step.and_then(order_error) {
+            acc.push(error(step.span, message));
+            return None;
+        }
+        // What may be missing when the reader runs.
+        let on_failure = matches!(reader, Reader::Handler("on_failure"));
+        let own = matches!(reader, Reader::Rollback(s) if s == producer);
+        let why = if on_failure {
+            Some("the workflow's `on_failure` handler runs after a failure, when some steps have not run".to_owned())
+        } else if own {
+            None
+        } else if is_graft {
+            match decl.attr.on_error.as_ref().map(|o| o.value) {
+                Some("Skip") => Some("they inherit its `on_error = skip`, so one that fails is skipped".to_owned()),
+                Some("Continue") => {
+                    Some("they inherit its `on_error = continue`, so one that fails has none".to_owned())
+                }
+                _ => None,
+            }
+        } else {
+            flow.absence(producer).map(Absence::explain)
+        };
+        if let Some(why) = why {
+            let ty = types::text(&p.ty);
+            if is_graft && types::vec_of_option(owned) == Some(false) {
+                acc.push(error(
+                    types::focus(&p.ty),
+                    format!(
+                        "the steps that graft `{}` adds may have no output when {subject} runs: {why}; read them as \
+                         `Vec<Option<T>>`, not `{ty}`",
+                        step.value
+                    ),
+                ));
+                return None;
+            }
+            if !is_graft && !types::is_option(owned) {
+                acc.push(error(
+                    types::focus(&p.ty),
+                    format!(
+                        "step `{}` may have no output when {subject} runs: {why}; read it as `Option<{ty}>`",
+                        step.value
+                    ),
+                ));
+                return None;
+            }
+        }
+        Some(source)
+    }
+
+    /// How messages name the method that reads.
+    fn subject(&self, m: &Method, reader: Reader) -> String {
+        let method = ident_text(&m.ident);
+        match reader {
+            Reader::Step(s) => format!("step `{}`", self.graph.name(s)),
+            Reader::Rollback(s) => format!("`{method}` (the rollback of step `{}`)", self.graph.name(s)),
+            Reader::OnTimeout(s) => format!("`{method}` (the `on_timeout` of step `{}`)", self.graph.name(s)),
+            Reader::Handler(option) => format!("`{method}` (the workflow's `{option}`)"),
+        }
+    }
+
+    /// Typed inputs on a method that nothing calls would be ignored: an error.
+    fn unused_typed_inputs(&self, acc: &mut Accumulator) {
+        let bound = self.bound.borrow();
+        for (m, _) in self.methods.all.iter().zip(bound.iter()).filter(|(_, b)| !**b) {
+            if let Some(attr) = m.params.iter().find_map(|p| p.typed.as_ref()) {
+                acc.push(error(
+                    attr.span(),
+                    format!(
+                        "`{}` has no effect: `{}` is not a step, nor a `rollback`, `on_timeout`, `on_failure` or \
+                         `on_success` method of this workflow",
+                        attr.written(),
+                        ident_text(&m.ident)
+                    ),
+                ));
+            }
+        }
     }
 
     fn workflow_options(&self, w: &WorkflowAttr, acc: &mut Accumulator) -> Vec<Call> {
@@ -200,7 +668,7 @@ impl Checker<'_> {
             ("on_step_error", &w.on_step_error, Shape::StepError),
         ] {
             if let Some(h) = slot
-                && let Some(bound) = self.bind(&h.value, option, shape, acc)
+                && let Some(bound) = self.bind(&h.value, option, shape, Some(Reader::Handler(option)), acc)
             {
                 let name = ident_text(&h.value);
                 calls.push(call(option, vec![Arg::Bound(bound)]));
@@ -259,14 +727,14 @@ impl Checker<'_> {
     fn backoff(&self, b: &BackoffValue, acc: &mut Accumulator) -> Option<Arg> {
         match b {
             BackoffValue::Named(variant) => Some(Arg::Variant("Backoff", variant)),
-            BackoffValue::Method(m) => self.bind(m, "retry_backoff", Shape::Backoff, acc).map(Arg::Bound),
+            BackoffValue::Method(m) => self.bind(m, "retry_backoff", Shape::Backoff, None, acc).map(Arg::Bound),
         }
     }
 
     fn timeout(&self, t: &TimeoutValue, option: &str, acc: &mut Accumulator) -> Option<Arg> {
         match t {
             TimeoutValue::Fixed(d) => Some(Arg::Duration(d.clone())),
-            TimeoutValue::Method(m) => self.bind(m, option, Shape::Timeout, acc).map(Arg::Bound),
+            TimeoutValue::Method(m) => self.bind(m, option, Shape::Timeout, None, acc).map(Arg::Bound),
         }
     }
 
@@ -323,99 +791,7 @@ impl Checker<'_> {
     }
 
     fn steps(&self, input: &Input, acc: &mut Accumulator) -> Vec<StepPlan> {
-        if input.steps.is_empty() {
-            if input.item.trait_.is_some() {
-                // Already reported: the attribute is on a trait impl.
-                return Vec::new();
-            }
-            acc.push(error(
-                input.call_site,
-                "this workflow has no steps: mark methods with `#[step]`, `#[graft]` or `#[subworkflow(..)]`",
-            ));
-            return Vec::new();
-        }
-        // Names, in declaration order; a duplicate is reported at its second occurrence.
-        let mut names: Vec<Name> = Vec::new();
-        for decl in &input.steps {
-            let method = &input.methods[decl.method];
-            let name = match &decl.attr.name {
-                Some(n) => n.value.clone(),
-                None => Name { value: ident_text(&method.ident), span: method.ident.span() },
-            };
-            if names.iter().any(|n| n.value == name.value) {
-                acc.push(error(name.span, format!("duplicate step `{}`: step names must be unique", name.value)));
-            }
-            names.push(name);
-        }
-        let index = |name: &str| names.iter().position(|n| n.value == name);
-        let all_names: Vec<&str> = names.iter().map(|n| n.value.as_str()).collect();
-        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, decl) in input.steps.iter().enumerate() {
-            if let Some(g) = &decl.attr.group {
-                groups.entry(g.value.value.as_str()).or_default().push(i);
-            }
-        }
-
-        // Dependencies, with the token that declared each edge.
-        let mut deps: Vec<Vec<(usize, Span)>> = vec![Vec::new(); names.len()];
-        for (i, decl) in input.steps.iter().enumerate() {
-            let a = &decl.attr;
-            let lookup = |option: &str, n: &Name, acc: &mut Accumulator| -> Option<usize> {
-                let found = index(&n.value);
-                if found.is_none() {
-                    acc.push(error(
-                        n.span,
-                        format!(
-                            "unknown step `{}` in `{option}`{}",
-                            n.value,
-                            suggest::did_you_mean(&n.value, all_names.iter().copied())
-                        ),
-                    ));
-                }
-                found
-            };
-            for n in a.after.iter().flat_map(|o| &o.value) {
-                if let Some(d) = lookup("after", n, acc) {
-                    deps[i].push((d, n.span));
-                }
-            }
-            for n in a.after_any.iter().flat_map(|o| &o.value) {
-                if a.after.iter().flat_map(|o| &o.value).any(|x| x.value == n.value) {
-                    acc.push(error(n.span, format!("`{}` is in both `after` and `after_any`", n.value)));
-                    continue;
-                }
-                if let Some(d) = lookup("after_any", n, acc) {
-                    deps[i].push((d, n.span));
-                }
-            }
-            for g in a.after_group.iter().flat_map(|o| &o.value) {
-                match groups.get(g.value.as_str()) {
-                    Some(members) => deps[i].extend(members.iter().map(|&m| (m, g.span))),
-                    None => {
-                        let hint = if groups.is_empty() {
-                            "\nno step of this workflow has a `group`".to_owned()
-                        } else {
-                            suggest::did_you_mean(&g.value, groups.keys().copied())
-                        };
-                        acc.push(error(g.span, format!("unknown group `{}` in `after_group`{hint}", g.value)));
-                    }
-                }
-            }
-            for n in a.after_graft.iter().flat_map(|o| &o.value) {
-                if let Some(d) = lookup("after_graft", n, acc) {
-                    if matches!(input.steps[d].attr.kind, StepKind::Graft) {
-                        deps[i].push((d, n.span));
-                    } else {
-                        acc.push(error(
-                            n.span,
-                            format!("step `{}` in `after_graft` is not a graft: mark it `#[graft]`", n.value),
-                        ));
-                    }
-                }
-            }
-        }
-        check_cycles(&names, &deps, acc);
-
+        let names = &self.graph.names;
         let mut breakers: BTreeMap<String, ((u32, Duration), &str)> = BTreeMap::new();
         let mut plans = Vec::new();
         for (i, decl) in input.steps.iter().enumerate() {
@@ -426,8 +802,8 @@ impl Checker<'_> {
                 StepKind::Graft => "a graft",
                 StepKind::Subworkflow(_) => "the input of a nested workflow",
             };
-            let body = self.check_callable(method, role, Shape::Step, acc);
-            let options = self.step_options(a, acc);
+            let body = self.check_callable(method, role, Shape::Step, Some(Reader::Step(i)), acc);
+            let options = self.step_options(i, a, acc);
             if let (Some(cb), settings) = (&a.circuit_breaker, breaker_settings(a)) {
                 match breakers.get(&cb.value.value) {
                     Some((prev, prev_step)) if *prev != settings => acc.push(error(
@@ -455,7 +831,7 @@ impl Checker<'_> {
         plans
     }
 
-    fn step_options(&self, a: &StepAttr, acc: &mut Accumulator) -> Vec<Call> {
+    fn step_options(&self, i: usize, a: &StepAttr, acc: &mut Accumulator) -> Vec<Call> {
         let mut calls = Vec::new();
         let call = |method: &'static str, args: Vec<Arg>| Call { method, args };
         for (method, slot) in [
@@ -472,7 +848,7 @@ impl Checker<'_> {
             calls.push(call("group", vec![Arg::Str(g.value.value.clone(), g.value.span)]));
         }
         if let Some(w) = &a.when
-            && let Some(bound) = self.bind(&w.value, "when", Shape::Condition, acc)
+            && let Some(bound) = self.bind(&w.value, "when", Shape::Condition, None, acc)
         {
             calls.push(call("when_named", vec![Arg::Str(ident_text(&w.value), w.value.span()), Arg::Bound(bound)]));
         }
@@ -529,7 +905,7 @@ impl Checker<'_> {
             calls.push(call("on_error", vec![Arg::Variant("OnError", e.value)]));
         }
         if let Some(r) = &a.rollback
-            && let Some(bound) = self.bind(&r.value, "rollback", Shape::Step, acc)
+            && let Some(bound) = self.bind(&r.value, "rollback", Shape::Step, Some(Reader::Rollback(i)), acc)
         {
             calls.push(call("rollback_named", vec![Arg::Str(ident_text(&r.value), r.value.span()), Arg::Bound(bound)]));
         }
@@ -541,7 +917,7 @@ impl Checker<'_> {
                     "`on_timeout` runs when an await times out, but this step does not set `await_approval`",
                 ));
             }
-            if let Some(bound) = self.bind(&t.value, "on_timeout", Shape::Step, acc) {
+            if let Some(bound) = self.bind(&t.value, "on_timeout", Shape::Step, Some(Reader::OnTimeout(i)), acc) {
                 calls.push(call(
                     "on_timeout_named",
                     vec![Arg::Str(ident_text(&t.value), t.value.span()), Arg::Bound(bound)],
@@ -582,6 +958,15 @@ impl Checker<'_> {
         }
         calls
     }
+}
+
+/// The field named by `#[input(field)]`, as an identifier (raw for a keyword:
+/// `#[input(r#type)]` reads the field `r#type`).
+fn field_ident(name: &Name) -> Option<Ident> {
+    if syn::parse_str::<Ident>(&name.value).is_ok() {
+        return Some(Ident::new(&name.value, name.span));
+    }
+    syn::parse_str::<Ident>(&format!("r#{}", name.value)).ok().map(|_| Ident::new_raw(&name.value, name.span))
 }
 
 fn u32_arg(lit: &LitInt) -> Arg {
@@ -635,7 +1020,8 @@ fn instant(lit: &LitStr, field: &str) -> darling::Result<chrono::DateTime<chrono
 /// addition closes a loop is reported, at the token that declared it, with the loop
 /// `a -> b -> c -> a` (each step runs after the one before it), starting at the
 /// earliest-declared step of the loop.
-fn check_cycles(names: &[Name], deps: &[Vec<(usize, Span)>], acc: &mut Accumulator) {
+fn check_cycles(names: &[Name], deps: &[Vec<(usize, Span)>], acc: &mut Accumulator) -> bool {
+    let mut found = false;
     // `next[x]`: steps that run after `x`.
     let mut next: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
     for (step, list) in deps.iter().enumerate() {
@@ -647,6 +1033,7 @@ fn check_cycles(names: &[Name], deps: &[Vec<(usize, Span)>], acc: &mut Accumulat
                 path.push(path[0]);
                 let text: Vec<&str> = path.iter().map(|&n| names[n].value.as_str()).collect();
                 acc.push(error(span, format!("cycle: {} (each step runs after the one before it)", text.join(" -> "))));
+                found = true;
                 continue;
             }
             if !next[dep].contains(&step) {
@@ -654,6 +1041,7 @@ fn check_cycles(names: &[Name], deps: &[Vec<(usize, Span)>], acc: &mut Accumulat
             }
         }
     }
+    found
 }
 
 /// A path `from -> ... -> to` along `next`, if there is one (`[from]` when equal).
@@ -818,6 +1206,49 @@ mod tests {
         assert!(errs[1].starts_with("`a` is a step, so it takes"), "{}", errs[1]);
         assert_eq!(errs[2], "`ready` is used as `when`, so it must be a plain `fn`, not `async`");
         assert!(errs[3].starts_with("`b` is a step, so it takes `&self` or no receiver"));
+    }
+
+    #[test]
+    fn typed_inputs_follow_the_data_flow() {
+        let errs = check(
+            quote!(name = "w", input = Signup, on_success = done),
+            quote! {
+                impl W {
+                    #[step(rollback = undo)]
+                    fn a(#[input] email: &str) -> Result<u64, StepError> { x() }
+                    #[step(after = a, await_approval, on_timeout = late, when = ready)]
+                    fn b(#[from(a)] a: u64, #[input] signup: Signup) -> StepResult { x() }
+                    #[step(after = b)]
+                    fn c(#[from(b)] b: Option<u64>, #[from(a)] a: Option<&u64>) -> Result<u64, StepError> { x() }
+                    fn ready(ctx: &Context) -> bool { true }
+                    fn undo(#[from(a)] a: u64) -> StepResult { x() }
+                    fn late(#[from(b)] b: u64, #[from(a)] a: u64) -> StepResult { x() }
+                    fn done(#[from(c)] c: u64, #[from(b)] b: u64) -> StepResult { x() }
+                }
+            },
+        );
+        assert_eq!(
+            errs,
+            [
+                "step `b` may have no output when `done` (the workflow's `on_success`) runs: it has `when = ready` \
+                 and is skipped when that is false; read it as `Option<u64>`",
+                "`late` (the `on_timeout` of step `b`) reads the output of step `b`, which has no output while it awaits",
+            ]
+        );
+    }
+
+    #[test]
+    fn typed_inputs_are_not_checked_against_a_broken_graph() {
+        let errs = check(
+            quote!(name = "w"),
+            quote! {
+                impl W {
+                    #[step] fn a() -> Result<u64, StepError> { x() }
+                    #[step(after = aa)] fn b(#[from(a)] a: u64) -> Result<u64, StepError> { x() }
+                }
+            },
+        );
+        assert_eq!(errs, ["unknown step `aa` in `after`; did you mean `a`?"], "no second error about `a`");
     }
 
     #[test]

@@ -142,6 +142,20 @@ pub(crate) fn string(meta: &Meta, key: &str) -> darling::Result<LitStr> {
     }
 }
 
+/// A type: `key = Signup`, `key = crate::model::Signup`, or a string literal holding
+/// any type (`key = "Vec<Order>"`).
+pub(crate) fn type_value(meta: &Meta, key: &str) -> darling::Result<syn::Type> {
+    let expr = value_of(meta, key, "MyInput")?;
+    match expr {
+        Expr::Path(p) if p.attrs.is_empty() => syn::parse2::<syn::Type>(quote::ToTokens::to_token_stream(p))
+            .map_err(|_| error(p.span(), format!("expected a type: write `{key} = MyInput`"))),
+        Expr::Lit(syn::ExprLit { lit: Lit::Str(s), .. }) => s
+            .parse::<syn::Type>()
+            .map_err(|_| error(s.span(), format!("expected a type in `{key} = \"...\"`, such as `\"Vec<Order>\"`"))),
+        e => Err(error(e.span(), format!("expected a type: write `{key} = MyInput` (or `{key} = \"Vec<Order>\"`)"))),
+    }
+}
+
 /// A fixed duration as written.
 #[derive(Clone, Debug)]
 pub(crate) enum DurationLit {

@@ -1,6 +1,7 @@
 //! Support for the code `#[workflow]` generates: binds the methods of a workflow value
-//! to the function shapes the builder takes, builds schedules from literals, and tells
-//! types that can register themselves (those implementing `Default`) from the others.
+//! to the function shapes the builder takes, reads typed inputs and lets the type
+//! checker prove their types, builds schedules from literals, and tells types that can
+//! register themselves (those implementing `Default`) from the others.
 //!
 //! Everything here is reached through `sagaflow::__private`; none of it is public API.
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 
 use crate::builder::BuildError;
 use crate::engine::WorkflowType;
@@ -66,6 +68,89 @@ where
     let this = Arc::clone(this);
     Bound(IntoStepFn::<AsyncFnMarker>::into_step_fn(move |ctx: Context| f(Arc::clone(&this), ctx)))
 }
+
+/// A method that takes typed inputs, used as a step, rollback or handler: `f(this,
+/// ctx)` reads the inputs from the context (a value that cannot be read ends the
+/// attempt with that error, which is permanent) and then calls the method.
+pub fn typed_step<W, F, Fut, R>(this: &Arc<W>, f: F) -> Bound<StepBody>
+where
+    W: Send + Sync + 'static,
+    F: Fn(Arc<W>, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, StepError>> + Send + 'static,
+    R: IntoStepResult,
+{
+    let this = Arc::clone(this);
+    Bound(Arc::new(move |ctx: Context| {
+        let fut = f(Arc::clone(&this), ctx);
+        Box::pin(async move {
+            match fut.await {
+                Ok(result) => result.into_step_result(),
+                Err(unreadable) => Err(unreadable),
+            }
+        })
+    }))
+}
+
+/// `#[from(step)] param: T`: the output of `step` as `T` (`null` when it has none).
+pub fn output<T: DeserializeOwned>(ctx: &Context, step: &str, param: &str) -> Result<T, StepError> {
+    ctx.read_output(step, Some(param))
+}
+
+/// `#[from(graft)] param: Vec<T>`: the outputs of the steps `graft` added, in order.
+pub fn graft_outputs<T: DeserializeOwned>(ctx: &Context, graft: &str, param: &str) -> Result<T, StepError> {
+    ctx.read_graft(graft, Some(param))
+}
+
+/// `#[input]` parameters: the execution's input as the workflow's `input = T` type.
+pub fn input<T: DeserializeOwned>(ctx: &Context) -> Result<T, StepError> {
+    ctx.read_input()
+}
+
+/// The type a step outputs: `T` for a method returning `Result<T, E>`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not the result of a step, so its output has no type to read",
+    note = "a step read by `#[from(step)]` returns `Result<T, E>` where `T: Serialize + DeserializeOwned`"
+)]
+pub trait StepReturn {
+    /// The output type.
+    type Ok;
+}
+
+impl<T, E> StepReturn for Result<T, E> {
+    type Ok = T;
+}
+
+/// Proof that a typed input of type `Self` can hold the output `Out` of the step it
+/// reads: `Out` itself, or `Option<Out>`.
+#[diagnostic::on_unimplemented(
+    message = "a typed input of type `{Self}` cannot hold the output of the step it reads, which is `{Out}`",
+    label = "the step this reads outputs `{Out}`",
+    note = "`#[from(step)]` reads what the step returned as `Ok(T)`: write the parameter as `T`, `&T` or `Option<T>` (`Option<&T>`)",
+    note = "a step returning `StepResult` (an `Outcome`) has no typed output: return `Result<T, E>` to read it, or read it with `ctx.output_as`"
+)]
+pub trait ReadsOutput<Out> {}
+
+impl<T> ReadsOutput<T> for T {}
+impl<T> ReadsOutput<T> for Option<T> {}
+
+/// Type check of a typed input against the step it reads (emitted at the parameter,
+/// never run for anything but the check).
+#[inline(always)]
+pub fn reads_output<P: ReadsOutput<Out>, Out>() {}
+
+/// Proof that a typed input of type `Self` can hold the outputs of a graft.
+#[diagnostic::on_unimplemented(
+    message = "a typed input of type `{Self}` cannot hold the outputs of a graft",
+    label = "a graft's outputs are read as a `Vec`",
+    note = "a graft adds its steps at run time: read their outputs, in the order it added them, as `Vec<T>` (`Vec<Option<T>>` where an added step may have none)"
+)]
+pub trait GraftOutputs {}
+
+impl<T> GraftOutputs for Vec<T> {}
+
+/// Type check of a typed input that reads a graft.
+#[inline(always)]
+pub fn reads_graft<P: GraftOutputs>() {}
 
 /// A method used as a `when` condition.
 pub fn condition<W, F>(this: &Arc<W>, f: F) -> impl Fn(&Context) -> bool + Send + Sync + 'static

@@ -437,7 +437,7 @@ async fn control(ctx: &Ctx, request: Request, wait: &Wait) -> Result<(), CliErro
         Sent::Queued { holder: None, .. } => {
             (true, format!("{what} queued; no engine holds the file now: it applies once one opens the file"))
         }
-        Sent::QueuedForHolder => {
+        Sent::QueuedForHolder { .. } => {
             (true, format!("{what} queued for the node that holds the execution; it applies once that node sees it"))
         }
         Sent::Written { execution: Some(new), .. } => {
@@ -466,6 +466,22 @@ async fn control(ctx: &Ctx, request: Request, wait: &Wait) -> Result<(), CliErro
         }
         if taken == Some(true) {
             effect = Some(effect_of(&control.store(), &request, before).await?);
+        }
+    }
+    // On PostgreSQL, the node that holds the execution records the outcome.
+    if matches!(sent, Sent::QueuedForHolder { .. }) && wait.wait > 0.0 {
+        let deadline = Instant::now() + Duration::from_secs_f64(wait.wait.min(3600.0));
+        loop {
+            if let Some(outcome) = control.outcome(&sent).await? {
+                taken = Some(true);
+                effect = Some(outcome.map(|()| "the node that holds it carried it out".to_owned()));
+                break;
+            }
+            if Instant::now() >= deadline {
+                taken = Some(false);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     if ctx.json {

@@ -388,7 +388,7 @@ impl Source for StoreSource {
                     None => "queued; no engine holds the file now: it applies when one opens it".to_owned(),
                 },
             }),
-            Sent::QueuedForHolder => json!({
+            Sent::QueuedForHolder { .. } => json!({
                 "queued": action,
                 "execution": target,
                 "note": "queued for the node that holds the execution; it applies once that node sees it",

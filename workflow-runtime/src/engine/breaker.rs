@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use tokio::time::Instant;
@@ -47,7 +48,43 @@ pub(crate) struct Breakers {
     inner: Arc<Mutex<HashMap<Arc<str>, Breaker>>>,
 }
 
+/// What a step call holds of its breaker. A probe whose job ends without a
+/// result (its execution was dropped, its driver failed) frees the breaker for
+/// the next probe when the ticket is dropped, instead of leaving it half-open.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    breakers: Breakers,
+    name: Arc<str>,
+    permit: Permit,
+    recorded: AtomicBool,
+}
+
+impl Ticket {
+    /// Records the call's result (once).
+    pub(crate) fn record(&self, ok: bool) {
+        if !self.recorded.swap(true, Ordering::AcqRel) {
+            self.breakers.record(&self.name, self.permit, ok);
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.permit == Permit::Probe && !*self.recorded.get_mut() {
+            let mut map = self.breakers.inner.lock();
+            if let Some(b) = map.get_mut(&self.name) {
+                b.probing = false;
+            }
+        }
+    }
+}
+
 impl Breakers {
+    /// A ticket for a call the breaker let through.
+    pub(crate) fn ticket(&self, name: &Arc<str>, permit: Permit) -> Arc<Ticket> {
+        Arc::new(Ticket { breakers: self.clone(), name: Arc::clone(name), permit, recorded: AtomicBool::new(false) })
+    }
+
     pub(crate) fn acquire(&self, name: &Arc<str>, opts: &BreakerOptions) -> Permit {
         let mut map = self.inner.lock();
         let b = map.entry(Arc::clone(name)).or_insert_with(|| Breaker {
@@ -97,5 +134,29 @@ impl Breakers {
             Some(_) if b.probing => BreakerState::HalfOpen,
             Some(_) => BreakerState::Open,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_dropped_without_a_result_frees_the_breaker_for_the_next() {
+        let breakers = Breakers::default();
+        let name: Arc<str> = Arc::from("api");
+        let opts = BreakerOptions::default().failure_threshold(1).reset_timeout(Duration::from_secs(1));
+        let call = breakers.acquire(&name, &opts);
+        breakers.ticket(&name, call).record(false);
+        assert_eq!(breakers.state("api"), Some(BreakerState::Open));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let probe = breakers.acquire(&name, &opts);
+        assert_eq!(probe, Permit::Probe);
+        let ticket = breakers.ticket(&name, probe);
+        assert_eq!(breakers.acquire(&name, &opts), Permit::Reject, "one probe at a time");
+        drop(ticket);
+        assert_eq!(breakers.acquire(&name, &opts), Permit::Probe, "the dropped probe's place is free again");
     }
 }

@@ -33,6 +33,7 @@ pub struct EngineBuilder {
     register_all: bool,
     clock: Option<Clock>,
     cluster: ClusterOptions,
+    call_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -114,6 +115,22 @@ impl EngineBuilder {
         self
     }
 
+    /// How long an acknowledged call (`start`, `cancel`, `pause`, `resume`,
+    /// `emit`, dead-letter replay, ...) waits for its effect to be committed, or
+    /// on a shared store carried out by the node holding the execution, before it
+    /// fails with [`EngineError::Timeout`] (default 30 s). The effect may still
+    /// happen after the timeout.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = sagaflow_runtime::Engine::builder().call_timeout(Duration::from_secs(5));
+    /// # let _ = builder;
+    /// ```
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = Some(timeout);
+        self
+    }
+
     /// Uses this clock (tests pin the start date with [`Clock::starting_at`]).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
@@ -148,6 +165,8 @@ impl EngineBuilder {
             executions: DashMap::new(),
             delayed: DashMap::new(),
             parked: DashMap::new(),
+            rejected: DashMap::new(),
+            call_timeout: self.call_timeout.unwrap_or(super::DEFAULT_CALL_TIMEOUT),
             store,
             durable,
             journal: Arc::clone(&journal),
@@ -159,31 +178,43 @@ impl EngineBuilder {
             scheduler: Default::default(),
             node: node.clone(),
         });
-        let weak = Arc::downgrade(&inner);
-        let lost = Arc::downgrade(&inner);
-        tokio::spawn(journal.run(
-            move |batch: &[Write]| {
-                if let Some(engine) = weak.upgrade() {
+        let (flushed, lost, rejected) = (Arc::downgrade(&inner), Arc::downgrade(&inner), Arc::downgrade(&inner));
+        tokio::spawn(journal.run(super::journal::Hooks {
+            on_flush: Box::new(move |batch: &[Write]| {
+                if let Some(engine) = flushed.upgrade() {
                     for w in batch {
-                        if let Write::Finish(state) = w {
-                            engine.executions.remove(&state.id);
+                        match w {
+                            Write::Finish(state) => {
+                                engine.executions.remove(&state.id);
+                            }
+                            // Parked in the store: it lives there until claimed.
+                            Write::Park { id, .. } => {
+                                engine.executions.remove_if(id, |_, e| e.is_parking());
+                            }
+                            _ => {}
                         }
                     }
                 }
-            },
-            move |ids| {
+            }),
+            on_lost: Box::new(move |ids| {
                 if let Some(engine) = lost.upgrade() {
                     engine.abandon(ids);
                 }
-            },
-        ));
+            }),
+            on_rejected: Box::new(move |id, error| {
+                if let Some(engine) = rejected.upgrade() {
+                    engine.reject(id, error);
+                }
+            }),
+        }));
         spawn_timer_task(&inner);
         spawn_purge_task(&inner);
         inner.register(defs)?;
         if let Some(node) = &node {
             // A node of a cluster recovers nothing by itself: it claims.
             if let Some(cluster) = inner.store.cluster() {
-                cluster.heartbeat(node.options.lease).await?;
+                cluster.rejoin(node.options.lease).await?;
+                node.renewed(tokio::time::Instant::now());
             }
             super::node::spawn(&inner, node);
         } else if durable {

@@ -95,6 +95,21 @@ pub enum EngineError {
     /// The engine has been shut down.
     #[error("the engine has been shut down")]
     ShutDown,
+    /// An acknowledged call did not complete within the engine's call timeout
+    /// (see [`EngineBuilder::call_timeout`](crate::EngineBuilder::call_timeout)):
+    /// the store did not commit its write, or the node holding the execution did
+    /// not carry it out, in time. What it asked for may still happen.
+    #[error("{action} did not complete within {}", crate::model::format_duration(*.after))]
+    Timeout {
+        /// What was attempted (`start`, `cancel`, ...).
+        action: &'static str,
+        /// The timeout.
+        after: std::time::Duration,
+    },
+    /// On a shared store: another node holds the execution now (this node's
+    /// claim on it lapsed); the call did not take effect here.
+    #[error("execution {0} is held by another node now; the call did not take effect")]
+    NotHeld(ExecutionId),
     /// The store is open read-only: an engine needs one it can write.
     #[error("the store is open read-only ({store}): an engine needs a store it can write")]
     ReadOnlyStore {
@@ -106,6 +121,18 @@ pub enum EngineError {
 impl From<super::journal::Closed> for EngineError {
     fn from(_: super::journal::Closed) -> Self {
         EngineError::ShutDown
+    }
+}
+
+impl From<super::journal::WriteError> for EngineError {
+    fn from(e: super::journal::WriteError) -> Self {
+        use super::journal::WriteError;
+        match e {
+            WriteError::Closed => EngineError::ShutDown,
+            WriteError::NotHeld(id) => EngineError::NotHeld(id),
+            WriteError::Gone(id) => EngineError::UnknownExecution(id),
+            WriteError::Rejected(reason) => EngineError::Store(StoreError::Rejected(reason)),
+        }
     }
 }
 

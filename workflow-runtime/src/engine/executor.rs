@@ -28,7 +28,8 @@ use tokio::time::{Instant, Sleep};
 use tracing::Instrument;
 
 use super::EngineInner;
-use super::breaker::Permit;
+use super::breaker::{Permit, Ticket};
+use super::journal::Ack;
 use super::timers::TimerTarget;
 use crate::machine::command::{Command, Notice};
 use crate::machine::event::{Event, HandlerKind};
@@ -72,7 +73,10 @@ pub(crate) struct Core {
     /// its events): what it asks for next waits until this ticket is durable.
     pub(crate) ticket: u64,
     /// Another node holds the execution now: the driver stops.
-    abandoned: bool,
+    pub(crate) abandoned: bool,
+    /// On a shared store: the node is letting go of the waiting execution (its
+    /// `Park` write is queued); calls about it go through the store.
+    pub(crate) parking: bool,
     /// The final state, once ended.
     pub(crate) final_state: Option<Arc<ExecutionState>>,
     /// The `sagaflow.execution` span: one per execution, closed when it ends (none
@@ -114,6 +118,7 @@ impl Execution {
                 seq: 0,
                 ticket: 0,
                 abandoned: false,
+                parking: false,
                 final_state: None,
                 span,
             }),
@@ -124,6 +129,11 @@ impl Execution {
 
     pub(crate) fn workflow(&self) -> &Arc<str> {
         &self.meta.workflow
+    }
+
+    /// Whether the node is letting go of the execution (see `Core::parking`).
+    pub(crate) fn is_parking(&self) -> bool {
+        self.core.lock().parking
     }
 
     /// The public view of the execution now.
@@ -216,7 +226,7 @@ impl Wake {
 /// What a job is for.
 #[derive(Clone, Debug)]
 enum JobTag {
-    Step { step: StepId, attempt: u32, name: Arc<str>, breaker: Option<(Arc<str>, Permit)> },
+    Step { step: StepId, attempt: u32, name: Arc<str>, breaker: Option<Arc<Ticket>> },
     Compensation { step: StepId, attempt: u32 },
     Handler(HandlerKind),
 }
@@ -398,6 +408,18 @@ impl Future for Job {
     }
 }
 
+/// How an event is journaled.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Journaling {
+    /// Queued for the next group commit; drivers wait on its ticket.
+    Plain,
+    /// The same, and the caller learns what became of it (an acknowledged call).
+    Acknowledged,
+    /// The effect of this queued command: the command is marked carried out in
+    /// the same transaction.
+    Command(i64),
+}
+
 /// Work decided under the execution's lock and carried out after releasing it.
 enum Action {
     Run {
@@ -469,12 +491,37 @@ impl EngineInner {
         event: Event,
         out: &mut Vec<Command>,
     ) -> Result<Option<u64>, TransitionError> {
+        Ok(self.apply_journaled(exec, core, event, out, Journaling::Plain)?.map(|(ticket, _)| ticket))
+    }
+
+    /// Applies an event under the lock and journals it as `how` says; returns the
+    /// journal ticket, and the acknowledgement if one was asked for.
+    pub(crate) fn apply_journaled(
+        &self,
+        exec: &Execution,
+        core: &mut Core,
+        event: Event,
+        out: &mut Vec<Command>,
+        how: Journaling,
+    ) -> Result<Option<(u64, Option<Ack>)>, TransitionError> {
         let json = if self.durable { serde_json::to_string(&event).ok() } else { None };
         core.machine.apply(event, out)?;
         Ok(json.map(|event| {
             core.seq += 1;
-            core.ticket = self.journal.append(Write::Event(JournalEntry { execution: exec.id, seq: core.seq, event }));
-            core.ticket
+            let entry = JournalEntry { execution: exec.id, seq: core.seq, event };
+            let (ticket, ack) = match how {
+                Journaling::Plain => (self.journal.append(Write::Event(entry)), None),
+                Journaling::Acknowledged => {
+                    let (t, ack) = self.journal.submit(Write::Event(entry));
+                    (t, Some(ack))
+                }
+                Journaling::Command(command) => {
+                    let (t, ack) = self.journal.submit(Write::CommandEvent { entry, command });
+                    (t, Some(ack))
+                }
+            };
+            core.ticket = ticket;
+            (ticket, ack)
         }))
     }
 
@@ -485,12 +532,50 @@ impl EngineInner {
         exec: &Arc<Execution>,
         event: Event,
     ) -> Result<Option<u64>, TransitionError> {
+        Ok(self.deliver_journaled(exec, event, Journaling::Plain)?.map(|(ticket, _)| ticket))
+    }
+
+    /// [`deliver`](Self::deliver), journaling the event as `how` says. `Err(None)`:
+    /// the execution is no longer driven here (another node holds it now).
+    pub(crate) fn deliver_journaled(
+        self: &Arc<Self>,
+        exec: &Arc<Execution>,
+        event: Event,
+        how: Journaling,
+    ) -> Result<Option<(u64, Option<Ack>)>, TransitionError> {
         let mut core = exec.core.lock();
         let mut cmds = Vec::new();
-        let ticket = self.apply_locked(exec, &mut core, event, &mut cmds)?;
+        let ticket = self.apply_journaled(exec, &mut core, event, &mut cmds, how)?;
         core.pending.append(&mut cmds);
         self.ensure_driver(exec, &mut core);
         Ok(ticket)
+    }
+
+    /// On a shared store: lets go of an execution whose driver stopped with
+    /// nothing running and nothing due for at least `idle` (it awaits an approval,
+    /// a long timer). Its timers here are disarmed; the `Park` write, queued after
+    /// its events, releases it in the store, where any node claims it when it is
+    /// due or a command arrives; the flush of that write removes it here.
+    fn park_if_idle(&self, exec: &Execution, core: &mut Core, idle: Duration) {
+        let m = &core.machine;
+        if core.final_state.is_some() || core.abandoned || core.parking || !m.running_steps().is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let wake_at = m.timers().map(|(_, due)| due).min();
+        if wake_at.is_some_and(|due| due < crate::machine::later(now, idle)) {
+            return;
+        }
+        core.parking = true;
+        for (timer, due) in m.timers() {
+            self.timers.cancel(TimerTarget::Execution(exec.id, timer), self.clock.instant_at(due));
+        }
+        if let Some(due) = wake_at {
+            // This node looks for due work then, as every node does.
+            self.timers.arm(TimerTarget::Claim, self.clock.instant_at(due));
+        }
+        tracing::debug!(execution_id = %exec.id, ?wake_at, "parking an idle execution in the store");
+        core.ticket = self.journal.append(Write::Park { id: exec.id, wake_at });
     }
 
     pub(crate) fn ensure_driver(self: &Arc<Self>, exec: &Arc<Execution>, core: &mut Core) {
@@ -677,9 +762,9 @@ impl EngineInner {
     ) -> Event {
         match done.tag {
             JobTag::Step { step, attempt, name, breaker } => {
-                if let Some((b, permit)) = &breaker {
+                if let Some(ticket) = &breaker {
                     let ok = done.result.as_ref().map_or_else(|e| e.kind() == kinds::CIRCUIT_OPEN, |_| true);
-                    self.breakers.record(b, *permit, ok);
+                    ticket.record(ok);
                 }
                 if wanted {
                     let workflow_name = Arc::clone(exec.workflow());
@@ -749,8 +834,8 @@ impl EngineInner {
                         immediate.push(Finished { tag, result: Err(err), started: now });
                         return;
                     }
-                    tag =
-                        JobTag::Step { step, attempt, name: Arc::clone(&name), breaker: Some((Arc::clone(b), permit)) };
+                    let ticket = self.breakers.ticket(b, permit);
+                    tag = JobTag::Step { step, attempt, name: Arc::clone(&name), breaker: Some(ticket) };
                 }
                 let limit = match step_limit(&name, &timeout, &ctx) {
                     Ok(limit) => limit,
@@ -1151,6 +1236,9 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
                 core.driver = false;
                 core.machine.compact();
                 core.pending = Vec::new();
+                if let Some(node) = &engine.node {
+                    engine.park_if_idle(&exec, &mut core, node.options.park_after);
+                }
                 return;
             }
         }
@@ -1166,6 +1254,14 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
                 // Read after the durability check: a flush that dropped this
                 // execution's writes (another node holds it) marked it first.
                 if engine.durable && exec.core.lock().abandoned {
+                    continue;
+                }
+                // On a shared store, work starts only under a live lease: a node
+                // that was stopped or cut off past its lease starts nothing.
+                if let Some(node) = &engine.node
+                    && !node.holds_lease()
+                {
+                    engine.fence();
                     continue;
                 }
                 held.len()

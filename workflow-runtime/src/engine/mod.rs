@@ -28,7 +28,7 @@ pub use self::builder::EngineBuilder;
 pub use self::clock::Clock;
 pub use self::error::EngineError;
 use self::executor::{Execution, drive};
-use self::journal::Journal;
+use self::journal::{Ack, Journal};
 use self::registry::Registry;
 pub use self::registry::{Registration, WorkflowType, registrations};
 pub(crate) use self::timers::sleep_until_woken;
@@ -43,6 +43,9 @@ use crate::model::context::{Data, object_to_data};
 use crate::model::{DurationArg, ExecutionId, StepKindName, WorkflowDef};
 use crate::store::{Command, DeadLetter, ExecutionQuery, NewExecution, ParentRef, Store, Write};
 use crate::telemetry::{Bus, Event as Telemetry, Subscription};
+
+/// The default of [`EngineBuilder::call_timeout`].
+pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to cancel an execution.
 ///
@@ -122,6 +125,11 @@ pub(crate) struct EngineInner {
     pub(crate) executions: DashMap<ExecutionId, Arc<Execution>>,
     pub(crate) delayed: DashMap<ExecutionId, Delayed>,
     pub(crate) parked: DashMap<ExecutionId, ExecutionState>,
+    /// Executions the store refused a write of, with the store's reason: they
+    /// stopped here (see `journal`).
+    pub(crate) rejected: DashMap<ExecutionId, String>,
+    /// How long an acknowledged call waits (see `EngineBuilder::call_timeout`).
+    pub(crate) call_timeout: Duration,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) durable: bool,
     pub(crate) journal: Arc<Journal>,
@@ -385,9 +393,14 @@ impl Engine {
         // Every write queued so far is committed (or the journal had already
         // stopped, by an earlier shutdown), then the writer stops: nothing this
         // engine writes can land after another engine takes the store over.
-        let _ = self.inner.journal.flushed(last).await;
+        let timeout = self.inner.call_timeout;
+        if tokio::time::timeout(timeout, self.inner.journal.flushed(last)).await.is_err() {
+            tracing::error!(?timeout, "the store did not commit the last writes in time; they are dropped");
+        }
         self.inner.journal.close();
-        self.inner.journal.stopped().await;
+        if tokio::time::timeout(timeout, self.inner.journal.stopped()).await.is_err() {
+            tracing::error!(?timeout, "the journal's writer did not stop in time");
+        }
         self.inner.store.release().await;
         if self.inner.node.is_some()
             && let Some(cluster) = self.inner.store.cluster()
@@ -449,23 +462,35 @@ impl DeadLetters<'_> {
 
     /// Starts the failed execution's workflow again with the same input; the dead
     /// letter is removed. Returns the new execution.
+    ///
+    /// Replay is atomic and idempotent: the new execution is created and the dead
+    /// letter removed in one transaction, and the new execution's id is derived
+    /// from the failed one's ([`ExecutionId::replay_of`]), so replaying the same
+    /// letter twice, at once or on two nodes, starts one execution and returns its
+    /// id both times.
     pub async fn replay(&self, id: ExecutionId) -> Result<ExecutionId, EngineError> {
-        let letter = self.get(id).await?.ok_or(EngineError::UnknownExecution(id))?;
         let inner = &self.engine.inner;
+        let new = ExecutionId::replay_of(id);
+        if inner.exists(new).await? {
+            return Ok(new);
+        }
+        let Some(letter) = self.get(id).await? else {
+            // Replayed meanwhile (by another call or node), or never there.
+            return if inner.exists(new).await? { Ok(new) } else { Err(EngineError::UnknownExecution(id)) };
+        };
         let def = inner.definition(&letter.workflow)?;
         let data: Data = letter.input.clone().into_iter().collect();
-        let new = inner.start_new(def, data, Trigger::Replay { of: id }, None).await?;
-        let ticket = inner.journal.append(Write::RemoveDeadLetter(id));
-        inner.journal.flushed(ticket).await?;
-        Ok(new)
+        let started = inner.start_with_id(new, def, data, Trigger::Replay { of: id }, None).await?;
+        if !inner.durable {
+            // A volatile store records no creation to remove the letter with.
+            inner.commit(Write::RemoveDeadLetter(id), "replay a dead letter").await?;
+        }
+        Ok(started)
     }
 
     /// Deletes one dead letter.
     pub async fn remove(&self, id: ExecutionId) -> Result<(), EngineError> {
-        let inner = &self.engine.inner;
-        let ticket = inner.journal.append(Write::RemoveDeadLetter(id));
-        inner.journal.flushed(ticket).await?;
-        Ok(())
+        self.engine.inner.commit(Write::RemoveDeadLetter(id), "remove a dead letter").await
     }
 
     /// Deletes dead letters older than their workflow's `dead_letter_ttl`; returns
@@ -505,6 +530,22 @@ fn pending_state(n: &NewExecution) -> ExecutionState {
 }
 
 impl EngineInner {
+    /// Queues a write and waits, at most the call timeout, until it is committed.
+    pub(crate) async fn commit(&self, write: Write, action: &'static str) -> Result<(), EngineError> {
+        let (_, ack) = self.journal.submit(write);
+        self.acknowledged(ack, action).await
+    }
+
+    /// Waits, at most the call timeout, for what became of an acknowledged write.
+    pub(crate) async fn acknowledged(&self, ack: Ack, action: &'static str) -> Result<(), EngineError> {
+        match tokio::time::timeout(self.call_timeout, ack).await {
+            Err(_) => Err(EngineError::Timeout { action, after: self.call_timeout }),
+            // The writer is gone: the engine was dropped.
+            Ok(Err(_)) => Err(EngineError::ShutDown),
+            Ok(Ok(result)) => Ok(result?),
+        }
+    }
+
     pub(crate) fn definition(&self, name: &str) -> Result<WorkflowDef, EngineError> {
         let reg = self.registry.read();
         reg.get(name).cloned().ok_or_else(|| {
@@ -548,10 +589,85 @@ impl EngineInner {
         trigger: Trigger,
         parent: Option<ParentRef>,
     ) -> Result<ExecutionId, EngineError> {
+        self.start_with_id(ExecutionId::new(), def, data, trigger, parent).await
+    }
+
+    /// Starts the execution of a schedule's tick: the store claims the tick and
+    /// creates the execution in one transaction, or, if the tick was claimed
+    /// already (by another engine on a shared store), creates nothing.
+    pub(crate) async fn start_tick(
+        self: &Arc<Self>,
+        def: WorkflowDef,
+        data: Data,
+        trigger: Trigger,
+        key: String,
+        fire_time: DateTime<Utc>,
+    ) -> Result<ExecutionId, EngineError> {
         if self.shutdown.is_cancelled() {
             return Err(EngineError::ShutDown);
         }
         let id = ExecutionId::new();
+        let at = self.clock.now();
+        let new = NewExecution {
+            id,
+            workflow: def.name().to_owned(),
+            version: def.version().to_owned(),
+            input: to_map(&data),
+            parent: None,
+            trigger: trigger.clone(),
+            created_at: at,
+            start_at: None,
+        };
+        if !self.durable {
+            // A volatile store (which engines in one process may share) keeps
+            // nothing across a crash: claiming first is enough.
+            if !self.store.claim_tick(&key, fire_time).await? {
+                return Ok(id);
+            }
+            self.launch(id, def, data, trigger, None, at, 0);
+            return Ok(id);
+        }
+        let write = Write::Tick { key, fire_time, execution: Box::new(new) };
+        if let Some(node) = &self.node {
+            self.commit(write, "start a scheduled execution").await?;
+            node.wake.notify_one();
+            return Ok(id);
+        }
+        // One engine holds a durable store (an SQLite file's lock): its ticks
+        // are its own to fire.
+        let (ticket, ack) = self.journal.submit(write);
+        self.launch(id, def, data, trigger, None, at, ticket);
+        self.acknowledged(ack, "start a scheduled execution").await?;
+        Ok(id)
+    }
+
+    /// Whether an execution exists, here or in the store, running or ended.
+    pub(crate) async fn exists(&self, id: ExecutionId) -> Result<bool, EngineError> {
+        if self.executions.contains_key(&id) || self.delayed.contains_key(&id) {
+            return Ok(true);
+        }
+        if self.store.finished(id).await?.is_some() {
+            return Ok(true);
+        }
+        match self.store.cluster() {
+            Some(cluster) if self.node.is_some() => Ok(cluster.is_unfinished(id).await?),
+            _ => Ok(false),
+        }
+    }
+
+    /// Starts an execution under a given id. Starting an id that runs already
+    /// starts nothing more (the store, too, creates an id once).
+    pub(crate) async fn start_with_id(
+        self: &Arc<Self>,
+        id: ExecutionId,
+        def: WorkflowDef,
+        data: Data,
+        trigger: Trigger,
+        parent: Option<ParentRef>,
+    ) -> Result<ExecutionId, EngineError> {
+        if self.shutdown.is_cancelled() {
+            return Err(EngineError::ShutDown);
+        }
         let at = self.clock.now();
         let record = |parent, trigger| {
             Write::Create(Box::new(NewExecution {
@@ -567,19 +683,20 @@ impl EngineInner {
         };
         if let Some(node) = &self.node {
             // Any node may claim it, this one included.
-            let ticket = self.journal.append(record(parent, trigger));
-            self.journal.flushed(ticket).await?;
+            self.commit(record(parent, trigger), "start").await?;
             node.wake.notify_one();
             return Ok(id);
         }
         // The driver starts at once, but runs nothing before the creation is
         // committed (the write-ahead rule): a crash never leaves side effects of
         // an execution the store does not know.
-        let ticket = self.durable.then(|| self.journal.append(record(parent.clone(), trigger.clone())));
-        self.launch(id, def, data, trigger, parent, at, ticket.unwrap_or(0));
-        if let Some(t) = ticket {
-            self.journal.flushed(t).await?;
+        if !self.durable {
+            self.launch(id, def, data, trigger, parent, at, 0);
+            return Ok(id);
         }
+        let (ticket, ack) = self.journal.submit(record(parent.clone(), trigger.clone()));
+        self.launch(id, def, data, trigger, parent, at, ticket);
+        self.acknowledged(ack, "start").await?;
         Ok(id)
     }
 
@@ -611,7 +728,12 @@ impl EngineInner {
         let mut core = exec.core.lock();
         core.pending = cmds;
         core.ticket = ticket;
-        self.executions.insert(id, Arc::clone(&exec));
+        match self.executions.entry(id) {
+            dashmap::Entry::Occupied(_) => return,
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(Arc::clone(&exec));
+            }
+        }
         core.driver = true;
         drop(core);
         tokio::spawn(drive(Arc::clone(self), exec));
@@ -646,7 +768,7 @@ impl EngineInner {
             created_at: self.clock.now(),
             start_at: Some(at),
         };
-        let ticket = self.journal.append(Write::Create(Box::new(new.clone())));
+        let (_, ack) = self.journal.submit(Write::Create(Box::new(new.clone())));
         if self.node.is_some() {
             // Any node may claim it once it is due; this one looks then.
             self.timers.arm(TimerTarget::Claim, self.clock.instant_at(at));
@@ -654,7 +776,12 @@ impl EngineInner {
             self.delayed.insert(id, Delayed { def, new });
             self.timers.arm(TimerTarget::Start(id), self.clock.instant_at(at));
         }
-        self.journal.flushed(ticket).await?;
+        if let Err(e) = self.acknowledged(ack, "schedule_execution").await {
+            if self.delayed.remove(&id).is_some() {
+                self.timers.cancel(TimerTarget::Start(id), self.clock.instant_at(at));
+            }
+            return Err(e);
+        }
         Ok(id)
     }
 
@@ -685,21 +812,37 @@ impl EngineInner {
     /// Applies a control command to an execution held here, or sends it to the
     /// node that holds it; returns once it is durable.
     async fn control(self: &Arc<Self>, id: ExecutionId, command: Command) -> Result<(), EngineError> {
+        if let Some(e) = self.rejected_error(id) {
+            return Err(e);
+        }
         match self.live(id) {
-            Ok(exec) => self.control_here(&exec, command).await,
+            // Let go of, in the store: whoever claims it carries the call out.
+            Ok(exec) if exec.is_parking() => self.control_remote(id, command).await,
+            // Another node took it over meanwhile: the call goes to it.
+            Ok(exec) => match self.control_here(&exec, command.clone(), None).await {
+                Err(EngineError::NotHeld(_)) if self.node.is_some() => self.control_remote(id, command).await,
+                done => done,
+            },
             Err(e) if self.parked.contains_key(&id) => Err(e),
             Err(_) if self.node.is_some() => self.control_remote(id, command).await,
             Err(_) => Err(self.ended_or_unknown(id).await),
         }
     }
 
-    /// Applies a control command to an execution held here; returns once it is
-    /// durable.
-    async fn control_here(self: &Arc<Self>, exec: &Arc<Execution>, command: Command) -> Result<(), EngineError> {
+    /// Applies a control command to an execution held here (`queued`: the
+    /// command's place in a shared store's queue, marked carried out with its
+    /// event); returns once it is committed.
+    pub(crate) async fn control_here(
+        self: &Arc<Self>,
+        exec: &Arc<Execution>,
+        command: Command,
+        queued: Option<i64>,
+    ) -> Result<(), EngineError> {
         let (action, event) = self.command_event(exec, command)?;
-        let ticket = self.deliver(exec, event).map_err(|e| self.invalid(exec, action, e))?;
-        if let Some(t) = ticket {
-            self.journal.flushed(t).await?;
+        let how = queued.map_or(executor::Journaling::Acknowledged, executor::Journaling::Command);
+        let journaled = self.deliver_journaled(exec, event, how).map_err(|e| self.invalid(exec, action, e))?;
+        if let Some((_, Some(ack))) = journaled {
+            self.acknowledged(ack, action).await?;
         }
         Ok(())
     }
@@ -721,15 +864,16 @@ impl EngineInner {
             state.status = Status::Cancelled;
             state.cancel_reason = Some(options.reason);
             state.ended_at = Some(self.clock.now());
-            let ticket = self.journal.append(Write::Finish(Arc::new(state)));
-            self.journal.flushed(ticket).await?;
-            return Ok(());
+            return self.commit(Write::Finish(Arc::new(state)), "cancel").await;
         }
         let command = Command::Cancel { reason: options.reason, cleanup: options.cleanup, rollback: options.rollback };
         self.control(id, command).await
     }
 
     pub(crate) async fn get_state(&self, id: ExecutionId) -> Result<ExecutionState, EngineError> {
+        if let Some(e) = self.rejected_error(id) {
+            return Err(e);
+        }
         if let Some(exec) = self.executions.get(&id).map(|e| Arc::clone(&e)) {
             return Ok(exec.state(self.clock.now()));
         }
@@ -759,20 +903,39 @@ impl EngineInner {
     pub(crate) async fn wait_for(&self, id: ExecutionId) -> Result<ExecutionState, EngineError> {
         let mut poll = Duration::from_millis(10);
         loop {
+            if let Some(e) = self.rejected_error(id) {
+                return Err(e);
+            }
             if let Some(exec) = self.executions.get(&id).map(|e| Arc::clone(&e)) {
                 let notified = exec.done.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                let ended = exec.core.lock().final_state.clone();
+                let (ended, abandoned) = {
+                    let core = exec.core.lock();
+                    (core.final_state.clone(), core.abandoned)
+                };
+                if abandoned {
+                    // Dropped here (another node holds it, or the store refused
+                    // it): what the store has decides.
+                    self.executions.remove_if(&id, |_, e| Arc::ptr_eq(e, &exec));
+                    continue;
+                }
                 if let Some(s) = ended {
                     // Answer once the end is committed: the journal's flush of the
                     // final state removes the execution from the table.
                     while self.executions.contains_key(&id) {
+                        if exec.core.lock().abandoned {
+                            break;
+                        }
                         tokio::select! {
                             _ = self.journal.flushed(self.journal.last_ticket()) => {}
-                            _ = self.shutdown.cancelled() => break,
+                            _ = self.shutdown.cancelled() => return Err(EngineError::ShutDown),
                         }
                         tokio::task::yield_now().await;
+                    }
+                    // A final state that was never committed is not an answer.
+                    if exec.core.lock().abandoned {
+                        continue;
                     }
                     return Ok((*s).clone());
                 }

@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use self::command::{Command, Notice, TimerKind};
 use self::event::{AwaitSpec, Event, Expanded, HandlerKind, StepReport, TimerId};
 use self::state::{Status, StepStatus};
-use crate::model::context::{Data, Outputs};
+use crate::model::context::{Data, Grafts, Outputs};
 use crate::model::def::{DefInner, StepKind};
 use crate::model::ids::StepId;
 use crate::model::{
@@ -176,6 +176,8 @@ pub(crate) struct ExtraStep {
 struct Grafted {
     steps: Vec<ExtraStep>,
     names: HashMap<Arc<str>, StepId>,
+    /// The names each graft added, in order, as steps see them (`Context::graft_steps`).
+    by_graft: Grafts,
 }
 
 /// What a step id runs.
@@ -375,7 +377,15 @@ impl Machine {
 
     /// The context a step attempt (or handler) sees.
     pub(crate) fn context(&self) -> Context {
-        Context { data: self.data.clone(), outputs: self.outputs.clone(), meta: None, step: None, attempt: 0 }
+        Context {
+            data: self.data.clone(),
+            outputs: self.outputs.clone(),
+            input: self.input.clone(),
+            grafts: self.grafted.as_ref().map(|g| g.by_graft.clone()).unwrap_or_default(),
+            meta: None,
+            step: None,
+            attempt: 0,
+        }
     }
 
     /// The context a compensation sees: the context as it was when its step
@@ -751,6 +761,9 @@ impl Machine {
         let added = steps.len() as u32;
         let base = self.slots.len() as StepId;
         let default_policy = self.def.steps[step as usize].policy.clone();
+        let names: Arc<[Arc<str>]> = steps.iter().map(|x| Arc::clone(&x.name)).collect();
+        let graft = Arc::clone(self.step_name(step));
+        self.grafted.get_or_insert_with(Default::default).by_graft.insert(graft, names);
         for (i, x) in steps.into_iter().enumerate() {
             let id = base + i as StepId;
             let grafted = self.grafted.get_or_insert_with(Default::default);

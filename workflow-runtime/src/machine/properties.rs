@@ -449,7 +449,7 @@ proptest! {
         let expected = digest(&original.view());
         let total = original.starts.clone();
 
-        for cut in 0..=original.journal.len() {
+        for (cut, starts) in starts_after.iter().enumerate() {
             let prefix = &original.journal[..cut];
             let mut discard = Vec::new();
             let mut rebuilt = Machine::start(&def, Data::new(), t0(), &mut discard);
@@ -457,7 +457,7 @@ proptest! {
                 rebuilt.apply(e.clone(), &mut discard).unwrap();
             }
             let flying = in_flight(&rebuilt);
-            let mut resumed = Sim::resume(&spec, &def, prefix, starts_after[cut].clone());
+            let mut resumed = Sim::resume(&spec, &def, prefix, starts.clone());
             resumed.run();
             prop_assert!(resumed.finished, "cut at {}: the resumed run ended", cut);
             let mut got = digest(&resumed.view());

@@ -21,6 +21,9 @@ pub(crate) type Data = CowMap<String, Value>;
 /// Per-step outputs, by step name.
 pub(crate) type Outputs = CowMap<Arc<str>, Value>;
 
+/// The steps each graft added, by graft name, in the order it added them.
+pub(crate) type Grafts = CowMap<Arc<str>, Arc<[Arc<str>]>>;
+
 /// What a step knows about the execution it runs in.
 pub(crate) struct ExecMeta {
     pub(crate) id: ExecutionId,
@@ -66,9 +69,10 @@ impl CancelSignal {
 /// The context of an execution as one step sees it.
 ///
 /// It holds the JSON object that the input started and every step's output was
-/// merged into, each step's own output (`output("step")`), and facts about the
-/// running attempt: execution id, workflow, step, attempt number, cancellation, and
-/// an idempotency key for side effects.
+/// merged into, each step's own output (`output("step")`), the execution's input as
+/// it was started (`input_as`), and facts about the running attempt: execution id,
+/// workflow, step, attempt number, cancellation, and an idempotency key for side
+/// effects.
 ///
 /// ```
 /// use sagaflow_runtime::{Context, json};
@@ -81,10 +85,66 @@ impl CancelSignal {
 /// assert_eq!(ctx.get::<String>("missing").unwrap_err().kind(), "missing_key");
 /// # Ok::<(), sagaflow_runtime::StepError>(())
 /// ```
+///
+/// # Typed data between steps
+///
+/// Besides the merged keys, a step can read what one step before it returned, as
+/// that step's own type, and the execution's input as a type of its own. These are
+/// the accessors for builder closures; with the macros, a step declares them as
+/// parameters (`#[from(step)] account: &Account`, `#[input] email: &str`) and the
+/// macro checks at compile time that the step runs after the one it reads and that
+/// the types agree.
+///
+/// ```
+/// use sagaflow_runtime::{Context, Outcome, StepError, StepResult, Workflow, json};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Deserialize)]
+/// struct Signup { email: String }
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Account { id: u64, email: String }
+///
+/// async fn create_account(ctx: Context) -> Result<Account, StepError> {
+///     let signup: Signup = ctx.input_as()?;
+///     Ok(Account { id: 7, email: signup.email })
+/// }
+///
+/// async fn send_welcome(ctx: Context) -> StepResult {
+///     let account: Account = ctx.output_as("create_account")?;
+///     // A step that may not have run (skipped, or failed with `on_error = continue`)
+///     // is read as an `Option`.
+///     let coupon: Option<String> = ctx.output_as("issue_coupon")?;
+///     Ok(json!({ "welcomed": account.id, "coupon": coupon }).into())
+/// }
+///
+/// let def = Workflow::new("signup")
+///     .step("create_account", create_account)
+///     .step_with("send_welcome", send_welcome, sagaflow_runtime::Step::opts().after("create_account"))
+///     .build()
+///     .expect("a valid workflow");
+/// # let _ = def;
+///
+/// // A step function is tested with a context built by hand:
+/// let ctx = Context::from_json(json!({ "email": "ada@example.com" }))?
+///     .with_output("create_account", json!({ "id": 7, "email": "ada@example.com" }));
+/// let account: Account = ctx.output_as("create_account")?;
+/// assert_eq!(account.email, "ada@example.com");
+/// let signup: Signup = ctx.input_as()?;
+/// assert_eq!(signup.email, "ada@example.com");
+/// assert_eq!(ctx.output_as::<Option<u32>>("issue_coupon")?, None);
+/// assert_eq!(ctx.output_as::<u32>("issue_coupon").unwrap_err().kind(), "missing_key");
+/// # let _ = Outcome::Done;
+/// # Ok::<(), StepError>(())
+/// ```
 #[derive(Clone, Default)]
 pub struct Context {
     pub(crate) data: Data,
     pub(crate) outputs: Outputs,
+    /// The execution's input, as it was started (before any step's output).
+    pub(crate) input: Data,
+    /// The steps each graft added.
+    pub(crate) grafts: Grafts,
     pub(crate) meta: Option<Arc<ExecMeta>>,
     pub(crate) step: Option<Arc<str>>,
     pub(crate) attempt: u32,
@@ -96,17 +156,28 @@ impl Context {
         Self::default()
     }
 
-    /// A context holding the keys of a JSON object.
+    /// A context holding the keys of a JSON object, as the first step of an execution
+    /// started with that input sees it (so [`input_as`](Self::input_as) reads it too).
     ///
     /// Fails with kind `"invalid_type"` if `value` is not an object (or `null`,
     /// which gives an empty context).
     pub fn from_json(value: Value) -> Result<Self, StepError> {
-        Ok(Context { data: object_to_data(value)?, ..Default::default() })
+        let data = object_to_data(value)?;
+        Ok(Context { input: data.clone(), data, ..Default::default() })
     }
 
     /// Returns the context with `key` set to `value` (builder style, for tests).
     pub fn with(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
         self.insert(key, value);
+        self
+    }
+
+    /// Returns the context with `value` as the output of step `step` (builder style, for
+    /// tests of step functions that read it with [`output_as`](Self::output_as)). The
+    /// context's keys are left as they are.
+    pub fn with_output(mut self, step: &str, value: impl Serialize) -> Self {
+        let value = serde_json::to_value(value).unwrap_or(Value::Null);
+        self.outputs.insert(Arc::from(step), value);
         self
     }
 
@@ -172,12 +243,132 @@ impl Context {
         self.outputs.get(step)
     }
 
-    /// The output of `step`, deserialized.
+    /// The output of `step`, deserialized: what that step returned, as its own type
+    /// (independent of `context_key`), kept in the journal so that it survives a
+    /// restart.
+    ///
+    /// A step that has no output (it has not run, was skipped, failed with
+    /// `on_error = continue`, or returned nothing) reads as `null`: ask for an
+    /// `Option<T>` to get `None`. Errors are permanent: kind `"missing_key"` when the
+    /// output is absent and `T` is not an `Option`, `"invalid_type"` when the output
+    /// has another shape (such as one stored by an older version of the step).
     pub fn output_as<T: DeserializeOwned>(&self, step: &str) -> Result<T, StepError> {
-        match self.outputs.get(step) {
-            Some(v) => decode(step, v),
-            None => Err(StepError::new(kinds::MISSING_KEY, format!("step `{step}` has no output")).permanent()),
+        self.read_output(step, None)
+    }
+
+    /// The outputs of the steps that the graft `graft` added, in the order it added
+    /// them. Empty when the graft was skipped, added nothing, or has not run yet; an
+    /// added step without an output (skipped, failed with `on_error = continue`) reads
+    /// as `null`, so ask for `Vec<Option<T>>` when that can happen.
+    ///
+    /// ```
+    /// # use sagaflow_runtime::{Context, Outcome, StepResult, Task, Workflow, Step, StepError, json};
+    /// async fn fan_out(ctx: Context) -> StepResult {
+    ///     let ids: Vec<u32> = ctx.get("ids")?;
+    ///     Ok(Outcome::expand(ids.into_iter().map(|id| {
+    ///         Task::new(format!("square_{id}"), move |_ctx: Context| async move { Ok::<_, StepError>(id * id) })
+    ///     })))
+    /// }
+    ///
+    /// async fn total(ctx: Context) -> StepResult {
+    ///     let squares: Vec<u32> = ctx.graft_outputs_as("squares")?;
+    ///     Ok(json!({ "total": squares.iter().sum::<u32>() }).into())
+    /// }
+    ///
+    /// let def = Workflow::new("squares")
+    ///     .graft("squares", fan_out, Step::opts())
+    ///     .step_with("total", total, Step::opts().after_graft("squares"))
+    ///     .build()?;
+    /// # let _ = def;
+    /// # Ok::<(), sagaflow_runtime::BuildError>(())
+    /// ```
+    pub fn graft_outputs_as<T: DeserializeOwned>(&self, graft: &str) -> Result<Vec<T>, StepError> {
+        self.read_graft(graft, None)
+    }
+
+    /// The names of the steps that the graft `graft` added, in the order it added them
+    /// (empty when it added none or has not run yet).
+    pub fn graft_steps(&self, graft: &str) -> impl Iterator<Item = &str> {
+        self.grafts.get(graft).into_iter().flat_map(|names| names.iter().map(|n| &**n))
+    }
+
+    /// The execution's input, deserialized: the JSON object the execution was started
+    /// with, as it was then (keys that steps merged into the context later do not
+    /// change it). Errors are permanent, of kind `"invalid_type"`.
+    pub fn input_as<T: DeserializeOwned>(&self) -> Result<T, StepError> {
+        self.read_input()
+    }
+
+    /// The output of `step` as `T`, for the parameter `param` when a typed input
+    /// reads it; the error names the step that reads, the parameter and the step read.
+    pub(crate) fn read_output<T: DeserializeOwned>(&self, step: &str, param: Option<&str>) -> Result<T, StepError> {
+        let stored = self.outputs.get(step);
+        T::deserialize(stored.unwrap_or(&Value::Null)).map_err(|e| {
+            let source = format!("the output of step `{step}`");
+            match stored {
+                None => self.typed_error::<T>(
+                    kinds::MISSING_KEY,
+                    param,
+                    &source,
+                    "the step has no output (it has not run, was skipped, or failed); read it as an `Option` \
+                     where that can happen"
+                        .to_owned(),
+                ),
+                Some(_) => self.typed_error::<T>(kinds::INVALID_TYPE, param, &source, e.to_string()),
+            }
+            .with_details(self.typed_details(param, "from", step))
+        })
+    }
+
+    /// The outputs of the steps `graft` added, as `T` (a sequence type).
+    pub(crate) fn read_graft<T: DeserializeOwned>(&self, graft: &str, param: Option<&str>) -> Result<T, StepError> {
+        let outputs = self.graft_steps(graft).map(|s| self.outputs.get(s).cloned().unwrap_or(Value::Null)).collect();
+        T::deserialize(Value::Array(outputs)).map_err(|e| {
+            let source = format!("the outputs of graft `{graft}`");
+            self.typed_error::<T>(kinds::INVALID_TYPE, param, &source, e.to_string())
+                .with_details(self.typed_details(param, "graft", graft))
+        })
+    }
+
+    /// The execution's input as `T`.
+    pub(crate) fn read_input<T: DeserializeOwned>(&self) -> Result<T, StepError> {
+        let input = Value::Object(self.input.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        T::deserialize(input).map_err(|e| {
+            let source = match self.workflow() {
+                "" => "the input".to_owned(),
+                w => format!("the input of workflow `{w}`"),
+            };
+            self.typed_error::<T>(kinds::INVALID_TYPE, None, &source, e.to_string()).with_details(self.typed_details(
+                None,
+                "input",
+                self.workflow(),
+            ))
+        })
+    }
+
+    /// `step `x` cannot read its parameter `p` from <source> as `T`: <reason>`.
+    fn typed_error<T>(&self, kind: &'static str, param: Option<&str>, source: &str, reason: String) -> StepError {
+        let reader = match (self.step(), param) {
+            (Some(step), Some(p)) => format!("step `{step}` cannot read its parameter `{p}` from"),
+            (None, Some(p)) => format!("cannot read parameter `{p}` from"),
+            (Some(step), None) => format!("step `{step}` cannot read"),
+            (None, None) => "cannot read".to_owned(),
+        };
+        let ty = std::any::type_name::<T>();
+        StepError::new(kind, format!("{reader} {source} as `{ty}`: {reason}")).permanent()
+    }
+
+    /// `{"step": reader, "parameter": p, <what>: name}`.
+    fn typed_details(&self, param: Option<&str>, what: &str, name: &str) -> Value {
+        let mut details = Map::new();
+        if let Some(step) = self.step() {
+            details.insert("step".to_owned(), Value::from(step));
         }
+        if let Some(p) = param {
+            details.insert("parameter".to_owned(), Value::from(p));
+        }
+        details.insert(what.to_owned(), Value::from(name));
+        Value::Object(details)
     }
 
     /// The names of the steps that have an output so far.
@@ -301,6 +492,62 @@ mod tests {
         assert_eq!(ctx.get_or("s", String::new()), "x");
         assert_eq!(ctx.get_or("n", "fallback".to_owned()), "fallback");
         assert_eq!(ctx.keys().collect::<Vec<_>>(), ["n", "nil", "s"]);
+    }
+
+    #[test]
+    fn typed_reads_name_the_reader_the_parameter_and_the_source() {
+        let mut ctx = Context::from_json(json!({"email": "a@example.com"}))
+            .unwrap()
+            .with_output("create", json!({"id": "x"}))
+            .with("email", "changed@example.com");
+        ctx.step = Some(Arc::from("send"));
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)] // only deserialized
+        struct Account {
+            id: u64,
+        }
+        let e = ctx.read_output::<Account>("create", Some("account")).unwrap_err();
+        assert_eq!(e.kind(), kinds::INVALID_TYPE);
+        assert!(!e.is_retryable());
+        assert!(
+            e.message()
+                .starts_with("step `send` cannot read its parameter `account` from the output of step `create` as `")
+                && e.message().ends_with("Account`: invalid type: string \"x\", expected u64"),
+            "{}",
+            e.message()
+        );
+        assert_eq!(e.details(), Some(&json!({"step": "send", "parameter": "account", "from": "create"})));
+        let e = ctx.output_as::<u64>("missing").unwrap_err();
+        assert_eq!(e.kind(), kinds::MISSING_KEY);
+        assert!(
+            e.message()
+                .starts_with("step `send` cannot read the output of step `missing` as `u64`: the step has no output")
+        );
+        assert_eq!(ctx.output_as::<Option<u64>>("missing").unwrap(), None);
+        // The input is what the execution started with, whatever steps merged since.
+        #[derive(serde::Deserialize)]
+        struct Signup {
+            email: String,
+        }
+        assert_eq!(ctx.input_as::<Signup>().unwrap().email, "a@example.com");
+        assert_eq!(ctx.get::<String>("email").unwrap(), "changed@example.com");
+        let e = ctx.input_as::<u64>().unwrap_err();
+        assert_eq!(e.details(), Some(&json!({"step": "send", "input": ""})));
+    }
+
+    #[test]
+    fn a_graft_s_outputs_come_in_the_order_it_added_its_steps() {
+        let mut ctx = Context::new().with_output("resize_2", 20).with_output("resize_1", 10);
+        ctx.grafts.insert(
+            Arc::from("resize"),
+            Arc::from([Arc::from("resize_2"), Arc::from("resize_1"), Arc::from("resize_3")]),
+        );
+        assert_eq!(ctx.graft_steps("resize").collect::<Vec<_>>(), ["resize_2", "resize_1", "resize_3"]);
+        assert_eq!(ctx.graft_outputs_as::<Option<u32>>("resize").unwrap(), [Some(20), Some(10), None]);
+        let e = ctx.graft_outputs_as::<u32>("resize").unwrap_err();
+        assert_eq!(e.kind(), kinds::INVALID_TYPE);
+        assert_eq!(e.details(), Some(&json!({"graft": "resize"})));
+        assert!(ctx.graft_outputs_as::<u32>("not_run").unwrap().is_empty());
     }
 
     #[test]

@@ -26,6 +26,18 @@ impl ExecutionId {
     pub fn from_uuid(id: uuid::Uuid) -> Self {
         ExecutionId(id)
     }
+
+    /// The id of the execution that replays the dead letter of `failed`: the same
+    /// for every replay of it, so that replaying twice (at once, on two nodes)
+    /// starts one execution. It keeps `failed`'s time, so it sorts beside it.
+    pub fn replay_of(failed: ExecutionId) -> Self {
+        let hashed = uuid::Uuid::new_v5(&failed.0, b"sagaflow replay").into_bytes();
+        let mut bytes = failed.0.into_bytes();
+        bytes[6..].copy_from_slice(&hashed[6..]);
+        bytes[6] = (bytes[6] & 0x0f) | 0x70;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        ExecutionId(uuid::Uuid::from_bytes(bytes))
+    }
 }
 
 impl Default for ExecutionId {
@@ -61,3 +73,19 @@ impl FromStr for ExecutionId {
 /// Index of a step inside one execution: the definition's steps first, then the
 /// steps that grafts added, in the order they were added.
 pub(crate) type StepId = u32;
+
+#[cfg(test)]
+mod tests {
+    use super::ExecutionId;
+
+    #[test]
+    fn a_replay_id_is_a_time_ordered_uuid_derived_from_the_failed_execution() {
+        let failed = ExecutionId::new();
+        let replay = ExecutionId::replay_of(failed);
+        assert_eq!(replay, ExecutionId::replay_of(failed), "the same every time");
+        assert_ne!(replay, failed);
+        assert_ne!(ExecutionId::replay_of(replay), replay, "a replay of a replay is another execution");
+        assert_eq!(replay.as_uuid().get_version_num(), 7);
+        assert_eq!(replay.as_uuid().as_bytes()[..6], failed.as_uuid().as_bytes()[..6], "it keeps the time");
+    }
+}

@@ -151,6 +151,9 @@ struct Start {
     def: WorkflowDef,
     input: Data,
     trigger: Trigger,
+    /// The schedule's tick key and the tick.
+    key: String,
+    fire_time: DateTime<Utc>,
 }
 
 impl Service {
@@ -284,7 +287,7 @@ impl Service {
             }
             let full = batch.len() == CHUNK;
             let Some(engine) = self.engine.upgrade() else { return false };
-            self.claim_and_start(engine, batch, now).await;
+            self.claim_and_start(engine, batch).await;
             if !full {
                 return true;
             }
@@ -329,46 +332,26 @@ impl Service {
         batch
     }
 
-    /// Claims the ticks of a batch and starts an execution for each tick won.
-    async fn claim_and_start(&mut self, engine: Arc<EngineInner>, batch: Vec<(usize, Vec<Fire>)>, now: DateTime<Utc>) {
-        // Claim: concurrently across schedules, in order within one.
-        let claims = futures::future::join_all(batch.iter().map(|(idx, fires)| {
-            let store = &self.store;
-            let key = &self.entries[*idx].key;
-            async move {
-                let mut won = Vec::with_capacity(fires.len());
-                for (i, fire) in fires.iter().enumerate() {
-                    match store.claim_tick(key, fire.at).await {
-                        Ok(true) => won.push(*fire),
-                        Ok(false) => {}
-                        Err(e) => return (won, Some((i, e))),
-                    }
-                }
-                (won, None)
-            }
-        }))
-        .await;
-
+    /// Starts an execution for each tick of a batch. The store claims each tick
+    /// and creates its execution in one transaction (`Write::Tick`), so a tick is
+    /// never claimed without its execution, and on a shared store the one engine
+    /// that wins a tick creates it.
+    async fn claim_and_start(&mut self, engine: Arc<EngineInner>, batch: Vec<(usize, Vec<Fire>)>) {
         let mut starts = Vec::new();
         let mut board_updates = Vec::with_capacity(batch.len());
-        for ((idx, fires), (won, failed)) in batch.into_iter().zip(claims) {
+        for (idx, fires) in batch {
             let entry = &self.entries[idx];
-            for fire in &won {
+            for fire in &fires {
                 let label = entry.labels.get(fire.pattern).or(entry.labels.first()).cloned().unwrap_or_default();
                 starts.push(Start {
                     def: entry.def.clone(),
                     input: entry.input.clone(),
                     trigger: Trigger::Scheduled { schedule: label, fire_time: fire.at },
+                    key: entry.key.clone(),
+                    fire_time: fire.at,
                 });
             }
-            if let Some((i, e)) = failed {
-                // Rewind to the tick that could not be claimed and try again later.
-                tracing::warn!(workflow = entry.def.name(), index = entry.index, tick = %fires[i].at, error = %e,
-                    "claiming a tick failed; retrying");
-                self.entries[idx].next = Some(fires[i]);
-                self.push(idx, now + RETRY);
-            }
-            board_updates.push((idx, won.last().map(|f| f.at)));
+            board_updates.push((idx, fires.last().map(|f| f.at)));
         }
         {
             let mut board = self.scheduler.board.lock();
@@ -397,7 +380,9 @@ impl Service {
 async fn start_all(engine: Arc<EngineInner>, starts: Vec<Start>) {
     let engine = &engine;
     let results = futures::future::join_all(
-        starts.into_iter().map(|s| async move { engine.start_new(s.def, s.input, s.trigger, None).await }),
+        starts
+            .into_iter()
+            .map(|s| async move { engine.start_tick(s.def, s.input, s.trigger, s.key, s.fire_time).await }),
     )
     .await;
     for r in results {

@@ -71,11 +71,18 @@ pub struct ClusterOptions {
     pub(crate) capacity: usize,
     pub(crate) batch: usize,
     pub(crate) poll: Duration,
+    pub(crate) park_after: Duration,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { lease: Duration::from_secs(15), capacity: 10_000, batch: 64, poll: Duration::from_secs(1) }
+        ClusterOptions {
+            lease: Duration::from_secs(15),
+            capacity: 10_000,
+            batch: 64,
+            poll: Duration::from_secs(1),
+            park_after: Duration::from_secs(30),
+        }
     }
 }
 
@@ -109,6 +116,16 @@ impl ClusterOptions {
         self
     }
 
+    /// When an execution held here has nothing running and nothing to do for at
+    /// least this long (an approval without a timeout, a long snooze or retry
+    /// delay), the node lets go of it (default 30 s): it waits in the store, not
+    /// in this node's memory or capacity, and any node claims it when it is due
+    /// or when a command (a resume, a cancel) arrives for it.
+    pub fn park_after(mut self, idle: Duration) -> Self {
+        self.park_after = idle;
+        self
+    }
+
     /// How often an idle node looks for work without being notified (default 1 s):
     /// the fallback when a notification is lost, and the pace at which expired
     /// leases are noticed.
@@ -136,16 +153,39 @@ pub struct SharedExecution {
     pub holder: Option<NodeId>,
 }
 
+/// What became of a queued command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandOutcome {
+    /// Waiting for the node that holds (or will hold) its execution.
+    Queued,
+    /// Carried out: what it did is committed.
+    Applied,
+    /// It could not be carried out, for this reason (the execution had ended, or
+    /// was in no state for it).
+    Rejected(String),
+    /// No such command (its outcome was read and forgotten).
+    Gone,
+}
+
 /// The coordination side of a store shared by several engines. A store returns it
 /// from [`Store::cluster`](super::Store::cluster).
 #[async_trait]
 pub trait Cluster: Send + Sync + fmt::Debug {
-    /// This node.
+    /// This node's identity now (a node whose lease lapsed joins again under a
+    /// new one, see [`rejoin`](Self::rejoin)).
     fn node(&self) -> NodeId;
 
-    /// Registers this node, or renews its lease for `lease` from now (the
-    /// database's clock).
+    /// Renews this node's lease for `lease` from now (the database's clock).
+    /// Fails with [`StoreError::Lapsed`] if the lease had already expired: other
+    /// nodes may have taken this node's executions over, and it must stop
+    /// driving them before it does anything else.
     async fn heartbeat(&self, lease: Duration) -> Result<(), StoreError>;
+
+    /// Joins the cluster under a new identity with a lease of `lease`: on start,
+    /// and after a lapse, once the node dropped every execution it held. Writes
+    /// made under the old identity are refused from then on.
+    async fn rejoin(&self, lease: Duration) -> Result<NodeId, StoreError>;
 
     /// Releases the executions of nodes whose lease has expired, so that they can
     /// be claimed; returns how many.
@@ -162,17 +202,26 @@ pub trait Cluster: Send + Sync + fmt::Debug {
     /// Leaves the cluster: forgets this node and releases whatever it still holds.
     async fn leave(&self) -> Result<(), StoreError>;
 
-    /// Queues a command for the holder of `id` and wakes the nodes; returns once it
-    /// is committed. `Err(UnknownExecution)` if `id` has no unfinished execution.
-    async fn send(&self, id: ExecutionId, command: &Command) -> Result<(), StoreError>;
+    /// Queues a command for the holder of `id` and wakes the nodes; returns its
+    /// position in the queue once it is committed. `Err(UnknownExecution)` if `id`
+    /// has no unfinished execution. Whoever holds the execution, or claims it
+    /// next (a parked execution becomes claimable), carries it out and records
+    /// the outcome in the transaction that journals its effect
+    /// ([`Write::CommandEvent`](super::Write::CommandEvent),
+    /// [`Write::CommandDone`](super::Write::CommandDone)); a command still queued
+    /// when its execution ends is rejected.
+    async fn send(&self, id: ExecutionId, command: &Command) -> Result<i64, StoreError>;
 
-    /// The queued commands of the executions this node holds, oldest first. They
-    /// stay queued until [`ack_commands`](Self::ack_commands): a node that dies
-    /// before its journal has what a command did leaves it to the next holder.
+    /// What became of a command [`send`](Self::send) queued.
+    async fn command_outcome(&self, seq: i64) -> Result<CommandOutcome, StoreError>;
+
+    /// Forgets a command whose outcome was read.
+    async fn forget_command(&self, seq: i64) -> Result<(), StoreError>;
+
+    /// The queued commands of the executions this node holds, oldest first. A
+    /// node that dies before its journal has what a command did leaves it queued
+    /// for the next holder.
     async fn pending_commands(&self) -> Result<Vec<QueuedCommand>, StoreError>;
-
-    /// Removes applied commands.
-    async fn ack_commands(&self, seqs: &[i64]) -> Result<(), StoreError>;
 
     /// One unfinished execution, whoever holds it.
     async fn load(&self, id: ExecutionId) -> Result<Option<SharedExecution>, StoreError>;

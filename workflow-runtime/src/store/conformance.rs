@@ -34,6 +34,21 @@ where
     upgrades(&make().await).await;
     large_batches(&make().await).await;
     schedule_records_round_trip(&make().await).await;
+    retried_batches_are_idempotent(&make().await).await;
+}
+
+/// A batch written again (its first commit's outcome was unknown to the writer)
+/// leaves the store as if it was written once.
+async fn retried_batches_are_idempotent(store: &impl Store) {
+    let n = new_execution("retried", t(0));
+    let batch = vec![Write::Create(Box::new(n.clone())), Write::Event(entry(n.id, 1)), Write::Event(entry(n.id, 2))];
+    store.write(&batch).await.expect("the first try");
+    store.write(&batch).await.expect("the second try");
+    store.write(&[Write::Event(entry(n.id, 2)), Write::Event(entry(n.id, 3))]).await.expect("an overlapping try");
+    let live = store.unfinished().await.expect("reads");
+    assert_eq!(live.len(), 1, "one execution");
+    let seqs: Vec<u64> = live[0].events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3], "each entry once");
 }
 
 fn t(secs: i64) -> DateTime<Utc> {

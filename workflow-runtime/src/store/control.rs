@@ -29,8 +29,11 @@ pub enum Sent {
     /// Queued for the node of the cluster that holds the execution (PostgreSQL):
     /// it applies once that node sees it (at once if it listens; within its poll
     /// interval otherwise). An execution that no node holds gets it with its next
-    /// claim.
-    QueuedForHolder,
+    /// claim. [`StoreControl::outcome`] tells what became of it.
+    QueuedForHolder {
+        /// Its position in the cluster's command queue.
+        seq: i64,
+    },
     /// Written to the shared store directly (PostgreSQL): a dead letter's replay
     /// is a new execution that any node claims; removals are done.
     Written {
@@ -187,7 +190,7 @@ impl StoreControl {
                     return Err(ControlError::NotStarted { id: execution, action });
                 }
                 match cluster.send(execution, &command).await {
-                    Ok(()) => Ok(Sent::QueuedForHolder),
+                    Ok(seq) => Ok(Sent::QueuedForHolder { seq }),
                     Err(StoreError::UnknownExecution(id)) => {
                         Err(self.ended_or_unknown(id, &Request::Control { execution, command }).await)
                     }
@@ -241,6 +244,23 @@ impl StoreControl {
             (Target::Sqlite(s), Sent::Queued { seq, .. }) => Ok(Some(s.is_queued(*seq).await?)),
             _ => Ok(None),
         }
+    }
+
+    /// What became of a request queued for a cluster's node: `None` while it is
+    /// still queued, `Some(Ok(()))` once applied, `Some(Err(reason))` if it could
+    /// not be carried out. An outcome read is then forgotten by the store.
+    /// `None` for requests not queued on a cluster.
+    pub async fn outcome(&self, sent: &Sent) -> Result<Option<Result<(), String>>, StoreError> {
+        let (Target::Postgres(pg), Sent::QueuedForHolder { seq }) = (&self.target, sent) else { return Ok(None) };
+        let Some(cluster) = pg.cluster() else { return Ok(None) };
+        let outcome = match cluster.command_outcome(*seq).await? {
+            super::CommandOutcome::Queued => return Ok(None),
+            super::CommandOutcome::Applied => Ok(()),
+            super::CommandOutcome::Rejected(reason) => Err(reason),
+            super::CommandOutcome::Gone => Err("its outcome was already read".to_owned()),
+        };
+        cluster.forget_command(*seq).await?;
+        Ok(Some(outcome))
     }
 
     async fn ended_or_unknown(&self, id: ExecutionId, request: &Request) -> ControlError {

@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
-use super::{DeadLetter, Durability, ExecutionQuery, JournalEntry, Store, StoreError, StoredExecution, Upgrade, Write};
+use super::{
+    DeadLetter, Durability, ExecutionQuery, JournalEntry, NewExecution, Store, StoreError, StoredExecution, Upgrade,
+    Write,
+};
 use crate::machine::view::ExecutionState;
 use crate::model::{DefinitionSnapshot, ExecutionId};
 
@@ -62,6 +65,19 @@ impl Default for MemoryStore {
     }
 }
 
+/// Creates an execution once (an id that exists, running or ended, stays as it
+/// is); a replay removes its dead letter.
+fn create(inner: &mut Inner, n: &NewExecution) {
+    if inner.live.contains_key(&n.id) || inner.finished.contains_key(&n.id) {
+        return;
+    }
+    let started = n.start_at.is_none();
+    inner.live.insert(n.id, StoredExecution { execution: n.clone(), started, events: Vec::new() });
+    if let crate::machine::view::Trigger::Replay { of } = n.trigger {
+        inner.dead.retain(|(_, id), _| *id != of);
+    }
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     fn durability(&self) -> Durability {
@@ -85,7 +101,13 @@ impl Store for MemoryStore {
                     ended.insert(s.id);
                     continue;
                 }
-                Write::Event(JournalEntry { execution, .. }) => execution,
+                Write::Tick { execution, .. } => {
+                    created.insert(execution.id);
+                    ended.remove(&execution.id);
+                    continue;
+                }
+                Write::Event(JournalEntry { execution, .. })
+                | Write::CommandEvent { entry: JournalEntry { execution, .. }, .. } => execution,
                 Write::Upgrade(u) => &u.id,
                 _ => continue,
             };
@@ -95,21 +117,30 @@ impl Store for MemoryStore {
         }
         for w in batch {
             match w {
-                Write::Create(n) => {
-                    let started = n.start_at.is_none();
-                    let e = StoredExecution { execution: (**n).clone(), started, events: Vec::new() };
-                    inner.live.insert(n.id, e);
-                }
+                Write::Create(n) => create(&mut inner, n),
                 Write::Started { id, .. } => {
                     if let Some(e) = inner.live.get_mut(id) {
                         e.started = true;
                     }
                 }
-                Write::Event(entry) => {
-                    if let Some(e) = inner.live.get_mut(&entry.execution) {
+                Write::Event(entry) | Write::CommandEvent { entry, .. } => {
+                    // Entries are numbered from 1 without gaps: one already there
+                    // came from an earlier try of the same batch.
+                    if let Some(e) = inner.live.get_mut(&entry.execution)
+                        && entry.seq as usize > e.events.len()
+                    {
                         e.events.push(entry.clone());
                     }
                 }
+                Write::Tick { key, fire_time, execution: n } => {
+                    let mut ticks = self.ticks.lock();
+                    if ticks.get(key).is_none_or(|last| last < fire_time) {
+                        ticks.insert(key.clone(), *fire_time);
+                        create(&mut inner, n);
+                    }
+                }
+                // One engine owns a memory store: nothing is queued or parked.
+                Write::CommandDone { .. } | Write::Park { .. } => {}
                 Write::Finish(state) => {
                     inner.live.remove(&state.id);
                     if inner.finished.insert(state.id, Arc::clone(state)).is_none() {

@@ -17,7 +17,7 @@ mod control;
 mod inbox;
 mod memory;
 mod postgres;
-mod redact;
+mod secrets;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -30,12 +30,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use self::cluster::{Claimed, Cluster, ClusterOptions, Command, NodeId, QueuedCommand, SharedExecution};
+pub use self::cluster::{
+    Claimed, Cluster, ClusterOptions, Command, CommandOutcome, NodeId, QueuedCommand, SharedExecution,
+};
 pub use self::control::{ControlError, Sent, StoreControl, open_for_reading};
 pub use self::inbox::{Inbox, QueuedRequest, Request};
 pub use self::memory::MemoryStore;
 pub use self::postgres::PostgresStore;
-pub use self::redact::{redact_secrets, redact_url};
+pub use self::secrets::{redact_secrets, redact_url};
 pub use self::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::machine::view::{ExecutionState, Trigger};
 use crate::model::{DefinitionSnapshot, ExecutionId, StepError};
@@ -51,7 +53,54 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, crate::engine::Engi
         "memory" => Ok(Arc::new(MemoryStore::new())),
         "sqlite" => Ok(Arc::new(SqliteStore::open_url(url).await?)),
         "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::connect(url).await?)),
-        _ => Err(crate::engine::EngineError::UnsupportedStore { url: redact_url(url), supported: SUPPORTED_URLS }),
+        _ => Err(crate::engine::EngineError::UnsupportedStore { url: redact(url), supported: SUPPORTED_URLS }),
+    }
+}
+
+/// The URL with its passwords replaced by `***`: the one in `user:password@`
+/// and a `password=` query parameter.
+pub(crate) fn redact(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((auth, host)) => match auth.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => base.to_owned(),
+            },
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
+    };
+    match query {
+        None => base,
+        Some(query) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", pairs.join("&"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod redaction {
+    #[test]
+    fn passwords_are_redacted_wherever_the_url_has_them() {
+        use super::redact;
+        assert_eq!(redact("postgres://app:secret@db:5432/app"), "postgres://app:***@db:5432/app");
+        assert_eq!(
+            redact("postgres://app@db/app?password=secret&schema=wf"),
+            "postgres://app@db/app?password=***&schema=wf"
+        );
+        assert_eq!(redact("postgres://a:p%40ss@db/app?Password=x"), "postgres://a:***@db/app?Password=***");
+        assert_eq!(redact("postgres://db/app"), "postgres://db/app");
     }
 }
 
@@ -133,9 +182,27 @@ pub enum StoreError {
         /// What was attempted.
         action: &'static str,
     },
+    /// On a shared store: this node's lease had expired when it tried to renew
+    /// it; other nodes may hold its executions now.
+    #[error("the lease of node {0} lapsed: other nodes may have taken its executions over")]
+    Lapsed(NodeId),
+    /// The store refused a write for good (a constraint, a value out of range or
+    /// too large): trying it again cannot succeed. Only the writes that caused it
+    /// fail; the engine keeps committing everything else.
+    #[error("the store refused a write: {0}")]
+    Rejected(String),
     /// Any other failure.
     #[error("{0}")]
     Other(String),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed: the store could not be reached, a
+    /// transaction lost a conflict, the server is restarting. Every other error
+    /// is permanent for the writes that caused it.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 /// A new execution, as written when it starts (or is scheduled).
@@ -233,21 +300,61 @@ pub enum Write {
     /// workflow's definition: its recorded version and its whole journal are
     /// replaced (the same events, with step indexes of the new definition).
     Upgrade(Box<Upgrade>),
+    /// An event that a queued command (see [`Cluster::send`]) caused: journaled,
+    /// and the command marked applied, in one transaction.
+    CommandEvent {
+        /// The event.
+        entry: JournalEntry,
+        /// The command's position in the queue.
+        command: i64,
+    },
+    /// A queued command was carried out without an event of its own (`error:
+    /// None`), or could not be (`error`: why).
+    CommandDone {
+        /// The command's position in the queue.
+        command: i64,
+        /// Why it could not be carried out.
+        error: Option<String>,
+    },
+    /// A schedule fired: claims the tick and, only if it is later than the last
+    /// tick claimed, creates the execution, in one transaction; so a tick is
+    /// never claimed without its execution, nor fired twice.
+    Tick {
+        /// The schedule (`"{workflow}#{index}"`).
+        key: String,
+        /// The tick.
+        fire_time: DateTime<Utc>,
+        /// The execution it starts.
+        execution: Box<NewExecution>,
+    },
+    /// On a shared store: the holder lets go of an execution that waits (an
+    /// approval, a long timer) until it is due (`wake_at`) or a command arrives
+    /// for it; any node may claim it then.
+    Park {
+        /// The execution.
+        id: ExecutionId,
+        /// When it has something to do again; `None`: only when a command comes.
+        wake_at: Option<DateTime<Utc>>,
+    },
 }
 
 impl Write {
     /// The execution that writes this as it runs (its journal, its state, its dead
     /// letter): on a shared store, only the node that holds it may. `None` for
     /// creations and for writes about other things (definitions, removing a dead
-    /// letter).
+    /// letter, commands).
     pub fn execution(&self) -> Option<ExecutionId> {
         match self {
-            Write::Event(e) => Some(e.execution),
-            Write::Started { id, .. } => Some(*id),
+            Write::Event(e) | Write::CommandEvent { entry: e, .. } => Some(e.execution),
+            Write::Started { id, .. } | Write::Park { id, .. } => Some(*id),
             Write::Finish(s) => Some(s.id),
             Write::Upgrade(u) => Some(u.id),
             Write::DeadLetter(d) => Some(d.id),
-            Write::Create(_) | Write::RemoveDeadLetter(_) | Write::Definition(_) => None,
+            Write::Create(_)
+            | Write::Tick { .. }
+            | Write::RemoveDeadLetter(_)
+            | Write::Definition(_)
+            | Write::CommandDone { .. } => None,
         }
     }
 }

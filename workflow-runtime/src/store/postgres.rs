@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use self::conn::{Shared, Slot, Target, Wakeups, listen};
-use super::cluster::{Claimed, Cluster, Command, NodeId, QueuedCommand, SharedExecution};
+use super::cluster::{Claimed, Cluster, Command, CommandOutcome, NodeId, QueuedCommand, SharedExecution};
 use super::{
     DeadLetter, Durability, ExecutionQuery, JournalEntry, NewExecution, Store, StoreError, StoredExecution, Upgrade,
     Write,
@@ -51,7 +51,8 @@ use crate::model::{DefinitionSnapshot, ExecutionId};
 /// (`UNNEST`), and finished executions leave the hot tables for `history`.
 pub struct PostgresStore {
     target: Arc<Target>,
-    node: NodeId,
+    /// This node's identity; a new one after its lease lapsed (see `rejoin`).
+    node: parking_lot::RwLock<NodeId>,
     writer: Slot,
     control: Slot,
     reader: Shared,
@@ -64,7 +65,7 @@ impl fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("url", &self.target.display)
             .field("schema", &self.target.schema)
-            .field("node", &self.node)
+            .field("node", &*self.node.read())
             .finish_non_exhaustive()
     }
 }
@@ -81,7 +82,7 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let target = Arc::new(Target::parse(url)?);
         let store = PostgresStore {
-            node: Uuid::now_v7(),
+            node: parking_lot::RwLock::new(Uuid::now_v7()),
             writer: Slot::new(Arc::clone(&target)),
             control: Slot::new(Arc::clone(&target)),
             reader: Shared::new(Arc::clone(&target)),
@@ -113,8 +114,15 @@ impl PostgresStore {
 
     async fn apply(&self, tx: &Transaction<'_>, batch: &[Write]) -> Result<(), StoreError> {
         let err = self.err();
-        let created: HashSet<ExecutionId> =
-            batch.iter().filter_map(|w| if let Write::Create(n) = w { Some(n.id) } else { None }).collect();
+        let node = self.node();
+        let created: HashSet<ExecutionId> = batch
+            .iter()
+            .filter_map(|w| match w {
+                Write::Create(n) => Some(n.id),
+                Write::Tick { execution, .. } => Some(execution.id),
+                _ => None,
+            })
+            .collect();
         // The statements below go by kind of write, not in batch order: a write
         // that would depend on the order (one after its execution's end) is refused.
         let mut ended = HashSet::new();
@@ -126,7 +134,12 @@ impl PostgresStore {
                 Write::Finish(s) => {
                     ended.insert(s.id);
                 }
-                Write::Event(JournalEntry { execution: id, .. }) | Write::Started { id, .. } if ended.contains(id) => {
+                Write::Event(JournalEntry { execution: id, .. })
+                | Write::CommandEvent { entry: JournalEntry { execution: id, .. }, .. }
+                | Write::Started { id, .. }
+                | Write::Park { id, .. }
+                    if ended.contains(id) =>
+                {
                     return Err(StoreError::UnknownExecution(*id));
                 }
                 Write::Upgrade(u) if ended.contains(&u.id) => return Err(StoreError::UnknownExecution(u.id)),
@@ -135,7 +148,8 @@ impl PostgresStore {
         }
 
         // Fencing: every execution this batch writes to must exist and be held by
-        // this node or by nobody; the rows stay locked until the commit.
+        // this node (not by another, not by nobody: a node whose lease lapsed had
+        // its executions released); the rows stay locked until the commit.
         let mut touched: Vec<Uuid> = batch
             .iter()
             .filter_map(Write::execution)
@@ -156,7 +170,7 @@ impl PostgresStore {
         }
         let mut not_held = Vec::new();
         for (&id, holder) in &present {
-            if holder.is_some_and(|h| h != self.node) {
+            if *holder != Some(node) {
                 not_held.push(ExecutionId::from_uuid(id));
             }
         }
@@ -166,8 +180,9 @@ impl PostgresStore {
         }
         for w in batch {
             let id = match w {
-                Write::Event(e) => e.execution,
+                Write::Event(e) | Write::CommandEvent { entry: e, .. } => e.execution,
                 Write::Upgrade(u) => u.id,
+                Write::Park { id, .. } => *id,
                 _ => continue,
             };
             if !created.contains(&id) && !present.contains_key(&id.as_uuid()) {
@@ -175,11 +190,37 @@ impl PostgresStore {
             }
         }
 
+        // Schedule ticks: each creates its execution only if it wins the tick.
+        let mut won: HashSet<ExecutionId> = HashSet::new();
+        for w in batch {
+            if let Write::Tick { key, fire_time, execution } = w {
+                let row = tx
+                    .query_opt(
+                        "INSERT INTO schedule_ticks (key, fire_time) VALUES ($1, $2)
+                         ON CONFLICT (key) DO UPDATE SET fire_time = excluded.fire_time
+                         WHERE schedule_ticks.fire_time < excluded.fire_time
+                         RETURNING key",
+                        &[key, fire_time],
+                    )
+                    .await
+                    .map_err(&err)?;
+                if row.is_some() {
+                    won.insert(execution.id);
+                }
+            }
+        }
+
         // New executions, unheld: any node may claim them. Ids are never reused,
         // so one that exists already was written by an earlier try of this batch
         // (whose commit's outcome was unknown) and may be held by now: keep it.
-        let creates: Vec<&NewExecution> =
-            batch.iter().filter_map(|w| if let Write::Create(n) = w { Some(&**n) } else { None }).collect();
+        let creates: Vec<&NewExecution> = batch
+            .iter()
+            .filter_map(|w| match w {
+                Write::Create(n) => Some(&**n),
+                Write::Tick { execution, .. } if won.contains(&execution.id) => Some(&**execution),
+                _ => None,
+            })
+            .collect();
         if !creates.is_empty() {
             let mut ids = Vec::with_capacity(creates.len());
             let mut workflows = Vec::with_capacity(creates.len());
@@ -196,16 +237,30 @@ impl PostgresStore {
                     records.push(to_json(n, "execution record")?);
                 }
             }
+            // An id that ended already is not created again either (a replay
+            // started twice).
             tx.execute(
                 "INSERT INTO executions (id, workflow, created_at, start_at, started, record, holder)
                  SELECT id, workflow, created_at, start_at, start_at IS NULL, record, NULL
                  FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[])
                       AS t (id, workflow, created_at, start_at, record)
+                 WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.id = t.id)
                  ON CONFLICT (id) DO NOTHING",
                 &[&ids, &workflows, &created_at, &start_at, &records],
             )
             .await
             .map_err(&err)?;
+            // A replay removes its dead letter in the same transaction.
+            let replayed: Vec<Uuid> = creates
+                .iter()
+                .filter_map(|n| match n.trigger {
+                    crate::machine::view::Trigger::Replay { of } => Some(of.as_uuid()),
+                    _ => None,
+                })
+                .collect();
+            if !replayed.is_empty() {
+                tx.execute("DELETE FROM dead_letters WHERE id = ANY($1)", &[&replayed]).await.map_err(&err)?;
+            }
         }
 
         let started: Vec<Uuid> = batch
@@ -225,24 +280,56 @@ impl PostgresStore {
         let mut ev_ids = Vec::new();
         let mut ev_seqs = Vec::new();
         let mut ev_events = Vec::new();
+        let mut applied: Vec<i64> = Vec::new();
         for w in batch {
-            if let Write::Event(e) = w {
-                ev_ids.push(e.execution.as_uuid());
-                ev_seqs.push(e.seq as i64);
-                ev_events.push(e.event.as_str());
+            let (Write::Event(e) | Write::CommandEvent { entry: e, .. }) = w else { continue };
+            ev_ids.push(e.execution.as_uuid());
+            ev_seqs.push(e.seq as i64);
+            ev_events.push(e.event.as_str());
+            if let Write::CommandEvent { command, .. } = w {
+                applied.push(*command);
             }
         }
         if !ev_ids.is_empty() {
             // A batch is retried when its commit's outcome is unknown (the connection
-            // broke): entries it already wrote are skipped, not refused.
-            tx.execute(
-                "INSERT INTO journal (execution, seq, event)
-                 SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::text[])
-                 ON CONFLICT (execution, seq) DO NOTHING",
-                &[&ev_ids, &ev_seqs, &ev_events],
-            )
-            .await
-            .map_err(&err)?;
+            // broke): entries it already wrote are skipped. An entry that exists
+            // with other content means another driver wrote this execution's
+            // journal: this node does not hold it (the batch is rolled back).
+            let clashes = tx
+                .query(
+                    "WITH new AS (SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::text[]) AS t (execution, seq, event)),
+                          ins AS (INSERT INTO journal (execution, seq, event) SELECT * FROM new
+                                  ON CONFLICT (execution, seq) DO NOTHING)
+                     SELECT DISTINCT new.execution FROM new
+                     JOIN journal j ON j.execution = new.execution AND j.seq = new.seq AND j.event <> new.event",
+                    &[&ev_ids, &ev_seqs, &ev_events],
+                )
+                .await
+                .map_err(&err)?;
+            if !clashes.is_empty() {
+                let mut ids: Vec<ExecutionId> = clashes.iter().map(|r| ExecutionId::from_uuid(r.get(0))).collect();
+                ids.sort_by_key(ExecutionId::as_uuid);
+                tracing::warn!(executions = ids.len(), "journal entries clash with another driver's: not held here");
+                return Err(StoreError::NotHeld(ids));
+            }
+        }
+
+        // Queued commands: what they did is in this transaction.
+        if !applied.is_empty() {
+            tx.execute("UPDATE commands SET state = 'applied' WHERE id = ANY($1) AND state = 'queued'", &[&applied])
+                .await
+                .map_err(&err)?;
+        }
+        for w in batch {
+            if let Write::CommandDone { command, error } = w {
+                let state = if error.is_some() { "rejected" } else { "applied" };
+                tx.execute(
+                    "UPDATE commands SET state = $2, error = $3 WHERE id = $1 AND state = 'queued'",
+                    &[command, &state, error],
+                )
+                .await
+                .map_err(&err)?;
+            }
         }
 
         // Final states: into history, out of the hot tables. A final state for an
@@ -280,12 +367,29 @@ impl PostgresStore {
             if replace {
                 tx.execute("DELETE FROM executions WHERE id = ANY($1)", &[&ids]).await.map_err(&err)?;
                 tx.execute("DELETE FROM journal WHERE execution = ANY($1)", &[&ids]).await.map_err(&err)?;
-                tx.execute("DELETE FROM commands WHERE execution = ANY($1)", &[&ids]).await.map_err(&err)?;
+                // Commands still queued will never apply; their senders read why.
+                tx.execute(
+                    "UPDATE commands SET state = 'rejected', error = 'the execution has ended'
+                     WHERE execution = ANY($1) AND state = 'queued'",
+                    &[&ids],
+                )
+                .await
+                .map_err(&err)?;
             }
         }
 
+        let mut parked = false;
         for w in batch {
             match w {
+                Write::Park { id, wake_at } => {
+                    parked = true;
+                    tx.execute(
+                        "UPDATE executions SET holder = NULL, parked = true, wake_at = $3 WHERE id = $1 AND holder = $2",
+                        &[&id.as_uuid(), &node, wake_at],
+                    )
+                    .await
+                    .map_err(&err)?;
+                }
                 Write::DeadLetter(d) => {
                     tx.execute(
                         "INSERT INTO dead_letters (id, workflow, failed_at, expires_at, record)
@@ -314,7 +418,8 @@ impl PostgresStore {
                 _ => {}
             }
         }
-        if !creates.is_empty() {
+        let answered = !applied.is_empty() || batch.iter().any(|w| matches!(w, Write::CommandDone { .. }));
+        if !creates.is_empty() || parked || answered {
             self.notify(tx).await?;
         }
         Ok(())
@@ -517,27 +622,58 @@ impl Store for PostgresStore {
 #[async_trait]
 impl Cluster for PostgresStore {
     fn node(&self) -> NodeId {
-        self.node
+        *self.node.read()
     }
 
     async fn heartbeat(&self, lease: Duration) -> Result<(), StoreError> {
         let client = self.reader.get().await?;
         let secs = lease.as_secs_f64();
-        client
+        // Only a live lease is renewed: a node whose lease expired may have had its
+        // executions taken over, and must learn it rather than carry on.
+        let renewed = client
             .execute(
-                "INSERT INTO nodes (id, started_at, expires_at)
-                 VALUES ($1, now(), clock_timestamp() + make_interval(secs => $2))
-                 ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at",
-                &[&self.node, &secs],
+                "UPDATE nodes SET expires_at = clock_timestamp() + make_interval(secs => $2)
+                 WHERE id = $1 AND expires_at > clock_timestamp()",
+                &[&self.node(), &secs],
             )
             .await
             .map_err(self.err())?;
+        if renewed == 0 {
+            return Err(StoreError::Lapsed(self.node()));
+        }
         Ok(())
+    }
+
+    async fn rejoin(&self, lease: Duration) -> Result<NodeId, StoreError> {
+        let fresh = Uuid::now_v7();
+        let client = self.reader.get().await?;
+        client
+            .execute(
+                "INSERT INTO nodes (id, started_at, expires_at)
+                 VALUES ($1, now(), clock_timestamp() + make_interval(secs => $2))",
+                &[&fresh, &lease.as_secs_f64()],
+            )
+            .await
+            .map_err(self.err())?;
+        *self.node.write() = fresh;
+        Ok(fresh)
     }
 
     async fn reap(&self) -> Result<usize, StoreError> {
         let mut client = self.control.get().await?;
         let tx = client.transaction().await.map_err(self.err())?;
+        // Only a node whose own lease lives reaps: after an outage every lease has
+        // expired, and a node that lapsed itself must not release the others.
+        let alive = tx
+            .query_opt(
+                "SELECT 1 FROM nodes WHERE id = $1 AND expires_at > clock_timestamp() FOR SHARE",
+                &[&self.node()],
+            )
+            .await
+            .map_err(self.err())?;
+        if alive.is_none() {
+            return Ok(0);
+        }
         let dead: Vec<Uuid> = tx
             .query("DELETE FROM nodes WHERE expires_at < clock_timestamp() RETURNING id", &[])
             .await
@@ -556,6 +692,10 @@ impl Cluster for PostgresStore {
             }
             tracing::warn!(nodes = ?dead, released, "nodes stopped renewing their leases; their executions are released");
         }
+        // Outcomes that no sender came back for.
+        tx.execute("DELETE FROM commands WHERE state <> 'queued' AND queued_at < now() - interval '1 hour'", &[])
+            .await
+            .map_err(self.err())?;
         tx.commit().await.map_err(self.err())?;
         Ok(released)
     }
@@ -564,29 +704,35 @@ impl Cluster for PostgresStore {
         if workflows.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
+        let node = self.node();
         let mut client = self.control.get().await?;
         let tx = client.transaction().await.map_err(self.err())?;
         // A node claims only while its own lease lives; the lock keeps the reaper
         // from deleting it until the claim is committed.
         let alive = tx
-            .query_opt("SELECT 1 FROM nodes WHERE id = $1 AND expires_at > clock_timestamp() FOR SHARE", &[&self.node])
+            .query_opt("SELECT 1 FROM nodes WHERE id = $1 AND expires_at > clock_timestamp() FOR SHARE", &[&node])
             .await
             .map_err(self.err())?;
         if alive.is_none() {
             return Ok(Vec::new());
         }
+        // Claimable: unheld executions that have started (or whose start time
+        // passed) and are not parked, or parked but due; and any with a command
+        // waiting.
         let rows = tx
             .query(
                 "WITH picked AS (
-                     SELECT id FROM executions
+                     SELECT id FROM executions e
                      WHERE holder IS NULL AND workflow = ANY($2)
-                       AND (started OR start_at <= clock_timestamp())
+                       AND (((started OR start_at <= clock_timestamp()) AND (NOT parked OR wake_at <= clock_timestamp()))
+                            OR EXISTS (SELECT 1 FROM commands c WHERE c.execution = e.id AND c.state = 'queued'))
                      ORDER BY created_at, id
                      LIMIT $3
                      FOR UPDATE SKIP LOCKED)
-                 UPDATE executions e SET holder = $1, claims = e.claims + 1 FROM picked WHERE e.id = picked.id
+                 UPDATE executions e SET holder = $1, claims = e.claims + 1, parked = false, wake_at = NULL
+                 FROM picked WHERE e.id = picked.id
                  RETURNING e.id, e.record, e.started, e.created_at, e.claims",
-                &[&self.node, &workflows, &(limit as i64)],
+                &[&node, &workflows, &(limit as i64)],
             )
             .await
             .map_err(self.err())?;
@@ -610,7 +756,7 @@ impl Cluster for PostgresStore {
         let ids: Vec<Uuid> = ids.iter().map(ExecutionId::as_uuid).collect();
         let mut client = self.control.get().await?;
         let tx = client.transaction().await.map_err(self.err())?;
-        tx.execute("UPDATE executions SET holder = NULL WHERE id = ANY($1) AND holder = $2", &[&ids, &self.node])
+        tx.execute("UPDATE executions SET holder = NULL WHERE id = ANY($1) AND holder = $2", &[&ids, &self.node()])
             .await
             .map_err(self.err())?;
         self.notify(&tx).await?;
@@ -618,36 +764,55 @@ impl Cluster for PostgresStore {
     }
 
     async fn leave(&self) -> Result<(), StoreError> {
+        let node = self.node();
         let mut client = self.control.get().await?;
         let tx = client.transaction().await.map_err(self.err())?;
-        let released = tx
-            .execute("UPDATE executions SET holder = NULL WHERE holder = $1", &[&self.node])
-            .await
-            .map_err(self.err())?;
-        tx.execute("DELETE FROM nodes WHERE id = $1", &[&self.node]).await.map_err(self.err())?;
+        let released =
+            tx.execute("UPDATE executions SET holder = NULL WHERE holder = $1", &[&node]).await.map_err(self.err())?;
+        tx.execute("DELETE FROM nodes WHERE id = $1", &[&node]).await.map_err(self.err())?;
         if released > 0 {
             self.notify(&tx).await?;
         }
         tx.commit().await.map_err(self.err())
     }
 
-    async fn send(&self, id: ExecutionId, command: &Command) -> Result<(), StoreError> {
+    async fn send(&self, id: ExecutionId, command: &Command) -> Result<i64, StoreError> {
         let text = to_json(command, "command")?;
         let mut client = self.control.get().await?;
         let tx = client.transaction().await.map_err(self.err())?;
-        let n = tx
-            .execute(
+        let row = tx
+            .query_opt(
                 "INSERT INTO commands (execution, command)
-                 SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1)",
+                 SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1)
+                 RETURNING id",
                 &[&id.as_uuid(), &text],
             )
             .await
             .map_err(self.err())?;
-        if n == 0 {
-            return Err(StoreError::UnknownExecution(id));
-        }
+        let Some(row) = row else { return Err(StoreError::UnknownExecution(id)) };
         self.notify(&tx).await?;
-        tx.commit().await.map_err(self.err())
+        tx.commit().await.map_err(self.err())?;
+        Ok(row.get(0))
+    }
+
+    async fn command_outcome(&self, seq: i64) -> Result<CommandOutcome, StoreError> {
+        let client = self.reader.get().await?;
+        let row =
+            client.query_opt("SELECT state, error FROM commands WHERE id = $1", &[&seq]).await.map_err(self.err())?;
+        Ok(match row {
+            None => CommandOutcome::Gone,
+            Some(row) => match row.get::<_, &str>(0) {
+                "queued" => CommandOutcome::Queued,
+                "applied" => CommandOutcome::Applied,
+                _ => CommandOutcome::Rejected(row.get::<_, Option<String>>(1).unwrap_or_default()),
+            },
+        })
+    }
+
+    async fn forget_command(&self, seq: i64) -> Result<(), StoreError> {
+        let client = self.reader.get().await?;
+        client.execute("DELETE FROM commands WHERE id = $1", &[&seq]).await.map_err(self.err())?;
+        Ok(())
     }
 
     async fn pending_commands(&self) -> Result<Vec<QueuedCommand>, StoreError> {
@@ -655,8 +820,8 @@ impl Cluster for PostgresStore {
         let rows = client
             .query(
                 "SELECT c.id, c.execution, c.command FROM commands c JOIN executions e ON e.id = c.execution
-                 WHERE e.holder = $1 ORDER BY c.id",
-                &[&self.node],
+                 WHERE e.holder = $1 AND c.state = 'queued' ORDER BY c.id",
+                &[&self.node()],
             )
             .await
             .map_err(self.err())?;
@@ -669,15 +834,6 @@ impl Cluster for PostgresStore {
                 })
             })
             .collect()
-    }
-
-    async fn ack_commands(&self, seqs: &[i64]) -> Result<(), StoreError> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
-        let client = self.reader.get().await?;
-        client.execute("DELETE FROM commands WHERE id = ANY($1)", &[&seqs]).await.map_err(self.err())?;
-        Ok(())
     }
 
     async fn load(&self, id: ExecutionId) -> Result<Option<SharedExecution>, StoreError> {

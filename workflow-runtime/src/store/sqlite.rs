@@ -21,7 +21,7 @@ use super::{
     DeadLetter, Durability, ExecutionQuery, Inbox, JournalEntry, NewExecution, QueuedRequest, Request, Store,
     StoreError, StoredExecution, Upgrade, Write,
 };
-use crate::machine::view::ExecutionState;
+use crate::machine::view::{ExecutionState, Trigger};
 use crate::model::{DefinitionSnapshot, ExecutionId};
 
 /// `PRAGMA application_id` of sagaflow databases: `SAGA` in ASCII.
@@ -711,17 +711,21 @@ impl Db {
             match op {
                 Op::Event { id, seq, event } => {
                     let live = self.live.get_mut(id).ok_or(StoreError::UnknownExecution(*id))?;
+                    // An execution's entries are numbered from 1 without gaps: one
+                    // the journal has already came from an earlier try of a batch
+                    // whose commit's outcome was unknown.
+                    if (*seq as u64) <= live.events {
+                        continue;
+                    }
                     insert_event.execute(params![live.key, seq, event]).map_err(err)?;
                     live.events += 1;
                 }
-                Op::Create { id, created_at, started, record } => {
-                    if let Some(old) = self.live.remove(id) {
-                        // Created again: replace it.
-                        retire(conn, old, &mut self.garbage, &mut self.garbage_this_pass).map_err(err)?;
+                Op::Tick { key, fire_time, create: op } => {
+                    if claim_tick_in(conn, key, *fire_time).map_err(&err)? {
+                        create(conn, &mut self.live, name, op)?;
                     }
-                    let key = insert_execution(conn, id, created_at, *started, record).map_err(err)?;
-                    self.live.insert(*id, Live { key, events: 0 });
                 }
+                op @ Op::Create { .. } => create(conn, &mut self.live, name, op)?,
                 Op::Started { id } => {
                     if let Some(live) = self.live.get(id) {
                         conn.prepare_cached("UPDATE executions SET started = 1 WHERE key = ?1")
@@ -946,24 +950,7 @@ impl Db {
     }
 
     fn claim_tick_in_tx(&mut self, key: &str, fire_time: DateTime<Utc>) -> Result<bool, StoreError> {
-        let last: Option<String> = self
-            .conn
-            .query_row("SELECT fire_time FROM schedule_ticks WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
-            .map_err(self.err())?;
-        if let Some(last) = last
-            && parse_timestamp(&last)? >= fire_time
-        {
-            return Ok(false);
-        }
-        self.conn
-            .execute(
-                "INSERT INTO schedule_ticks (key, fire_time) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET fire_time = excluded.fire_time",
-                [key, &timestamp(&fire_time)],
-            )
-            .map_err(self.err())?;
-        Ok(true)
+        claim_tick_in(&self.conn, key, fire_time).map_err(self.err())
     }
 
     fn last_ticks(&mut self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
@@ -1141,62 +1128,156 @@ fn insert_execution(
 
 /// A write, serialized and ready for the database thread.
 enum Op {
-    Event { id: ExecutionId, seq: i64, event: String },
-    Create { id: ExecutionId, created_at: String, started: bool, record: String },
-    Started { id: ExecutionId },
-    Finish { id: ExecutionId, workflow: String, started_at: String, state: String },
-    DeadLetter { id: ExecutionId, workflow: String, failed_at: String, expires_at: String, record: String },
-    RemoveDeadLetter { id: ExecutionId },
-    Definition { name: String, version: String, snapshot: String },
-    Upgrade { id: ExecutionId, version: String, events: Vec<(i64, String)> },
+    Event {
+        id: ExecutionId,
+        seq: i64,
+        event: String,
+    },
+    /// `replay_of`: the dead letter the new execution replays, removed with it.
+    Create {
+        id: ExecutionId,
+        created_at: String,
+        started: bool,
+        record: String,
+        replay_of: Option<ExecutionId>,
+    },
+    /// Creates the execution only if the tick is later than the last one claimed.
+    Tick {
+        key: String,
+        fire_time: DateTime<Utc>,
+        create: Box<Op>,
+    },
+    Started {
+        id: ExecutionId,
+    },
+    Finish {
+        id: ExecutionId,
+        workflow: String,
+        started_at: String,
+        state: String,
+    },
+    DeadLetter {
+        id: ExecutionId,
+        workflow: String,
+        failed_at: String,
+        expires_at: String,
+        record: String,
+    },
+    RemoveDeadLetter {
+        id: ExecutionId,
+    },
+    Definition {
+        name: String,
+        version: String,
+        snapshot: String,
+    },
+    Upgrade {
+        id: ExecutionId,
+        version: String,
+        events: Vec<(i64, String)>,
+    },
+}
+
+fn create_op(n: &NewExecution) -> Result<Op, StoreError> {
+    Ok(Op::Create {
+        id: n.id,
+        created_at: timestamp(&n.created_at),
+        started: n.start_at.is_none(),
+        record: to_json(n, "execution record")?,
+        replay_of: match n.trigger {
+            Trigger::Replay { of } => Some(of),
+            _ => None,
+        },
+    })
 }
 
 fn prepare(batch: &[Write]) -> Result<Vec<Op>, StoreError> {
-    batch
-        .iter()
-        .map(|w| {
-            Ok(match w {
-                Write::Event(e) => Op::Event { id: e.execution, seq: e.seq as i64, event: e.event.clone() },
-                Write::Create(n) => Op::Create {
-                    id: n.id,
-                    created_at: timestamp(&n.created_at),
-                    started: n.start_at.is_none(),
-                    record: to_json(&**n, "execution record")?,
-                },
-                Write::Started { id, .. } => Op::Started { id: *id },
-                Write::Finish(state) => Op::Finish {
-                    id: state.id,
-                    workflow: state.workflow.clone(),
-                    started_at: timestamp(&state.started_at),
-                    state: to_json(&**state, "final state")?,
-                },
-                Write::DeadLetter(d) => Op::DeadLetter {
-                    id: d.id,
-                    workflow: d.workflow.clone(),
-                    failed_at: timestamp(&d.failed_at),
-                    expires_at: timestamp(&d.expires_at),
-                    record: to_json(&**d, "dead letter")?,
-                },
-                Write::RemoveDeadLetter(id) => Op::RemoveDeadLetter { id: *id },
-                Write::Definition(d) => Op::Definition {
-                    name: d.name.clone(),
-                    version: d.version.clone(),
-                    snapshot: to_json(&**d, "definition snapshot")?,
-                },
-                Write::Upgrade(u) => {
-                    let Upgrade { id, version, events } = &**u;
-                    if let Some(e) = events.iter().find(|e| e.execution != *id) {
-                        return Err(StoreError::Other(format!(
-                            "the upgrade of {id} carries a journal entry of {}",
-                            e.execution
-                        )));
-                    }
-                    let events = events.iter().map(|e| (e.seq as i64, e.event.clone())).collect();
-                    Op::Upgrade { id: *id, version: version.clone(), events }
+    let mut ops = Vec::with_capacity(batch.len());
+    for w in batch {
+        ops.push(match w {
+            Write::Event(e) | Write::CommandEvent { entry: e, .. } => {
+                Op::Event { id: e.execution, seq: e.seq as i64, event: e.event.clone() }
+            }
+            Write::Create(n) => create_op(n)?,
+            Write::Tick { key, fire_time, execution } => {
+                Op::Tick { key: key.clone(), fire_time: *fire_time, create: Box::new(create_op(execution)?) }
+            }
+            // One engine owns the file: nothing is parked, and commands are
+            // applied by that engine.
+            Write::CommandDone { .. } | Write::Park { .. } => continue,
+            Write::Started { id, .. } => Op::Started { id: *id },
+            Write::Finish(state) => Op::Finish {
+                id: state.id,
+                workflow: state.workflow.clone(),
+                started_at: timestamp(&state.started_at),
+                state: to_json(&**state, "final state")?,
+            },
+            Write::DeadLetter(d) => Op::DeadLetter {
+                id: d.id,
+                workflow: d.workflow.clone(),
+                failed_at: timestamp(&d.failed_at),
+                expires_at: timestamp(&d.expires_at),
+                record: to_json(&**d, "dead letter")?,
+            },
+            Write::RemoveDeadLetter(id) => Op::RemoveDeadLetter { id: *id },
+            Write::Definition(d) => Op::Definition {
+                name: d.name.clone(),
+                version: d.version.clone(),
+                snapshot: to_json(&**d, "definition snapshot")?,
+            },
+            Write::Upgrade(u) => {
+                let Upgrade { id, version, events } = &**u;
+                if let Some(e) = events.iter().find(|e| e.execution != *id) {
+                    return Err(StoreError::Other(format!(
+                        "the upgrade of {id} carries a journal entry of {}",
+                        e.execution
+                    )));
                 }
-            })
-        })
-        .collect()
+                let events = events.iter().map(|e| (e.seq as i64, e.event.clone())).collect();
+                Op::Upgrade { id: *id, version: version.clone(), events }
+            }
+        });
+    }
+    Ok(ops)
+}
+
+/// Records `fire_time` as the last tick of `key` if it is later than the one
+/// recorded; returns whether it was.
+fn claim_tick_in(conn: &Connection, key: &str, fire_time: DateTime<Utc>) -> rusqlite::Result<bool> {
+    let stamp = timestamp(&fire_time);
+    // Timestamps are stored in a fixed-width UTC format: text order is time order.
+    let changed = conn.execute(
+        "INSERT INTO schedule_ticks (key, fire_time) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET fire_time = excluded.fire_time WHERE schedule_ticks.fire_time < excluded.fire_time",
+        [key, &stamp],
+    )?;
+    Ok(changed > 0)
+}
+
+/// Creates an execution, once: an id that exists already, running or ended,
+/// is left as it is (a batch retried after an unknown outcome, a replay
+/// started twice). A replay removes its dead letter in the same transaction.
+fn create(conn: &Connection, live: &mut HashMap<ExecutionId, Live>, name: &str, op: &Op) -> Result<(), StoreError> {
+    let Op::Create { id, created_at, started, record, replay_of } = op else { return Ok(()) };
+    let err = |e| sql_error(name, e);
+    if live.contains_key(id) {
+        return Ok(());
+    }
+    let ended: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM history WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id.as_uuid().as_bytes()], |r| r.get(0)).optional())
+        .map_err(err)?;
+    if ended.is_some() {
+        return Ok(());
+    }
+    let key = insert_execution(conn, id, created_at, *started, record).map_err(err)?;
+    live.insert(*id, Live { key, events: 0 });
+    if let Some(letter) = replay_of {
+        conn.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")
+            .and_then(|mut s| s.execute([letter.as_uuid().as_bytes()]))
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// Removes a live execution's row; its journal rows become garbage.
@@ -1215,6 +1296,13 @@ fn sql_error(name: &str, e: rusqlite::Error) -> StoreError {
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
             StoreError::Corrupt(format!("`{name}` is damaged: {e}"))
         }
+        // What the values written cause: retrying cannot help.
+        Some(
+            ErrorCode::ConstraintViolation
+            | ErrorCode::TooBig
+            | ErrorCode::TypeMismatch
+            | ErrorCode::ParameterOutOfRange,
+        ) => StoreError::Rejected(format!("`{name}`: {e}")),
         _ => StoreError::Unavailable(format!("`{name}`: {e}")),
     }
 }

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard, Notify};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
-use crate::store::StoreError;
+use crate::store::{StoreError, redact};
 
 /// A parsed `postgres://` URL: the connection settings, and the schema that holds
 /// the tables.
@@ -75,26 +75,27 @@ impl Target {
 }
 
 /// A database error as a store error: the server's message when there is one.
+/// Errors that trying again may cure (connections, conflicts between
+/// transactions, a server restarting or out of resources, a schema or table that
+/// is not there yet) are [`StoreError::Unavailable`]; errors that the values
+/// written cause (data exceptions, constraints, limits) are
+/// [`StoreError::Rejected`].
 pub(super) fn pg_error(target: &str, e: &tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
-        Some(db) => StoreError::Unavailable(format!("PostgreSQL `{target}`: {}: {}", db.code().code(), db.message())),
+        Some(db) => {
+            let code = db.code().code();
+            let text = format!("PostgreSQL `{target}`: {code}: {}", db.message());
+            match &code[..2] {
+                // 22 data exception, 23 integrity constraint violation, 54 program
+                // limit exceeded (a row or value too large).
+                "22" | "23" | "54" => StoreError::Rejected(text),
+                _ => StoreError::Unavailable(text),
+            }
+        }
         None => {
             let cause = std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default();
             StoreError::Unavailable(format!("PostgreSQL `{target}`: {e}{cause}"))
         }
-    }
-}
-
-/// The URL with its password replaced by `***`.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let (auth, host) = match rest.split_once('@') {
-        Some(parts) => parts,
-        None => return url.to_owned(),
-    };
-    match auth.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
     }
 }
 

@@ -67,6 +67,17 @@ const MIGRATIONS: &[&str] = &[
         command    text NOT NULL
     );
     CREATE INDEX commands_by_execution ON commands (execution);",
+    // 2: a queued command's outcome, written by the holder in the transaction
+    // that journals its effect and read by the node that sent it; executions
+    // that their holder let go of while they wait (`parked`, until `wake_at` or a
+    // command).
+    "ALTER TABLE commands ADD COLUMN state text NOT NULL DEFAULT 'queued';
+    ALTER TABLE commands ADD COLUMN error text;
+    ALTER TABLE commands ADD COLUMN queued_at timestamptz NOT NULL DEFAULT now();
+    CREATE INDEX commands_queued ON commands (execution) WHERE state = 'queued';
+    ALTER TABLE executions ADD COLUMN parked boolean NOT NULL DEFAULT false;
+    ALTER TABLE executions ADD COLUMN wake_at timestamptz;
+    CREATE INDEX executions_parked ON executions (wake_at) WHERE holder IS NULL AND parked;",
 ];
 
 /// The schema version this build writes and reads.

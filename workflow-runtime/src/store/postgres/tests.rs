@@ -7,7 +7,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::PostgresStore;
-use crate::store::cluster::{Cluster, Command};
+use crate::store::cluster::{Cluster, Command, CommandOutcome};
 use crate::store::conformance::{self, new_execution};
 use crate::store::{Store, StoreError, Write};
 
@@ -95,9 +95,69 @@ async fn postgres_store_passes_conformance() {
     let s = Arc::clone(&schemas);
     conformance::run_all(move || {
         let s = Arc::clone(&s);
-        async move { s.open().await }
+        async move { Holding(s.open().await) }
     })
     .await;
+}
+
+/// The conformance suite's view of a shared store: one engine that holds what it
+/// creates. On PostgreSQL new executions are written unheld and only their holder
+/// may write to them; this wrapper makes the writing node hold them, as a claim
+/// would.
+#[derive(Debug)]
+struct Holding(PostgresStore);
+
+#[async_trait::async_trait]
+impl Store for Holding {
+    fn durability(&self) -> crate::store::Durability {
+        self.0.durability()
+    }
+
+    async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+        self.0.write(batch).await?;
+        let client = self.0.writer.get().await?;
+        client
+            .execute("UPDATE executions SET holder = $1 WHERE holder IS NULL", &[&self.0.node()])
+            .await
+            .map_err(|e| self.0.target.error(&e))?;
+        Ok(())
+    }
+
+    async fn unfinished(&self) -> Result<Vec<crate::store::StoredExecution>, StoreError> {
+        self.0.unfinished().await
+    }
+
+    async fn finished(&self, id: crate::model::ExecutionId) -> Result<Option<crate::ExecutionState>, StoreError> {
+        self.0.finished(id).await
+    }
+
+    async fn list_finished(&self, q: &crate::store::ExecutionQuery) -> Result<Vec<crate::ExecutionState>, StoreError> {
+        self.0.list_finished(q).await
+    }
+
+    async fn dead_letters(&self, workflow: Option<&str>) -> Result<Vec<crate::store::DeadLetter>, StoreError> {
+        self.0.dead_letters(workflow).await
+    }
+
+    async fn purge_dead_letters(&self, now: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError> {
+        self.0.purge_dead_letters(now).await
+    }
+
+    async fn definitions(&self) -> Result<Vec<crate::DefinitionSnapshot>, StoreError> {
+        self.0.definitions().await
+    }
+
+    async fn definition_version(&self, n: &str, v: &str) -> Result<Option<crate::DefinitionSnapshot>, StoreError> {
+        self.0.definition_version(n, v).await
+    }
+
+    async fn claim_tick(&self, key: &str, fire_time: chrono::DateTime<chrono::Utc>) -> Result<bool, StoreError> {
+        self.0.claim_tick(key, fire_time).await
+    }
+
+    async fn last_ticks(&self) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>)>, StoreError> {
+        self.0.last_ticks().await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,8 +185,13 @@ async fn claims_are_exclusive_and_expired_leases_are_taken_over() {
 
     // Without a lease, a node claims nothing.
     assert!(a.claim(&workflows, 10).await.expect("claims").is_empty(), "a node without a lease claims nothing");
-    a.heartbeat(Duration::from_millis(400)).await.expect("heartbeat");
-    b.heartbeat(Duration::from_secs(30)).await.expect("heartbeat");
+    assert!(
+        matches!(a.heartbeat(Duration::from_secs(30)).await, Err(StoreError::Lapsed(_))),
+        "a node that never joined has no lease to renew"
+    );
+    a.rejoin(Duration::from_millis(400)).await.expect("joins");
+    b.rejoin(Duration::from_secs(30)).await.expect("joins");
+    b.heartbeat(Duration::from_secs(30)).await.expect("renews");
     let (first, second) = tokio::join!(a.claim(&workflows, 6), b.claim(&workflows, 6));
     let (first, second) = (first.expect("claims"), second.expect("claims"));
     assert_eq!(first.len() + second.len(), 10, "every execution is claimed once: {} + {}", first.len(), second.len());
@@ -147,15 +212,32 @@ async fn claims_are_exclusive_and_expired_leases_are_taken_over() {
         );
     }
 
-    // Commands reach the holder.
+    // Nobody may write to an execution nobody holds.
+    let unheld = new_execution("elsewhere", chrono::Utc::now());
+    a.write(&[Write::Create(Box::new(unheld.clone()))]).await.expect("creates");
+    let entry = crate::store::JournalEntry { execution: unheld.id, seq: 1, event: "{}".into() };
+    let refused = a.write(&[Write::Event(entry)]).await;
+    assert!(matches!(&refused, Err(StoreError::NotHeld(_))), "an unheld execution is not written: {refused:?}");
+
+    // Commands reach the holder, which records their outcome.
     if let Some(held) = second.first() {
-        a.send(held.stored.execution.id, &Command::Pause).await.expect("sends");
+        let seq = a.send(held.stored.execution.id, &Command::Pause).await.expect("sends");
         assert!(a.pending_commands().await.expect("reads").is_empty(), "commands go to the holder only");
         let queued = b.pending_commands().await.expect("reads");
         assert_eq!(queued.len(), 1, "the holder sees the command");
-        assert_eq!(queued[0].command, Command::Pause);
-        b.ack_commands(&[queued[0].seq]).await.expect("acks");
-        assert!(b.pending_commands().await.expect("reads").is_empty(), "an acknowledged command is gone");
+        assert_eq!((queued[0].seq, &queued[0].command), (seq, &Command::Pause));
+        assert_eq!(a.command_outcome(seq).await.expect("reads"), CommandOutcome::Queued);
+        b.write(&[Write::CommandDone { command: seq, error: Some("it is already paused".into()) }])
+            .await
+            .expect("done");
+        assert!(b.pending_commands().await.expect("reads").is_empty(), "a command with an outcome is not queued");
+        assert_eq!(
+            a.command_outcome(seq).await.expect("reads"),
+            CommandOutcome::Rejected("it is already paused".into()),
+            "the sender reads why"
+        );
+        a.forget_command(seq).await.expect("forgets");
+        assert_eq!(a.command_outcome(seq).await.expect("reads"), CommandOutcome::Gone);
     }
     assert!(a.is_unfinished(first[0].stored.execution.id).await.expect("reads"), "a claimed execution is unfinished");
     let unknown = crate::model::ExecutionId::new();
@@ -165,8 +247,11 @@ async fn claims_are_exclusive_and_expired_leases_are_taken_over() {
         "a command for an unknown execution is refused"
     );
 
-    // `a` stops renewing its lease: `b` reaps and takes its executions over.
+    // `a` stops renewing its lease: it learns it lapsed, `b` reaps and takes its
+    // executions over.
     tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(matches!(a.heartbeat(Duration::from_secs(30)).await, Err(StoreError::Lapsed(_))), "a learns it lapsed");
+    assert_eq!(a.reap().await.expect("reaps"), 0, "a lapsed node reaps nobody");
     let released = b.reap().await.expect("reaps");
     assert_eq!(released, first.len(), "the expired node's executions are released");
     let taken = b.claim(&workflows, 100).await.expect("claims");
