@@ -7,6 +7,7 @@
 mod acknowledged;
 mod build_errors;
 mod chaos;
+mod cli;
 mod cluster;
 mod cluster_faults;
 mod common;

@@ -31,7 +31,7 @@ pub use crate::machine::view::{
     AttemptInfo, AwaitInfo, ExecutionState, FailureInfo, Progress, RollbackReport, StepState, Trigger,
 };
 pub use crate::model::*;
-pub use crate::schedule::{ScheduleInfo, Upcoming};
+pub use crate::schedule::{ScheduleInfo, StoredSchedule, Upcoming, stored_schedules};
 pub use crate::telemetry::{Event, Subscription};
 
 /// The names most programs need: `use sagaflow::prelude::*;`.

@@ -5,6 +5,7 @@ mod builder;
 mod clock;
 mod error;
 pub(crate) mod executor;
+mod inbox;
 mod introspect;
 mod journal;
 mod node;
