@@ -29,42 +29,6 @@ pub fn database() -> Option<String> {
         .flatten()
 }
 
-/// A schema of the test's own, dropped when the test ends.
-pub struct Schema {
-    base: String,
-    name: String,
-}
-
-impl Schema {
-    pub fn new(base: String, prefix: &str) -> Self {
-        Schema { base, name: format!("sf_{prefix}_{}", uuid::Uuid::now_v7().simple()) }
-    }
-
-    /// The store URL of the schema.
-    pub fn url(&self) -> String {
-        let sep = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{sep}schema={}", self.base, self.name)
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let (url, name) = (self.base.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-            rt.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-                tokio::spawn(connection);
-                client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) && !std::thread::panicking() {
-            panic!("the test schema could not be dropped");
-        }
-    }
-}
-
 /// Builds the command line (feature `cli`) once and returns its path.
 fn binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -368,8 +332,8 @@ async fn serve_guards_the_dashboard_and_refuses_an_open_public_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_controls_executions_that_a_cluster_node_holds() {
     let Some(base) = database() else { return };
-    let schema = Schema::new(base, "cli");
-    let url = schema.url();
+    let schema = crate::cluster::Schema::new(base);
+    let url = schema.store_url();
     let (engine, awaiting, letter) = engine_on(&url).await;
     let store = Some(url.as_str());
 

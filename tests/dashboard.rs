@@ -642,7 +642,7 @@ async fn a_dashboard_over_a_store_shows_and_controls_what_an_engine_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_cluster_a_get_replays_no_journal() {
     let Some(base) = crate::cli::database() else { return };
-    let schema = crate::cli::Schema::new(base, "dash");
+    let schema = crate::cluster::Schema::new(base);
     let grafts = Arc::new(AtomicUsize::new(0));
     let def = |grafts: Arc<AtomicUsize>| {
         Workflow::new("fanout")
@@ -667,13 +667,14 @@ async fn on_a_cluster_a_get_replays_no_journal() {
             .build()
             .expect("valid")
     };
-    let worker = Engine::builder().store_url(schema.url()).register(def(Arc::clone(&grafts))).build().await.unwrap();
+    let worker =
+        Engine::builder().store_url(schema.store_url()).register(def(Arc::clone(&grafts))).build().await.unwrap();
     let id = worker.start("fanout", json!({})).await.unwrap();
     until(&worker, id, |s| s.status == Status::Awaiting).await;
     let called = grafts.load(Ordering::SeqCst);
     let viewer_grafts = Arc::new(AtomicUsize::new(0));
     let viewer = Engine::builder()
-        .store_url(schema.url())
+        .store_url(schema.store_url())
         .cluster(sagaflow::store::ClusterOptions::default().capacity(0))
         .register(def(Arc::clone(&viewer_grafts)))
         .build()

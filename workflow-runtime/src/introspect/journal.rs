@@ -347,6 +347,8 @@ impl StoredView {
                     graft: s.graft.clone(),
                     child: s.child,
                     compensation_error: None,
+                    history: Vec::new(),
+                    compensations: Vec::new(),
                 })
                 .collect(),
             awaiting: Vec::new(),
