@@ -161,7 +161,8 @@ async fn a_node_cut_off_from_the_database_stops_before_its_work_is_taken_over() 
     const STEP_MS: u64 = 1_000;
     let proxy = Proxy::start(address(&url)).await;
     // `c` starts first, so that it holds work when it is cut off.
-    let c = Node::start_with(&binary, &schema, &through(&url, proxy.port), "c", &node_env(LEASE_MS, STEP_MS, &files[2]));
+    let c =
+        Node::start_with(&binary, &schema, &through(&url, proxy.port), "c", &node_env(LEASE_MS, STEP_MS, &files[2]));
     let engine = submitter(&schema).await;
     let client = schema.client().await;
     let ids = start_many(&engine, 60).await;

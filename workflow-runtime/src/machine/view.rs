@@ -103,8 +103,10 @@ pub struct StepState {
     /// Why its compensation failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensation_error: Option<StepError>,
-    /// Every attempt of the step, oldest first, the latest included: failed
-    /// attempts that were retried, snoozes, attempts cut short by a crash.
+    /// The step's earlier attempts, oldest first: failed attempts that were
+    /// retried, snoozes, attempts cut short by a crash. The latest attempt is the
+    /// step's own `attempts`, `started_at`, `ended_at`, `status` and `error`; a step
+    /// that ran once has no history.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<AttemptInfo>,
     /// Every attempt of its compensation, oldest first.
@@ -124,7 +126,7 @@ pub struct AttemptInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
     /// How it ended: `ok`, `error`, `snoozed`, `interrupted` (the process
-    /// stopped), `skipped`, `awaiting`, `running`, `cancelled`...
+    /// stopped), or `running` for a compensation still at work.
     pub outcome: String,
     /// Its error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,36 +262,18 @@ fn info(log: &super::AttemptLog) -> AttemptInfo {
 impl Machine {
     /// A step's attempts: those the log holds, then the latest (unless it has not
     /// started).
-    fn history_of(&self, id: crate::model::ids::StepId, slot: &super::Slot) -> Vec<AttemptInfo> {
-        let mut out: Vec<AttemptInfo> = self
-            .attempt_log
-            .iter()
-            .flat_map(|l| l.iter())
-            .filter(|l| l.step == id && !l.compensation)
-            .map(info)
-            .collect();
-        if slot.attempt > 0 && out.last().is_none_or(|l| l.attempt < slot.attempt) {
-            let outcome = match slot.status {
-                StepStatus::Completed
-                | StepStatus::Expanded
-                | StepStatus::Compensated
-                | StepStatus::CompensationFailed => "ok",
-                StepStatus::Failed => "error",
-                other => other.as_str(),
-            };
-            let detail = slot.detail.as_deref();
-            out.push(AttemptInfo {
-                attempt: slot.attempt,
-                started_at: slot.started_at(),
-                ended_at: slot.ended_at(),
-                outcome: outcome.to_owned(),
-                error: (slot.status == StepStatus::Failed).then(|| detail.and_then(|d| d.error.clone())).flatten(),
-            });
+    /// A step's earlier attempts (the latest is the step's own fields).
+    fn history_of(&self, id: crate::model::ids::StepId) -> Vec<AttemptInfo> {
+        match &self.attempt_log {
+            None => Vec::new(),
+            Some(log) => log.iter().filter(|l| l.step == id && !l.compensation).map(info).collect(),
         }
-        out
     }
 
     fn compensations_of(&self, id: crate::model::ids::StepId) -> Vec<AttemptInfo> {
+        if self.attempt_log.is_none() && self.rollback.is_none() {
+            return Vec::new();
+        }
         let mut out: Vec<AttemptInfo> = self
             .attempt_log
             .iter()
@@ -355,7 +339,7 @@ impl Machine {
                 graft: self.graft_parent(id).map(|p| String::from(&**self.step_name(p))),
                 child: detail.and_then(|d| d.child.as_deref()).map(|c| c.0),
                 compensation_error: detail.and_then(|d| d.compensation_error.clone()),
-                history: self.history_of(id, slot),
+                history: self.history_of(id),
                 compensations: self.compensations_of(id),
             });
         }
