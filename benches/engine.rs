@@ -1,5 +1,6 @@
-//! The engine's own cost, in memory: a long chain of no-op steps, wide fan-outs,
-//! and many concurrent executions of sleeping steps.
+//! The engine under load, in memory: many concurrent executions of sleeping
+//! steps, and many parked executions. The hot path (chains, diamonds, fan-outs)
+//! is in `hot.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,68 +8,11 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use sagaflow::prelude::*;
-use sagaflow::{Task, WorkflowDef};
 use tokio::time::Instant;
 
-use crate::{
-    Table, chain, current_memory, heap_now, median, mib, ms, noop, peak_memory, percentile, reset_peak_memory,
-    settled_heap, us,
-};
-
-fn fan(width: usize) -> WorkflowDef {
-    Workflow::new("fan")
-        .step("start", noop)
-        .fan_out("start", (0..width).map(|i| Task::new(format!("b{i}"), noop)))
-        .fan_in((0..width).map(|i| format!("b{i}")).collect::<Vec<_>>(), "join", noop)
-        .build()
-        .expect("fan builds")
-}
-
-async fn time_one(engine: &Engine, workflow: &str) -> Duration {
-    let start = Instant::now();
-    let id = engine.start(workflow, json!({})).await.expect("start");
-    let state = engine.wait(id).await.expect("wait");
-    assert_eq!(state.status, Status::Completed);
-    start.elapsed()
-}
+use crate::{Table, heap_now, median, ms, noop, percentile, settled_heap};
 
 pub(crate) async fn run(table: &mut Table) {
-    if table.wants("chain") {
-        let n = 10_000;
-        let engine = Engine::builder().register(chain(n)).build().await.expect("engine");
-        time_one(&engine, "chain").await;
-        let runs: Vec<Duration> = {
-            let mut v = Vec::new();
-            for _ in 0..7 {
-                v.push(time_one(&engine, "chain").await);
-            }
-            v
-        };
-        let per_step = median(runs) / n as u32;
-        table.add("chain of 10,000 no-op steps", "engine cost / step", us(per_step), "≤ 1.5 µs");
-    }
-    for (width, target_ms, target_mem) in [(10_000usize, "≤ 15 ms", "-"), (100_000, "≤ 150 ms", "≤ 150 MiB")] {
-        let name = format!("fan-out 1 → {width} → 1");
-        if !table.wants(&name) {
-            continue;
-        }
-        let def = fan(width);
-        let engine = Engine::builder().register(def).build().await.expect("engine");
-        time_one(&engine, "fan").await;
-        let mut runs = Vec::new();
-        let mut peaks = Vec::new();
-        for _ in 0..5 {
-            reset_peak_memory();
-            let before = current_memory();
-            runs.push(time_one(&engine, "fan").await);
-            peaks.push(peak_memory().saturating_sub(before));
-        }
-        peaks.sort();
-        table.add(&name, "total", ms(median(runs)), target_ms);
-        if width == 100_000 {
-            table.add(&name, "peak memory (added)", mib(peaks[peaks.len() / 2]), target_mem);
-        }
-    }
     if table.wants("concurrent") {
         concurrent(table).await;
     }
