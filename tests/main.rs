@@ -25,6 +25,7 @@ mod properties;
 mod proxy;
 mod real_world;
 mod scheduling;
+mod signals;
 mod telemetry;
 mod tools;
 mod ui;

@@ -27,7 +27,9 @@ pub use crate::engine::{
 };
 pub use crate::introspect::{DiagramOptions, Report, Summary};
 pub use crate::machine::state::{Status, StepStatus};
-pub use crate::machine::view::{AwaitInfo, ExecutionState, FailureInfo, Progress, RollbackReport, StepState, Trigger};
+pub use crate::machine::view::{
+    AwaitInfo, ExecutionState, FailureInfo, PendingSignal, Progress, RollbackReport, StepState, Trigger,
+};
 pub use crate::model::*;
 pub use crate::schedule::{ScheduleInfo, Upcoming};
 pub use crate::telemetry::{Event, Subscription};

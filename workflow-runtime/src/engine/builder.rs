@@ -14,7 +14,7 @@ use super::{Clock, Engine, EngineError, EngineInner};
 use crate::builder::BuildError;
 use crate::model::WorkflowDef;
 use crate::store::{ClusterOptions, Durability, Store, Write, open_store};
-use crate::telemetry::Bus;
+use crate::telemetry::{Bus, Tap};
 
 /// Configures and starts an [`Engine`].
 ///
@@ -34,6 +34,8 @@ pub struct EngineBuilder {
     clock: Option<Clock>,
     cluster: ClusterOptions,
     call_timeout: Option<Duration>,
+    /// Sees every telemetry event as it is emitted (the test kit's recorder).
+    pub(crate) tap: Option<Tap>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -173,7 +175,7 @@ impl EngineBuilder {
             clock: self.clock.unwrap_or_default(),
             timers: Arc::new(Timers::default()),
             breakers: Default::default(),
-            bus: Bus::default(),
+            bus: Bus::tapped(self.tap),
             shutdown: CancellationToken::new(),
             scheduler: Default::default(),
             node: node.clone(),

@@ -10,6 +10,7 @@ mod journal;
 mod node;
 mod recovery;
 mod registry;
+mod signal;
 mod timers;
 
 use std::sync::{Arc, Weak};
@@ -30,6 +31,7 @@ use self::executor::{Execution, drive};
 use self::journal::{Ack, Journal};
 use self::registry::Registry;
 pub use self::registry::{Registration, WorkflowType, registrations};
+pub(crate) use self::signal::query_state;
 pub(crate) use self::timers::sleep_until_woken;
 use self::timers::{TimerTarget, Timers};
 use crate::builder::suggest;
@@ -525,6 +527,7 @@ fn pending_state(n: &NewExecution) -> ExecutionState {
         parent: n.parent.as_ref().map(|p| p.execution),
         trigger: n.trigger.clone(),
         parked: None,
+        signals: Vec::new(),
     }
 }
 
@@ -838,8 +841,12 @@ impl EngineInner {
         queued: Option<i64>,
     ) -> Result<(), EngineError> {
         let (action, event) = self.command_event(exec, command)?;
+        let signalled = matches!(event, Event::Signalled { .. });
         let how = queued.map_or(executor::Journaling::Acknowledged, executor::Journaling::Command);
         let journaled = self.deliver_journaled(exec, event, how).map_err(|e| self.invalid(exec, action, e))?;
+        if signalled {
+            self.signal_arrived(exec);
+        }
         if let Some((_, Some(ack))) = journaled {
             self.acknowledged(ack, action).await?;
         }
