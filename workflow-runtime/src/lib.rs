@@ -58,12 +58,13 @@ pub mod __private {
     pub use crate::builder::{BuildError, Workflow};
     pub use crate::engine::{Registration, WorkflowType};
     pub use crate::macro_support::{
-        Bound, BoundMarker, GraftOutputs, Probe, ReadsOutput, ScheduleSpec, StepReturn, TimeoutValue, ViaDefault,
-        ViaValue, backoff, cancel_handler, condition, graft_outputs, input, output, reads_graft, reads_output, step,
+        Bound, BoundMarker, Early, GraftOutputs, Probe, ReadsOutput, SameSignal, ScheduleSpec, SignalPayload,
+        StepReturn, TimeoutValue, ViaDefault, ViaValue, backoff, cancel_handler, condition, graft_outputs, input,
+        output, query, reads_graft, reads_output, reads_signal, same_signal, signal, signal_step, step,
         step_error_handler, timeout, typed_step,
     };
     pub use crate::model::{
-        Backoff, BreakerOptions, Context, IntoStepResult, Misfire, OnError, Step, StepError, StepOptions, StepResult,
-        WorkflowDef,
+        Backoff, BreakerOptions, Context, DurationArg, IntoStepResult, Misfire, OnError, Step, StepError, StepOptions,
+        StepResult, WorkflowDef,
     };
 }
