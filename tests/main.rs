@@ -27,5 +27,6 @@ mod real_world;
 mod scheduling;
 mod signals;
 mod telemetry;
+mod testing_kit;
 mod tools;
 mod ui;

@@ -675,3 +675,31 @@ async fn on_postgres_a_step_running_on_one_node_reads_a_signal_sent_from_another
     client.shutdown().await;
     runner.shutdown().await;
 }
+
+// ----- the dashboard -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_what_an_execution_waits_for_and_its_signals() {
+    let engine = Engine::builder().register(queried()).build().await.unwrap();
+    let id = engine.start("queried", json!({})).await.unwrap();
+    engine.signal(id, "unrelated", json!({ "note": "for later" })).await.unwrap();
+    until(&engine, id, "awaiting", |s| s.status == Status::Awaiting).await;
+    let app = axum::Router::new().nest("/workflows", sagaflow::dashboard::router(engine.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let (status, body) =
+        crate::dashboard::http(addr, "GET", &format!("/workflows/api/executions/{id}"), None, "").await;
+    assert_eq!(status, 200, "{body}");
+    let state: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(state["state"]["awaiting"][0]["signal"], "go");
+    assert_eq!(
+        state["state"]["signals"],
+        json!([{ "name": "unrelated", "payload": { "note": "for later" }, "received_at": state["state"]["signals"][0]["received_at"] }])
+    );
+    let (status, page) = crate::dashboard::http(addr, "GET", &format!("/workflows/executions/{id}"), None, "").await;
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"<pre id="waiting">"#) && page.contains(r#"<pre id="signals">"#), "the page shows both");
+    engine.shutdown().await;
+}

@@ -17,6 +17,8 @@ pub(crate) mod model;
 pub(crate) mod schedule;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use serde_json::json;
 

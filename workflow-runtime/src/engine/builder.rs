@@ -35,7 +35,7 @@ pub struct EngineBuilder {
     cluster: ClusterOptions,
     call_timeout: Option<Duration>,
     /// Sees every telemetry event as it is emitted (the test kit's recorder).
-    pub(crate) tap: Option<Tap>,
+    tap: Option<Tap>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -136,6 +136,14 @@ impl EngineBuilder {
     /// Uses this clock (tests pin the start date with [`Clock::starting_at`]).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Hands every telemetry event to `tap` as it is emitted (the test kit's
+    /// recorder).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // used by `testing` only
+    pub(crate) fn tap(mut self, tap: Tap) -> Self {
+        self.tap = Some(tap);
         self
     }
 

@@ -305,6 +305,22 @@ impl WorkflowDef {
     pub fn queries(&self) -> impl Iterator<Item = &str> {
         self.inner.queries.keys().map(|k| &**k)
     }
+
+    /// The definition with the body of the task step `name` replaced (the test
+    /// kit's fakes): everything else, the version included, stays as it is.
+    /// `false` if it has no such step.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // used by `testing` only
+    pub(crate) fn replace_body(&mut self, name: &str, body: super::step::StepBody) -> bool {
+        let Some(&id) = self.inner.by_name.get(name) else { return false };
+        let mut inner = (*self.inner).clone();
+        let step = &mut inner.steps[id as usize];
+        step.kind = match &step.kind {
+            StepKind::Graft(_) => StepKind::Graft(body),
+            StepKind::Task(_) | StepKind::Workflow { .. } => StepKind::Task(body),
+        };
+        self.inner = Arc::new(inner);
+        true
+    }
 }
 
 impl fmt::Debug for WorkflowDef {
