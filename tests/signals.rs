@@ -188,6 +188,18 @@ async fn a_step_parked_for_a_signal_runs_again_and_reads_it() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn resume_overrides_a_wait_for_a_signal() {
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let engine = Engine::builder().register(rerun_flow(Arc::clone(&runs))).build().await.unwrap();
+    let id = engine.start("rerun", json!({})).await.unwrap();
+    until(&engine, id, "parked", |s| s.status == Status::Awaiting).await;
+    engine.resume(id, json!({ "approved": "by hand" })).await.unwrap();
+    let done = finish(&engine, id).await;
+    assert_eq!(done.context["approved"], "by hand", "the resume context is the step's output");
+    assert_eq!(*runs.lock().unwrap(), [(1, None)], "the step did not run again");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_running_step_reads_signals_in_the_order_they_were_sent() {
     let def = Workflow::new("collect")
         .step_with(

@@ -46,7 +46,7 @@ pub struct ExpenseApproval {
     pub payments: Mutex<Vec<String>>,
 }
 
-#[workflow(name = "expense_approval")]
+#[workflow(name = "expense_report")]
 impl ExpenseApproval {
     #[step]
     fn submit(ctx: &Context) -> Result<serde_json::Value, StepError> {
@@ -88,7 +88,7 @@ async fn a_48_hour_approval_runs_in_milliseconds() {
     let wall = std::time::Instant::now();
     let env = TestEnv::builder().workflow(ExpenseApproval::default()).build().await.unwrap();
     let started = env.now();
-    let id = env.start("expense_approval", json!({ "amount": 120 })).await.unwrap();
+    let id = env.start("expense_report", json!({ "amount": 120 })).await.unwrap();
     assert_eq!(env.query(id, "waiting_for").await.unwrap(), json!(["decision"]));
     env.advance("47h").await.unwrap();
     assert_eq!(env.get_state(id).await.unwrap().status, Status::Awaiting, "still within the 48 hours");
@@ -121,7 +121,7 @@ async fn a_48_hour_approval_runs_in_milliseconds() {
 #[tokio::test(start_paused = true)]
 async fn an_approval_nobody_gives_escalates_after_48_hours() {
     let env = TestEnv::builder().workflow(ExpenseApproval::default()).build().await.unwrap();
-    let id = env.start("expense_approval", json!({ "amount": 120 })).await.unwrap();
+    let id = env.start("expense_report", json!({ "amount": 120 })).await.unwrap();
     let done = env.wait(id).await.unwrap();
     assert_eq!(done.status, Status::Failed);
     assert_eq!(done.failure.as_ref().unwrap().error.kind(), "no_decision");
@@ -151,7 +151,7 @@ async fn a_fake_replaces_a_step_and_a_wait_nothing_can_end_is_reported() {
         .build()
         .await
         .unwrap();
-    let id = env.start("expense_approval", json!({ "amount": 80 })).await.unwrap();
+    let id = env.start("expense_report", json!({ "amount": 80 })).await.unwrap();
     env.signal(id, "decision", json!({ "approved": true, "by": "lin" })).await.unwrap();
     env.wait(id).await.unwrap();
     assert_eq!(*paid.lock().unwrap(), ["fake payment of 80"]);

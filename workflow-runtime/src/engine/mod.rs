@@ -310,7 +310,9 @@ impl Engine {
     }
 
     /// Resumes a paused execution, and completes its awaiting steps with `context`
-    /// (merged into the execution's context).
+    /// (merged into the execution's context). Steps parked for a signal
+    /// ([`signal`](Self::signal)) are completed too, with `context` as their
+    /// output and without running again: `resume` overrides the wait.
     pub async fn resume(&self, id: ExecutionId, context: impl Serialize) -> Result<(), EngineError> {
         let context = self.inner.resume_data(id, context)?;
         self.inner.control(id, Command::Resume { step: None, context }).await
