@@ -10,6 +10,7 @@
 //! instead of about 215 ms on the 2-core machine the targets are for).
 
 mod cluster;
+mod dashboard;
 mod durable;
 mod engine;
 mod schedule;
@@ -167,6 +168,7 @@ fn main() {
             durable::run(&mut table).await;
             schedule::run(&mut table).await;
             cluster::run(&mut table).await;
+            dashboard::run(&mut table).await;
             table
         })
         .await

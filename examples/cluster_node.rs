@@ -12,9 +12,11 @@
 //! 5 ms), `SAGAFLOW_LEASE_MS` the node's lease (default 15 s), `SAGAFLOW_PARK_MS`
 //! how long an idle execution stays before the node parks it in the store
 //! (default 30 s); `SAGAFLOW_EFFECTS=path` makes every `fan_out` step append
-//! `start` and `end` lines (`<kind> <execution> <step> <attempt> <node> <unix µs>`,
-//! one `write` each) to that file, the `end` line also when the step's future is
-//! dropped unfinished; `RUST_LOG=info` shows what the node does.
+//! `start` and `end` lines (`<kind> <execution> <step> <attempt> <node> <identity>
+//! <unix µs>`, one `write` each; the identity is the node's in the cluster when
+//! the step started, which changes when it joins again after its lease lapsed)
+//! to that file, the `end` line also when the step's future is dropped
+//! unfinished; `RUST_LOG=info` shows what the node does.
 //!
 //! The node registers three workflows:
 //! - `fan_out`: `split`, then `part_0` … `part_7` in parallel, then `join`. Every
@@ -46,6 +48,8 @@ struct Runs {
     insert: String,
     node: Arc<str>,
     effects: Option<Arc<std::fs::File>>,
+    /// The engine, once built: steps read its cluster identity.
+    engine: Arc<std::sync::OnceLock<Engine>>,
 }
 
 /// Writes a step's `end` line when dropped: when the step returns, and when its
@@ -97,6 +101,7 @@ impl Runs {
             insert: format!("INSERT INTO {schema}.step_runs (execution, step, attempt, node) VALUES ($1, $2, $3, $4)"),
             node: node.into(),
             effects,
+            engine: Arc::default(),
         })
     }
 
@@ -111,7 +116,9 @@ impl Runs {
 
     /// Records the start of a step attempt; the returned guard records its end.
     fn started(&self, ctx: &Context) -> Ending {
-        let line = format!("{} {} {} {}", ctx.execution_id(), ctx.step().unwrap_or("-"), ctx.attempt(), self.node);
+        let identity = self.engine.get().and_then(Engine::node_id).map_or_else(|| "-".to_owned(), |id| id.to_string());
+        let line =
+            format!("{} {} {} {} {identity}", ctx.execution_id(), ctx.step().unwrap_or("-"), ctx.attempt(), self.node);
         self.effect("start", &line);
         Ending { runs: self.clone(), line }
     }
@@ -222,6 +229,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .register(approval()?)
         .build()
         .await?;
+    let _ = runs.engine.set(engine.clone());
     println!("ready {name}");
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Some(line) = lines.next_line().await? {

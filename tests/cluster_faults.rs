@@ -30,6 +30,8 @@ struct Effect {
     step: String,
     attempt: u32,
     node: String,
+    /// The node's identity in the cluster when the step started.
+    identity: String,
     us: u64,
 }
 
@@ -39,14 +41,15 @@ fn effects(path: &Path) -> Vec<Effect> {
         .filter_map(|l| l.strip_suffix('\n'))
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            assert_eq!(f.len(), 6, "an effect line has six fields: {l:?}");
+            assert_eq!(f.len(), 7, "an effect line has seven fields: {l:?}");
             Effect {
                 kind: f[0].into(),
                 execution: f[1].into(),
                 step: f[2].into(),
                 attempt: f[3].parse().expect("attempt"),
                 node: f[4].into(),
-                us: f[5].parse().expect("time"),
+                identity: f[5].into(),
+                us: f[6].parse().expect("time"),
             }
         })
         .collect()
@@ -148,23 +151,28 @@ async fn until_started(path: &Path, n: usize, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_cut_off_from_the_database_stops_before_its_work_is_taken_over() {
     let Some(url) = database() else { return };
-    let schema = Schema::new(url.clone());
+    // Timing matters here (leases of 2 s): no other test shares the server meanwhile.
+    let schema = Schema::exclusive(url.clone());
     let binary = node_binary();
     let dir = tempfile::tempdir().unwrap();
     let files = side_files(dir.path(), &["a", "b", "c"]);
     const LEASE_MS: u64 = 2_000;
+    // Long enough that `c` still holds work in flight when the fault hits.
+    const STEP_MS: u64 = 1_000;
     let proxy = Proxy::start(address(&url)).await;
-    let a = Node::start_with(&binary, &schema, &url, "a", &node_env(LEASE_MS, 100, &files[0]));
-    let b = Node::start_with(&binary, &schema, &url, "b", &node_env(LEASE_MS, 100, &files[1]));
-    let c = Node::start_with(&binary, &schema, &through(&url, proxy.port), "c", &node_env(LEASE_MS, 100, &files[2]));
+    // `c` starts first, so that it holds work when it is cut off.
+    let c =
+        Node::start_with(&binary, &schema, &through(&url, proxy.port), "c", &node_env(LEASE_MS, STEP_MS, &files[2]));
     let engine = submitter(&schema).await;
     let client = schema.client().await;
-
     let ids = start_many(&engine, 60).await;
     until_started(&files[2], 5, "the node behind the proxy").await;
+    let a = Node::start_with(&binary, &schema, &url, "a", &node_env(LEASE_MS, STEP_MS, &files[0]));
+    let b = Node::start_with(&binary, &schema, &url, "b", &node_env(LEASE_MS, STEP_MS, &files[1]));
     proxy.blackhole();
     let cut = unix_us();
     tokio::time::sleep(Duration::from_millis(3 * LEASE_MS)).await;
+    let healed = unix_us();
     proxy.heal();
 
     until_ended(&client, &schema, ids.len() as i64, Duration::from_secs(120)).await;
@@ -172,12 +180,18 @@ async fn a_node_cut_off_from_the_database_stops_before_its_work_is_taken_over() 
     all_completed(&engine, &ids, &all_runs).await;
     let all: Vec<Effect> = files.iter().flat_map(|f| effects(f)).collect();
     let reruns = no_overlap(&all);
-    let c_during: usize = all.iter().filter(|e| e.node == "c" && e.kind == "start" && e.us > cut).count();
-    let taken_over = all.iter().filter(|e| e.node != "c" && e.kind == "start" && e.us > cut).count();
-    assert!(taken_over > 0, "the other nodes did work while c was cut off");
+    // Once its lease may have run out, the cut-off node starts nothing until it
+    // can reach the database again.
+    let lapsed = cut + LEASE_MS * 1000;
+    let late: Vec<&Effect> =
+        all.iter().filter(|e| e.node == "c" && e.kind == "start" && e.us > lapsed && e.us < healed).collect();
+    assert!(late.is_empty(), "c started steps while cut off past its lease: {late:?}");
+    let c_during = all.iter().filter(|e| e.node == "c" && e.kind == "start" && e.us > cut && e.us < healed).count();
+    let taken_over = all.iter().filter(|e| e.node != "c" && e.kind == "start" && e.us > cut && e.us < healed).count();
+    assert!(taken_over > 0, "the other nodes took c's work over while it was cut off");
     eprintln!(
-        "blackhole: {} executions, {reruns} step re-runs, {c_during} starts on c after the cut, \
-         duplicates (overlapping attempts) 0, lost 0",
+        "blackhole: {} executions, {reruns} step re-runs, {c_during} starts on c while cut off (none past its lease), \
+         {taken_over} on the others meanwhile, duplicates (overlapping attempts) 0, lost 0",
         ids.len()
     );
     for node in [a, b, c] {
@@ -188,21 +202,26 @@ async fn a_node_cut_off_from_the_database_stops_before_its_work_is_taken_over() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stopped_past_its_lease_starts_nothing_when_it_resumes() {
     let Some(url) = database() else { return };
-    let schema = Schema::new(url.clone());
+    // Timing matters here (leases of 2 s): no other test shares the server meanwhile.
+    let schema = Schema::exclusive(url.clone());
     let binary = node_binary();
     let dir = tempfile::tempdir().unwrap();
     let files = side_files(dir.path(), &["a", "b", "c"]);
     const LEASE_MS: u64 = 2_000;
-    let mut nodes: Vec<Node> = ["a", "b", "c"]
-        .iter()
-        .zip(&files)
-        .map(|(n, f)| Node::start_with(&binary, &schema, &url, n, &node_env(LEASE_MS, 100, f)))
-        .collect();
+    // Long enough that `c` still holds work in flight when the fault hits.
+    const STEP_MS: u64 = 1_000;
+    // `c` starts first, so that it holds work when it is stopped.
+    let c = Node::start_with(&binary, &schema, &url, "c", &node_env(LEASE_MS, STEP_MS, &files[2]));
     let engine = submitter(&schema).await;
     let client = schema.client().await;
-
     let ids = start_many(&engine, 60).await;
     until_started(&files[2], 5, "node c").await;
+    let mut nodes: Vec<Node> = ["a", "b"]
+        .iter()
+        .zip(&files)
+        .map(|(n, f)| Node::start_with(&binary, &schema, &url, n, &node_env(LEASE_MS, STEP_MS, f)))
+        .collect();
+    nodes.push(c);
     let pid = nodes[2].child.id().to_string();
     let signal = |sig: &str| {
         let status = Command::new("kill").args([sig, &pid]).status().expect("kill runs");
@@ -218,28 +237,22 @@ async fn a_node_stopped_past_its_lease_starts_nothing_when_it_resumes() {
     let all_runs = runs(&client, &schema).await;
     all_completed(&engine, &ids, &all_runs).await;
     let all: Vec<Effect> = files.iter().flat_map(|f| effects(f)).collect();
-    // What c had started before the stop; nothing new after it resumed, until it
-    // joined again under a new identity and claimed work afresh.
+    // What c had started before the stop, under the identity it had then: after
+    // SIGCONT nothing starts under that identity (it may join again under a new
+    // one and claim work afresh, including executions it held).
     let c_starts: Vec<&Effect> = all.iter().filter(|e| e.node == "c" && e.kind == "start").collect();
-    let first_new = c_starts.iter().find(|e| e.us > stopped_at);
-    let held_then: Vec<(&str, &str)> =
-        c_starts.iter().filter(|e| e.us <= stopped_at).map(|e| (e.execution.as_str(), e.step.as_str())).collect();
-    if let Some(new) = first_new {
-        // Anything c started after resuming belongs to executions it claimed
-        // again after rejoining, never to a step it held when stopped.
-        assert!(
-            !held_then.contains(&(new.execution.as_str(), new.step.as_str())),
-            "c ran again a step it held when it was stopped: {new:?}"
-        );
-    }
-    let resumed_starts: Vec<&&Effect> =
-        c_starts.iter().filter(|e| e.us > resumed_at && held_then.iter().any(|(x, _)| *x == e.execution)).collect();
-    assert!(resumed_starts.is_empty(), "after SIGCONT c started no step of what it held: {resumed_starts:?}");
+    let before: Vec<&&Effect> = c_starts.iter().filter(|e| e.us <= stopped_at).collect();
+    let old_identity = before.last().map(|e| e.identity.clone()).expect("c ran steps before it was stopped");
+    let held_then: Vec<(&str, &str)> = before.iter().map(|e| (e.execution.as_str(), e.step.as_str())).collect();
+    let stale: Vec<&&Effect> = c_starts.iter().filter(|e| e.us > resumed_at && e.identity == old_identity).collect();
+    assert!(stale.is_empty(), "after SIGCONT c started nothing under its old identity: {stale:?}");
+    let rejoined = c_starts.iter().filter(|e| e.us > resumed_at).count();
     let elsewhere = all.iter().filter(|e| e.node != "c" && held_then.iter().any(|(x, _)| *x == e.execution)).count();
     assert!(elsewhere > 0, "the stopped node's executions finished elsewhere");
     let reruns: usize = intervals(&all, unix_us()).values().map(|r| r.len() - 1).sum();
     eprintln!(
-        "sigstop: {} executions, {reruns} step re-runs, {} steps held by c when stopped, 0 started after SIGCONT, lost 0",
+        "sigstop: {} executions, {reruns} step re-runs, {} steps held by c when stopped, 0 started under its old \
+         identity after SIGCONT ({rejoined} under its new one), lost 0",
         ids.len(),
         held_then.len()
     );

@@ -7,6 +7,7 @@
 mod acknowledged;
 mod build_errors;
 mod chaos;
+mod cli;
 mod cluster;
 mod cluster_faults;
 mod common;
@@ -25,6 +26,7 @@ mod properties;
 mod proxy;
 mod real_world;
 mod scheduling;
+mod semantics;
 mod signals;
 mod telemetry;
 mod testing_kit;

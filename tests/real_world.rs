@@ -476,7 +476,8 @@ mod dashboard_example {
         let mut loops = demo::run_loops(&engine, &world, 0.25);
         let retried = retried_order(&engine).await;
 
-        let app = axum::Router::new().nest("/workflows", Dashboard::new(engine.clone()).bearer_token("t").router());
+        let app = axum::Router::new()
+            .nest("/workflows", Dashboard::new(engine.clone()).bearer_token("t").expect("a valid token").router());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/workflows", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -490,6 +491,7 @@ mod dashboard_example {
                 .arg(&base)
                 .arg(&out_arg)
                 .arg(retried.to_string())
+                .arg("t")
                 .output()
                 .expect("node runs")
         })

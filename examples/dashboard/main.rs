@@ -9,8 +9,8 @@
 //! ```
 //!
 //! It listens on 127.0.0.1:3000 (`SAGAFLOW_DASHBOARD_ADDR` chooses another
-//! address; port 0 picks a free one). The actions (cancel, resume, retry) need the
-//! bearer token it prints; the page asks for it once.
+//! address; port 0 picks a free one). Every page needs the bearer token it prints
+//! (`SAGAFLOW_DASHBOARD_TOKEN` chooses it); the browser asks for it once.
 
 #[path = "../scenarios/batch_images.rs"]
 mod batch_images;
@@ -49,12 +49,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = world.register(Engine::builder().store_url(db.url())).build().await?;
     let token = std::env::var("SAGAFLOW_DASHBOARD_TOKEN").unwrap_or_else(|_| random_token());
 
-    let app = axum::Router::new().nest("/workflows", Dashboard::new(engine.clone()).bearer_token(&token).router());
+    let dashboard = Dashboard::new(engine.clone()).bearer_token(&token)?;
+    let app = axum::Router::new().nest("/workflows", dashboard.router());
     let addr = std::env::var("SAGAFLOW_DASHBOARD_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let url = format!("http://{}/workflows", listener.local_addr()?);
     println!("sagaflow dashboard: {url}");
-    println!("bearer token for the actions: {token}");
+    println!("bearer token (the page asks for it once): {token}");
     println!("store: {} (the services are simulations)", db.url());
     println!("Ctrl-C stops it.\n");
 

@@ -27,8 +27,16 @@ try {
   const page = context.pages()[0] ?? await context.newPage();
   page.setDefaultTimeout(10_000);
 
-  // The overview: statistics and the live execution.
+  // Every page needs the token: a wrong one is refused, the right one logs in.
   await page.goto(base);
+  await page.fill('#token', 'wrong');
+  await page.click('#login');
+  await page.locator('#flash', { hasText: 'wrong token' }).waitFor();
+  result.loginRefused = true;
+  await page.fill('#token', token);
+  await page.click('#login');
+
+  // The overview: statistics and the live execution.
   const row = page.locator('#workflows tr[data-workflow="expense"]');
   await row.waitFor();
   result.workflows = await page.locator('#workflows tbody tr').count();
@@ -50,7 +58,7 @@ try {
   check(result.timelineRows === 3, 'the timeline lists the three steps');
 
   // Resume it: the page follows without a reload.
-  await page.evaluate((t) => { sessionStorage.setItem('sagaflow-token', t); window.__notReloaded = true; }, token);
+  await page.evaluate(() => { window.__notReloaded = true; });
   await page.fill('#resume-context', '{"approved": true, "approver": "browser"}');
   await page.click('#resume');
   await page.locator('#status', { hasText: 'completed' }).waitFor();
@@ -63,7 +71,6 @@ try {
 
   // Retry the dead letter from the overview.
   await page.goto(base);
-  await page.evaluate((t) => sessionStorage.setItem('sagaflow-token', t), token);
   const retry = page.locator(`#letters tr[data-letter="${letter}"] button.retry`);
   await retry.click();
   await page.locator(`#letters tr[data-letter="${letter}"]`).waitFor({ state: 'detached' });

@@ -4,14 +4,14 @@
 // retried. Saves a screenshot of each page into the output directory. Prints one
 // JSON line; exits 1 on failure.
 //
-//   node example.mjs <dashboard URL> <output directory> <execution id with retries>
+//   node example.mjs <dashboard URL> <output directory> <execution id with retries> <bearer token>
 
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 
-const [base, out, retried] = process.argv.slice(2);
+const [base, out, retried, token] = process.argv.slice(2);
 fs.mkdirSync(out, { recursive: true });
 const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sagaflow-chromium-'));
 const context = await chromium.launchPersistentContext(userDataDir, {
@@ -36,8 +36,12 @@ try {
   const page = context.pages()[0] ?? await context.newPage();
   page.setDefaultTimeout(15_000);
 
-  // The overview lists every workflow of the example.
+  // The dashboard asks for its token once; its cookie keeps the session.
   await page.goto(base);
+  await page.fill('#token', token);
+  await page.click('#login');
+
+  // The overview lists every workflow of the example.
   await page.locator('#workflows tr[data-workflow="order_processing"]').waitFor();
   result.workflows = await page.locator('#workflows tbody tr').count();
   check(result.workflows === 6, 'the five workflows of SPEC and the stock sync');

@@ -28,6 +28,7 @@ pub(crate) struct WorkflowAttr {
     pub(crate) timeout: Option<Opt<DurationLit>>,
     pub(crate) max_retries: Option<Opt<LitInt>>,
     pub(crate) retry_delay: Option<Opt<DurationLit>>,
+    pub(crate) retry_max_delay: Option<Opt<DurationLit>>,
     pub(crate) retry_backoff: Option<Opt<BackoffValue>>,
     pub(crate) step_timeout: Option<Opt<TimeoutValue>>,
     pub(crate) step_max_retries: Option<Opt<LitInt>>,
@@ -57,6 +58,7 @@ pub(crate) const WORKFLOW_OPTIONS: &[&str] = &[
     "timeout",
     "max_retries",
     "retry_delay",
+    "retry_max_delay",
     "retry_backoff",
     "step_timeout",
     "step_max_retries",
@@ -147,6 +149,7 @@ pub(crate) struct StepAttr {
     pub(crate) on_timeout: Option<Opt<Ident>>,
     pub(crate) await_approval: Option<Opt<bool>>,
     pub(crate) cancellable: Option<Opt<bool>>,
+    pub(crate) cancel_grace: Option<Opt<DurationLit>>,
     pub(crate) context_key: Option<Opt<Name>>,
     pub(crate) circuit_breaker: Option<Opt<Name>>,
     pub(crate) circuit_breaker_opts: Option<Opt<BreakerAttr>>,
@@ -175,6 +178,7 @@ pub(crate) const STEP_OPTIONS: &[&str] = &[
     "on_timeout",
     "await_approval",
     "cancellable",
+    "cancel_grace",
     "context_key",
     "circuit_breaker",
     "circuit_breaker_opts",
@@ -644,6 +648,7 @@ fn parse_workflow_attr(args: TokenStream, acc: &mut Accumulator) -> WorkflowAttr
         "timeout" => set(&mut w.timeout, key, values::fixed_timeout(meta, name), acc),
         "max_retries" => set(&mut w.max_retries, key, values::count(meta, name), acc),
         "retry_delay" => set(&mut w.retry_delay, key, values::duration(meta, name, false), acc),
+        "retry_max_delay" => set(&mut w.retry_max_delay, key, values::duration(meta, name, false), acc),
         "retry_backoff" => set(&mut w.retry_backoff, key, values::backoff(meta, name), acc),
         "step_timeout" => set(&mut w.step_timeout, key, values::timeout(meta, name), acc),
         "step_max_retries" => set(&mut w.step_max_retries, key, values::count(meta, name), acc),
@@ -659,11 +664,22 @@ fn parse_workflow_attr(args: TokenStream, acc: &mut Accumulator) -> WorkflowAttr
         "step_concurrency" => set(&mut w.step_concurrency, key, values::count(meta, name), acc),
         "description" => set(&mut w.description, key, values::string(meta, name), acc),
         "version" => set(&mut w.version, key, values::string(meta, name), acc),
-        "schedule" => {
-            if let Some(s) = schedule(meta, key, acc) {
-                w.schedules.push(Opt { key: key.clone(), value: s });
+        "schedule" => match schedule_events(meta) {
+            // `schedule(on_event = [...])`, as SPEC writes it: the same as `on_event`.
+            Some(events) => {
+                if let Some(events) = acc.handle(events) {
+                    match &mut w.on_event {
+                        Some(existing) => existing.value.extend(events),
+                        None => w.on_event = Some(Opt { key: key.clone(), value: events }),
+                    }
+                }
             }
-        }
+            None => {
+                if let Some(s) = schedule(meta, key, acc) {
+                    w.schedules.push(Opt { key: key.clone(), value: s });
+                }
+            }
+        },
         "on_event" => set(&mut w.on_event, key, values::names(meta, name, "event name"), acc),
         "input" => {
             let value = values::type_value(meta, name);
@@ -696,6 +712,15 @@ fn metadata(meta: &Meta, acc: &mut Accumulator) -> darling::Result<Vec<(Ident, L
         }
     }
     Ok(entries)
+}
+
+/// The events of a `schedule(on_event = ...)`; `None` for any other schedule.
+fn schedule_events(meta: &Meta) -> Option<darling::Result<Vec<Name>>> {
+    let items = values::nested(meta, "schedule", "cron = \"0 6 * * *\"").ok()?;
+    match items.as_slice() {
+        [NestedMeta::Meta(m)] if m.path().is_ident("on_event") => Some(values::names(m, "on_event", "event name")),
+        _ => None,
+    }
 }
 
 fn schedule(meta: &Meta, key: &Ident, acc: &mut Accumulator) -> Option<ScheduleAttr> {
@@ -815,6 +840,7 @@ fn parse_step_attr(kind_name: &'static str, attr: &syn::Attribute, acc: &mut Acc
         on_timeout: None,
         await_approval: None,
         cancellable: None,
+        cancel_grace: None,
         context_key: None,
         circuit_breaker: None,
         circuit_breaker_opts: None,
@@ -842,6 +868,7 @@ fn parse_step_attr(kind_name: &'static str, attr: &syn::Attribute, acc: &mut Acc
         "on_timeout" => set(&mut s.on_timeout, key, values::method(meta, name), acc),
         "await_approval" => set(&mut s.await_approval, key, values::flag(meta, name), acc),
         "cancellable" => set(&mut s.cancellable, key, values::flag(meta, name), acc),
+        "cancel_grace" => set(&mut s.cancel_grace, key, values::duration(meta, name, false), acc),
         "context_key" => set(&mut s.context_key, key, values::name(meta, name, "a context key"), acc),
         "circuit_breaker" => set(&mut s.circuit_breaker, key, values::name(meta, name, "a circuit breaker name"), acc),
         "circuit_breaker_opts" => set(&mut s.circuit_breaker_opts, key, breaker(meta, acc), acc),

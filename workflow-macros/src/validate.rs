@@ -738,8 +738,11 @@ impl Checker<'_> {
         }
         let retries = w.max_retries.as_ref().map_or(0, |n| count_value(&n.value));
         if retries == 0 {
-            for key in
-                [w.retry_delay.as_ref().map(|o| &o.key), w.retry_backoff.as_ref().map(|o| &o.key)].into_iter().flatten()
+            for key in [&w.retry_delay, &w.retry_max_delay]
+                .into_iter()
+                .flatten()
+                .map(|o| &o.key)
+                .chain(w.retry_backoff.as_ref().map(|o| &o.key))
             {
                 acc.push(error(
                     key.span(),
@@ -752,6 +755,9 @@ impl Checker<'_> {
         }
         if let Some(d) = &w.retry_delay {
             calls.push(call("retry_delay", vec![Arg::Duration(d.value.clone())]));
+        }
+        if let Some(m) = &w.retry_max_delay {
+            calls.push(call("retry_max_delay", vec![Arg::Duration(m.value.clone())]));
         }
         if let Some(b) = &w.retry_backoff
             && let Some(arg) = self.backoff(&b.value, acc)
@@ -1036,6 +1042,15 @@ impl Checker<'_> {
             if let Some(f) = slot {
                 calls.push(call(method, vec![Arg::Bool(f.value)]));
             }
+        }
+        if let Some(g) = &a.cancel_grace {
+            if !a.cancellable.as_ref().is_some_and(|o| o.value) {
+                acc.push(error(
+                    g.key.span(),
+                    "`cancel_grace` is how long a cancelled step may take to return, but this step is not `cancellable`",
+                ));
+            }
+            calls.push(call("cancel_grace", vec![Arg::Duration(g.value.clone())]));
         }
         if let Some(k) = &a.context_key {
             calls.push(call("context_key", vec![Arg::Str(k.value.value.clone(), k.value.span)]));

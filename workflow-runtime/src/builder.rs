@@ -188,6 +188,7 @@ pub struct Workflow {
     max_retries: Option<u32>,
     retry_delay: Option<DurationArg>,
     retry_backoff: Option<Backoff>,
+    retry_max_delay: Option<DurationArg>,
     step_timeout: Option<DurationArg>,
     step_max_retries: Option<u32>,
     step_retry_delay: Option<DurationArg>,
@@ -225,6 +226,7 @@ impl Workflow {
             max_retries: None,
             retry_delay: None,
             retry_backoff: None,
+            retry_max_delay: None,
             step_timeout: None,
             step_max_retries: None,
             step_retry_delay: None,
@@ -430,6 +432,14 @@ impl Workflow {
     /// Growth of the delay between workflow restarts.
     pub fn retry_backoff(mut self, backoff: Backoff) -> Self {
         self.retry_backoff = Some(backoff);
+        self
+    }
+
+    /// Cap on the delay between workflow restarts when it grows (exponential or
+    /// linear backoff; default 5 minutes). It is the workflow's own: steps' caps
+    /// are set on the steps.
+    pub fn retry_max_delay(mut self, cap: impl Into<DurationArg>) -> Self {
+        self.retry_max_delay = Some(cap.into());
         self
     }
 
@@ -759,7 +769,9 @@ impl Validator {
         if wf.dead_letter_ttl.is_some() && !wf.dead_letter {
             return Err(self.conflict(None, "`dead_letter_ttl` is set but `dead_letter` is off"));
         }
-        if wf.max_retries.unwrap_or(0) == 0 && (wf.retry_delay.is_some() || wf.retry_backoff.is_some()) {
+        if wf.max_retries.unwrap_or(0) == 0
+            && (wf.retry_delay.is_some() || wf.retry_backoff.is_some() || wf.retry_max_delay.is_some())
+        {
             return Err(self.conflict(None, "`retry_delay`/`retry_backoff` are set but `max_retries` is 0"));
         }
         Ok(WorkflowPolicy {
@@ -768,7 +780,7 @@ impl Validator {
                 max_retries: wf.max_retries.unwrap_or(0),
                 delay: dur("retry_delay", &wf.retry_delay)?.unwrap_or(defaults::RETRY_DELAY),
                 backoff: wf.retry_backoff.clone().unwrap_or_default(),
-                max_delay: defaults::RETRY_MAX_DELAY,
+                max_delay: dur("retry_max_delay", &wf.retry_max_delay)?.unwrap_or(defaults::RETRY_MAX_DELAY),
                 jitter: false,
                 retry_on: Vec::new(),
                 no_retry_on: Vec::new(),

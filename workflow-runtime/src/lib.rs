@@ -30,10 +30,10 @@ pub use crate::engine::{
 pub use crate::introspect::{DiagramOptions, Report, Summary};
 pub use crate::machine::state::{Status, StepStatus};
 pub use crate::machine::view::{
-    AwaitInfo, ExecutionState, FailureInfo, PendingSignal, Progress, RollbackReport, StepState, Trigger,
+    AttemptInfo, AwaitInfo, ExecutionState, FailureInfo, PendingSignal, Progress, RollbackReport, StepState, Trigger,
 };
 pub use crate::model::*;
-pub use crate::schedule::{ScheduleInfo, Upcoming};
+pub use crate::schedule::{ScheduleInfo, StoredSchedule, Upcoming, stored_schedules};
 pub use crate::telemetry::{Event, Subscription};
 
 /// The names most programs need: `use sagaflow::prelude::*;`.

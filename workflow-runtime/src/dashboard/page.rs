@@ -21,7 +21,7 @@ pre { background: #f7f7f7; padding: .6rem; max-width: 60rem; overflow: auto; }
 button { margin-right: .4rem; }
 "#;
 
-/// What both pages share: fetching, the event stream, actions with the token.
+/// What the pages share: fetching, the event stream, actions.
 const COMMON_JS: &str = r#"
 const esc = (t) => String(t ?? '').replace(/[&<>"']/g, (c) => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
 const ms = (v) => v == null ? '–' : (v < 1000 ? v.toFixed(1) + ' ms' : (v / 1000).toFixed(2) + ' s');
@@ -33,21 +33,23 @@ function later() {
   pending = setTimeout(() => { pending = null; loaded = Date.now(); load(); }, Math.max(150, 1000 - (Date.now() - loaded)));
 }
 function flash(text) { document.getElementById('flash').textContent = text; }
+// A read that needs the login again (the cookie expired): show the login page.
+async function get(path) {
+  const res = await fetch(BASE + path);
+  if (res.status === 401) { location.reload(); return null; }
+  return res;
+}
+// Actions are JSON POSTs; the browser sends the dashboard's cookie with them.
 async function act(path, body) {
-  let token = sessionStorage.getItem('sagaflow-token');
-  if (token === null) {
-    token = window.prompt('Bearer token for dashboard actions') ?? '';
-    sessionStorage.setItem('sagaflow-token', token);
-  }
   const res = await fetch(BASE + path, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'authorization': 'Bearer ' + token },
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body ?? {}),
   });
   const answer = await res.json().catch(() => ({}));
-  if (res.status === 401) sessionStorage.removeItem('sagaflow-token');
+  if (res.status === 401) { location.reload(); return; }
   if (res.status === 404 && answer.error === undefined) { flash('actions are not enabled on this dashboard'); return; }
-  flash(res.ok ? 'done' : (answer.error ?? ('failed: ' + res.status)));
+  flash(res.ok ? (answer.note ?? 'done') : (answer.error ?? ('failed: ' + res.status)));
   load();
 }
 const events = new EventSource(BASE + '/events');
@@ -81,16 +83,17 @@ pub(super) fn overview(base: &str) -> String {
     let body = r#"<h1>Workflows</h1>
 <table id="workflows"><thead><tr><th>Workflow</th><th>Steps</th><th>Trigger</th><th>Running</th>
 <th>Ended</th><th>Success</th><th>Average</th><th>p95</th><th>Errors</th></tr></thead><tbody></tbody></table>
-<h2>Running executions</h2>
+<h2>Running executions <small id="running-total"></small></h2>
 <table id="running"><thead><tr><th>Execution</th><th>Workflow</th><th>Status</th><th>Progress</th>
 <th>Running steps</th><th>Started</th></tr></thead><tbody></tbody></table>
-<h2>Dead letters</h2>
+<h2>Dead letters <small id="letters-total"></small></h2>
 <table id="letters"><thead><tr><th>Execution</th><th>Workflow</th><th>Failed step</th><th>Error</th>
 <th>Failed at</th><th></th></tr></thead><tbody></tbody></table>"#;
     let script = r#"
 const concerns = (_event) => true;
 async function load() {
-  const res = await fetch(BASE + '/api/overview');
+  const res = await get('/api/overview');
+  if (res === null) return;
   if (!res.ok) { flash('cannot load the overview: ' + res.status); return; }
   const data = await res.json();
   document.querySelector('#workflows tbody').innerHTML = data.workflows.map((w) => {
@@ -101,6 +104,9 @@ async function load() {
       <td class="success">${s.success_rate == null ? '–' : s.success_rate.toFixed(1) + ' %'}</td>
       <td>${ms(s.avg_ms)}</td><td>${ms(s.p95_ms)}</td><td class="errors">${errors}</td></tr>`;
   }).join('');
+  const shown = (n, total) => n < total ? `(newest ${n} of ${total})` : '';
+  document.getElementById('running-total').textContent = shown(data.running.length, data.running_total);
+  document.getElementById('letters-total').textContent = shown(data.dead_letters.length, data.dead_letters_total);
   document.querySelector('#running tbody').innerHTML = data.running.map((r) =>
     `<tr data-execution="${r.id}"><td><a href="${BASE}/executions/${r.id}">${r.id}</a></td><td>${esc(r.workflow)}</td>
      <td class="status ${esc(r.status)}">${esc(r.status)}</td><td>${r.done} / ${r.total}</td>
@@ -124,13 +130,18 @@ pub(super) fn execution(base: &str, id: ExecutionId) -> String {
 <h1>Execution <code>{id}</code></h1>
 <p>Workflow <strong id="workflow"></strong> — <span id="status" class="status"></span>
  — <span id="progress"></span> — <span id="duration"></span></p>
+<p id="note"></p>
 <p><button id="cancel">Cancel</button>
+<button id="pause">Pause</button>
 <button id="resume">Resume</button>
 <input id="resume-context" size="40" value="{{}}" aria-label="resume context (JSON)"></p>
 <div id="dag"></div>
 <h2>Steps</h2>
 <table id="timeline"><thead><tr><th>Step</th><th>Status</th><th>Attempts</th><th>Latest attempt</th>
 <th>Duration</th><th>Error</th></tr></thead><tbody></tbody></table>
+<div id="journal-part" hidden><h2>Journal</h2>
+<table id="journal"><thead><tr><th>#</th><th>At</th><th>Event</th><th>Step</th><th>Attempt</th><th>Outcome</th>
+<th>Detail</th></tr></thead><tbody></tbody></table></div>
 <h2>Failure</h2><pre id="failure">–</pre>
 <h2>Waiting for</h2><pre id="waiting">–</pre>
 <h2>Signals not consumed</h2><pre id="signals">–</pre>
@@ -142,6 +153,7 @@ pub(super) fn execution(base: &str, id: ExecutionId) -> String {
 const ID = "{id}";
 const concerns = (event) => event.execution_id === ID;
 document.getElementById('cancel').onclick = () => act('/api/executions/' + ID + '/cancel', {{ reason: 'cancelled from the dashboard' }});
+document.getElementById('pause').onclick = () => act('/api/executions/' + ID + '/pause', {{}});
 document.getElementById('resume').onclick = () => {{
   let context;
   try {{ context = JSON.parse(document.getElementById('resume-context').value || '{{}}'); }}
@@ -149,9 +161,17 @@ document.getElementById('resume').onclick = () => {{
   act('/api/executions/' + ID + '/resume', context);
 }};
 async function load() {{
-  const res = await fetch(BASE + '/api/executions/' + ID);
+  const res = await get('/api/executions/' + ID);
+  if (res === null) return;
   if (!res.ok) {{ flash('cannot load the execution: ' + res.status); return; }}
-  const {{ state, dag }} = await res.json();
+  const {{ state, dag, stored, holder, timeline }} = await res.json();
+  document.getElementById('note').textContent = stored
+    ? 'Held by ' + (holder ? 'node ' + holder : 'another process') + ': shown from its store row and journal, as the journal stands (running steps show as pending; the context shown is the input).'
+    : '';
+  document.getElementById('journal-part').hidden = !stored;
+  document.querySelector('#journal tbody').innerHTML = (timeline ?? []).map((e) =>
+    `<tr><td>${{e.seq}}</td><td>${{esc(e.at)}}</td><td>${{esc(e.event)}}</td><td>${{esc(e.step)}}</td>
+     <td>${{e.attempt ?? ''}}</td><td>${{esc(e.outcome)}}</td><td>${{esc(e.detail)}}</td></tr>`).join('');
   document.getElementById('workflow').textContent = state.workflow;
   const status = document.getElementById('status');
   status.textContent = state.status;
@@ -180,4 +200,36 @@ async function load() {{
 "#
     );
     shell(&format!("sagaflow — execution {id}"), base, &body, &script)
+}
+
+/// The page a browser gets instead of a page it may not see yet: it asks for the
+/// token and hands it to `login`, which sets the dashboard's cookie.
+pub(super) fn login(base: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>sagaflow — log in</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{STYLE}</style></head>
+<body>
+<h1>sagaflow dashboard</h1>
+<p>This dashboard needs its bearer token.</p>
+<form id="login-form"><input id="token" type="password" size="40" autocomplete="current-password"
+ aria-label="bearer token" autofocus> <button id="login" type="submit">Log in</button></form>
+<p id="flash" role="status"></p>
+<script>
+const BASE = {base};
+document.getElementById('login-form').onsubmit = async (e) => {{
+  e.preventDefault();
+  const res = await fetch(BASE + '/login', {{
+    method: 'POST',
+    headers: {{ 'content-type': 'application/json' }},
+    body: JSON.stringify({{ token: document.getElementById('token').value }}),
+  }});
+  if (res.ok) location.reload();
+  else document.getElementById('flash').textContent = res.status === 401 ? 'wrong token' : 'failed: ' + res.status;
+}};
+</script>
+</body></html>"#,
+        base = serde_json::to_string(base).unwrap_or_else(|_| "\"\"".into()),
+    )
 }

@@ -3,10 +3,12 @@
 //! step), and those executions, newest first.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::rejection::NestedPathRejection;
-use axum::extract::{NestedPath, Path, State};
+use axum::extract::{NestedPath, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Html;
 use chrono::{DateTime, Utc};
@@ -14,35 +16,25 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::page::shell;
+use super::source::{RunningRow, ScheduleRow};
 use super::stats::Stats;
 use super::svg::{dag, escape};
-use super::{ApiError, base};
-use crate::engine::Engine;
+use super::{ApiError, AppState, FRESH_FOR, PageQuery, STATS_WINDOW, base, page_of};
 use crate::machine::state::StepStatus;
 use crate::machine::view::ExecutionState;
-use crate::model::{ExecutionId, Misfire};
-use crate::store::ExecutionQuery;
+use crate::model::ExecutionId;
 
-/// Ended executions the statistics are computed from.
-const STATS_OVER: usize = 1000;
-/// Executions listed on the page.
+/// Executions listed on the page when `?limit=` is not given.
 const LISTED: usize = 50;
-/// Fire times shown per schedule.
-const NEXT_FIRES: usize = 5;
 
-/// A schedule of the workflow and where it stands.
-#[derive(Serialize)]
-struct ScheduleRow {
-    schedule: String,
-    misfire: Misfire,
-    last_fire: Option<DateTime<Utc>>,
-    /// The next fire times, soonest first (empty once a one-off schedule fired or a
-    /// window closed).
-    next: Vec<DateTime<Utc>>,
+/// What a workflow's page shows but its list of executions, and that list whole.
+pub(super) struct Figures {
+    head: Value,
+    executions: Vec<ExecutionRow>,
 }
 
 /// One execution in the list.
-#[derive(Serialize)]
+#[derive(Clone, Serialize)]
 struct ExecutionRow {
     id: ExecutionId,
     status: String,
@@ -84,6 +76,21 @@ fn row(s: &ExecutionState) -> ExecutionRow {
         retries: s.steps.iter().map(|st| st.attempts.saturating_sub(1)).sum(),
         error_step: s.failure.as_ref().and_then(|f| f.step.clone()),
         error: s.failure.as_ref().map(|f| f.error.to_string()),
+    }
+}
+
+fn live_row(r: &RunningRow, now: DateTime<Utc>) -> ExecutionRow {
+    ExecutionRow {
+        id: r.id,
+        status: r.status.clone(),
+        trigger: "",
+        started_at: r.started_at,
+        duration_ms: (now - r.started_at).num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0,
+        done: r.done,
+        total: r.total,
+        retries: 0,
+        error_step: None,
+        error: None,
     }
 }
 
@@ -133,56 +140,71 @@ fn step_rows(order: &[String], history: &[ExecutionState]) -> Vec<StepRow> {
         .collect()
 }
 
-pub(super) async fn api(State(engine): State<Engine>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let def = engine
-        .definition(&name)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no workflow `{name}` is registered")))?;
-    let summary = engine.summary(&name)?;
-    let now = engine.clock().now();
-    let schedules: Vec<ScheduleRow> = engine
-        .schedules()
-        .into_iter()
-        .filter(|s| s.workflow == name)
-        .map(|s| {
-            // Interval schedules count from their first tick, which `next_fire` is on.
-            let next = match (s.next_fire, def.triggers().schedules.get(s.index)) {
-                (Some(first), Some(schedule)) => {
-                    std::iter::once(first).chain(schedule.upcoming(first)).take(NEXT_FIRES).collect()
-                }
-                (Some(first), None) => vec![first],
-                (None, _) => Vec::new(),
-            };
-            ScheduleRow { schedule: s.schedule, misfire: s.misfire, last_fire: s.last_fire, next }
-        })
-        .collect();
-    let history = engine.history(&ExecutionQuery { workflow: Some(name.clone()), limit: STATS_OVER }).await?;
-    let live = engine.list_running(&name).await?;
-    let mut executions: Vec<ExecutionRow> = live.iter().rev().map(row).collect();
-    executions.extend(history.iter().take(LISTED).map(row));
-    executions.truncate(LISTED.max(live.len()));
-    let order: Vec<String> = def.snapshot().steps.iter().map(|s| s.name.clone()).collect();
-    Ok(Json(json!({
-        "name": name,
-        "summary": summary,
-        "description": def.policy().description(),
-        "dag": dag(&def.snapshot(), None),
-        "schedules": schedules,
-        "events": def.triggers().events,
-        "stats": Stats::of(&history),
-        "steps": step_rows(&order, &history),
-        "running": live.len(),
-        "executions": executions,
-        "now": now,
-    })))
+impl Figures {
+    async fn compute(app: &AppState, name: &str) -> Result<Figures, ApiError> {
+        let source = &*app.source;
+        let entry = source
+            .workflows()
+            .await?
+            .into_iter()
+            .find(|w| w.snapshot.name == name)
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no workflow `{name}` is known")))?;
+        let snap = &entry.snapshot;
+        let now = source.now();
+        let schedules: Vec<ScheduleRow> = source.schedules(name).await?;
+        let history = source.history(name, STATS_WINDOW).await?;
+        let overview = app.cache.overview(source).await?;
+        // Newest first, like the history that follows them.
+        let live: Vec<&RunningRow> = overview.running.iter().filter(|r| r.workflow == name).collect();
+        let mut executions: Vec<ExecutionRow> = live.iter().map(|r| live_row(r, now)).collect();
+        executions.extend(history.iter().map(row));
+        let order: Vec<String> = snap.steps.iter().map(|s| s.name.clone()).collect();
+        let head = json!({
+            "name": name,
+            "summary": crate::introspect::summary(snap),
+            "description": entry.description,
+            "dag": dag(snap, None),
+            "schedules": schedules,
+            "events": snap.events,
+            "stats": Stats::of(&history),
+            "steps": step_rows(&order, &history),
+            "running": live.len(),
+            "now": now,
+        });
+        Ok(Figures { head, executions })
+    }
+}
+
+pub(super) async fn api(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let figures = {
+        let mut cached = app.cache.workflows.lock().await;
+        match cached.get(&name) {
+            Some((at, f)) if at.elapsed() < FRESH_FOR => Arc::clone(f),
+            _ => {
+                let f = Arc::new(Figures::compute(&app, &name).await?);
+                // Bounded by the number of workflows: only known names get here.
+                cached.insert(name.clone(), (Instant::now(), Arc::clone(&f)));
+                f
+            }
+        }
+    };
+    let mut answer = figures.head.clone();
+    answer["executions"] = json!(page_of(&figures.executions, q.offset, q.limit.or(Some(LISTED))));
+    answer["executions_total"] = json!(figures.executions.len());
+    Ok(Json(answer))
 }
 
 pub(super) async fn page(
-    State(engine): State<Engine>,
+    State(app): State<AppState>,
     nested: Result<NestedPath, NestedPathRejection>,
     Path(name): Path<String>,
 ) -> Result<Html<String>, ApiError> {
-    if engine.definition(&name).is_none() {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no workflow `{name}` is registered")));
+    if !app.source.workflows().await?.iter().any(|w| w.snapshot.name == name) {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no workflow `{name}` is known")));
     }
     Ok(Html(render(&base(nested), &name)))
 }
@@ -218,7 +240,8 @@ const when = (t, now) => {{
   return esc(t.replace('T', ' ').replace(/\.\d+/, '')) + ' <small>(' + ago + ')</small>';
 }};
 async function load() {{
-  const res = await fetch(BASE + '/api/workflows/' + encodeURIComponent(NAME));
+  const res = await get('/api/workflows/' + encodeURIComponent(NAME));
+  if (res === null) return;
   if (!res.ok) {{ flash('cannot load the workflow: ' + res.status); return; }}
   const d = await res.json();
   const now = Date.parse(d.now);
@@ -279,6 +302,8 @@ mod tests {
             graft: graft.map(str::to_owned),
             child: None,
             compensation_error: None,
+            history: Vec::new(),
+            compensations: Vec::new(),
         }
     }
 

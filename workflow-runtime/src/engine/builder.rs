@@ -240,6 +240,8 @@ impl EngineBuilder {
             }
         }
         crate::schedule::service::start(&inner).await?;
+        // After recovery: queued requests find the executions they are for.
+        super::inbox::spawn(&inner);
         Ok(Engine { inner })
     }
 }

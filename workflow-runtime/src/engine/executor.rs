@@ -360,6 +360,15 @@ impl Jobs {
     }
 }
 
+/// What a driver runs: its jobs, the abort handles of its cancellable steps, and
+/// the `on_step_error` hooks that the next attempt of their step waits for.
+#[derive(Default)]
+struct Running {
+    jobs: Jobs,
+    aborts: HashMap<StepId, AbortHandle>,
+    hooks: HashMap<StepId, tokio::task::JoinHandle<()>>,
+}
+
 /// A finished job.
 struct Finished {
     tag: JobTag,
@@ -443,7 +452,8 @@ enum Action {
         existing: Option<ExecutionId>,
         timeout: Timeout,
     },
-    Interrupt(StepId),
+    /// Interrupt a cancellable step once its grace period has passed.
+    Interrupt(StepId, Duration),
     CancelChild(ExecutionId, String),
     Compensate {
         step: StepId,
@@ -458,12 +468,14 @@ enum Action {
         run: HandlerRun,
         ctx: Context,
     },
+    /// Run `on_step_error`; the step's next attempt waits for it.
     Hook {
         handler: StepErrorHandler,
         ctx: Context,
         step: String,
         error: StepError,
         attempt: u32,
+        id: StepId,
     },
     Emit(Telemetry),
     Finish(Arc<ExecutionState>),
@@ -638,7 +650,12 @@ impl EngineInner {
                 Command::CancelTimer { timer, due } => {
                     self.timers.cancel(TimerTarget::Execution(exec.id, timer), self.clock.instant_at(due));
                 }
-                Command::Interrupt { step } => actions.push(Action::Interrupt(step)),
+                Command::Interrupt { step, graceful } => {
+                    // A cancel gives the step its grace period; a failing execution
+                    // (a workflow timeout, a failed step) interrupts it at once.
+                    let grace = if graceful { m.step_policy(step).cancel_grace } else { Duration::ZERO };
+                    actions.push(Action::Interrupt(step, grace));
+                }
                 Command::CancelChild { child, reason } => actions.push(Action::CancelChild(child, reason)),
                 Command::SignalCancel => exec.meta.cancel.cancel(),
                 Command::RunCompensation { step, attempt } => {
@@ -680,6 +697,7 @@ impl EngineInner {
                             step: m.step_name(step).to_string(),
                             error,
                             attempt,
+                            id: step,
                         });
                     }
                 }
@@ -819,11 +837,11 @@ impl EngineInner {
         self: &Arc<Self>,
         exec: &Arc<Execution>,
         action: Action,
-        jobs: &mut Jobs,
-        aborts: &mut HashMap<StepId, AbortHandle>,
+        running: &mut Running,
         immediate: &mut Vec<Finished>,
         now: Instant,
     ) {
+        let Running { jobs, aborts, hooks } = running;
         match action {
             Action::Run { step, attempt, name, body, ctx, timeout, cancellable, breaker } => {
                 if self.bus.wanted() {
@@ -864,12 +882,23 @@ impl EngineInner {
                     }
                 };
                 let span = step_span(exec, &name, attempt);
-                let fut = match guard::call(|| body(ctx)) {
-                    Ok(f) => f,
-                    Err(panicked) => {
-                        immediate.push(Finished { tag, result: Err(panicked.into_error(None)), started: now });
-                        return;
-                    }
+                let fut: BoxStepFuture = match hooks.remove(&step) {
+                    // An `on_step_error` hook for the attempt before ends first;
+                    // only then is the step's function called.
+                    Some(hook) => Box::pin(async move {
+                        let _ = hook.await;
+                        match guard::call(|| body(ctx)) {
+                            Ok(f) => f.await,
+                            Err(panicked) => Err(panicked.into_error(None)),
+                        }
+                    }),
+                    None => match guard::call(|| body(ctx)) {
+                        Ok(f) => f,
+                        Err(panicked) => {
+                            immediate.push(Finished { tag, result: Err(panicked.into_error(None)), started: now });
+                            return;
+                        }
+                    },
                 };
                 let fut = if cancellable {
                     let (handle, reg) = AbortHandle::new_pair();
@@ -902,9 +931,18 @@ impl EngineInner {
                 let tag = JobTag::Step { step, attempt, name, breaker: None };
                 jobs.push(Job::new(tag, JobFuture::Plain(Box::pin(fut)), limit, span, now));
             }
-            Action::Interrupt(step) => {
+            Action::Interrupt(step, grace) => {
+                // The step saw the cancellation already (`SignalCancel`); it gets
+                // its grace period to return, then it is dropped.
                 if let Some(h) = aborts.remove(&step) {
-                    h.abort();
+                    if grace.is_zero() {
+                        h.abort();
+                    } else {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(grace).await;
+                            h.abort();
+                        });
+                    }
                 }
             }
             Action::CancelChild(child, reason) => {
@@ -966,9 +1004,9 @@ impl EngineInner {
                 };
                 jobs.push(Job::new(tag, JobFuture::Plain(fut), None, tracing::Span::none(), now));
             }
-            Action::Hook { handler, ctx, step, error, attempt } => {
+            Action::Hook { handler, ctx, step, error, attempt, id } => {
                 let fut = guard::call(|| handler(ctx, step, error, attempt));
-                tokio::spawn(async move {
+                let done = tokio::spawn(async move {
                     let result = match fut {
                         Ok(fut) => guard::run(fut).await.unwrap_or_else(|p| Err(p.into_error(None))),
                         Err(panicked) => Err(panicked.into_error(None)),
@@ -977,6 +1015,7 @@ impl EngineInner {
                         tracing::warn!(error = %e, "on_step_error handler failed");
                     }
                 });
+                hooks.insert(id, done);
             }
             Action::Emit(event) => self.bus.emit(event),
             Action::Finish(state) => self.finish(exec, state),
@@ -1219,8 +1258,7 @@ impl EngineInner {
 }
 
 async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
-    let mut jobs = Jobs::default();
-    let mut aborts: HashMap<StepId, AbortHandle> = HashMap::new();
+    let mut running = Running::default();
     let mut finished: Vec<Finished> = Vec::with_capacity(4);
     let mut cmds: Vec<Command> = Vec::with_capacity(8);
     // What the machine asked for, held until the events that asked are durable.
@@ -1244,9 +1282,9 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
                 let at = (now, engine.clock.at(now));
                 for done in finished.drain(..) {
                     if let JobTag::Step { step, .. } = &done.tag
-                        && !aborts.is_empty()
+                        && !running.aborts.is_empty()
                     {
-                        aborts.remove(step);
+                        running.aborts.remove(step);
                     }
                     let event = engine.event_of(&exec, done, at, wanted, &mut emits);
                     if let Err(e) = engine.apply_locked(&exec, &mut core, event, &mut cmds) {
@@ -1259,7 +1297,7 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
             if !held.is_empty() {
                 gate = core.ticket;
             }
-            if held.is_empty() && jobs.is_empty() && emits.is_empty() {
+            if held.is_empty() && running.jobs.is_empty() && emits.is_empty() {
                 core.driver = false;
                 core.machine.compact();
                 core.pending = Vec::new();
@@ -1296,14 +1334,14 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
                 held.iter().take_while(|a| a.only_records()).count()
             };
             for a in held.drain(..ready) {
-                engine.carry_out(&exec, a, &mut jobs, &mut aborts, &mut finished, now);
+                engine.carry_out(&exec, a, &mut running, &mut finished, now);
             }
         }
-        if !finished.is_empty() || (jobs.is_empty() && held.is_empty()) {
+        if !finished.is_empty() || (running.jobs.is_empty() && held.is_empty()) {
             continue;
         }
         std::future::poll_fn(|cx| {
-            if jobs.poll_finished(cx, &mut finished).is_ready() {
+            if running.jobs.poll_finished(cx, &mut finished).is_ready() {
                 return Poll::Ready(());
             }
             if !held.is_empty() {

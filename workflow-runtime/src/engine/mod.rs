@@ -5,6 +5,7 @@ mod builder;
 mod clock;
 mod error;
 pub(crate) mod executor;
+mod inbox;
 mod introspect;
 mod journal;
 mod node;
@@ -65,6 +66,18 @@ pub struct CancelOptions {
 impl Default for CancelOptions {
     fn default() -> Self {
         CancelOptions { reason: "cancelled".into(), cleanup: false, rollback: false }
+    }
+}
+
+impl From<&str> for CancelOptions {
+    fn from(reason: &str) -> Self {
+        CancelOptions::reason(reason)
+    }
+}
+
+impl From<String> for CancelOptions {
+    fn from(reason: String) -> Self {
+        CancelOptions::reason(reason)
     }
 }
 
@@ -330,13 +343,24 @@ impl Engine {
         self.inner.cancel(id, options).await
     }
 
-    /// Cancels every execution of `workflow` that has not ended; returns how many.
-    pub async fn cancel_all(&self, workflow: &str, reason: &str) -> Result<usize, EngineError> {
+    /// Cancels every execution of `workflow` that has not ended, with the same
+    /// options as [`cancel`](Self::cancel) (a reason alone converts into them);
+    /// returns how many.
+    ///
+    /// ```
+    /// # async fn run(engine: sagaflow_runtime::Engine) -> Result<(), sagaflow_runtime::EngineError> {
+    /// use sagaflow_runtime::CancelOptions;
+    /// engine.cancel_all("nightly_export", "maintenance").await?;
+    /// engine.cancel_all("checkout", CancelOptions::reason("outage").rollback(true).cleanup(true)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel_all(&self, workflow: &str, options: impl Into<CancelOptions>) -> Result<usize, EngineError> {
         self.inner.definition(workflow)?;
+        let options = options.into();
         let ids: Vec<ExecutionId> = self.list_running(workflow).await?.into_iter().map(|s| s.id).collect();
         let mut count = 0;
         for id in ids {
-            if self.inner.cancel(id, CancelOptions::reason(reason)).await.is_ok() {
+            if self.inner.cancel(id, options.clone()).await.is_ok() {
                 count += 1;
             }
         }
@@ -379,6 +403,14 @@ impl Engine {
     /// Dead letters: executions that failed for good in workflows with `dead_letter`.
     pub fn dead_letters(&self) -> DeadLetters<'_> {
         DeadLetters { engine: self }
+    }
+
+    /// On a shared store, this engine's identity in the cluster now: a fresh one
+    /// per process, and a new one whenever its lease lapsed and it joined again
+    /// (so work done under one identity is never confused with another's).
+    /// `None` on a store one engine owns.
+    pub fn node_id(&self) -> Option<crate::store::NodeId> {
+        self.inner.node.as_ref().and(self.inner.store.cluster()).map(|c| c.node())
     }
 
     /// The engine's clock.

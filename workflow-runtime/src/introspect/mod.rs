@@ -40,12 +40,14 @@
 mod diagram;
 mod dot;
 pub(crate) mod graph;
+mod journal;
 mod mermaid;
 mod options;
 mod summary;
 mod table;
 
 pub use self::dot::to_dot;
+pub use self::journal::{JournalStep, StoredView, TimelineEntry};
 pub use self::mermaid::to_mermaid;
 pub use self::options::{DiagramOptions, Direction, StateClass};
 pub use self::summary::{Report, Summary, TriggerType, WorkflowInfo, report, summary, workflow_info};

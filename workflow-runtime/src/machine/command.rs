@@ -41,7 +41,11 @@ pub(crate) enum Command {
     /// The timer is no longer needed.
     CancelTimer { timer: TimerId, due: DateTime<Utc> },
     /// Drop a running cancellable step's future.
-    Interrupt { step: StepId },
+    Interrupt {
+        step: StepId,
+        /// Cancelled (not failing): the step gets its grace period first.
+        graceful: bool,
+    },
     /// Cancel a child execution.
     CancelChild { child: ExecutionId, reason: String },
     /// Tell running steps that the execution is being cancelled (`ctx.is_cancelled()`).

@@ -181,6 +181,22 @@ struct Grafted {
     by_graft: Grafts,
 }
 
+/// An attempt that ended without ending its step (a failure that is retried, a
+/// snooze, an attempt cut short by a crash), or an attempt of a compensation:
+/// what the timeline of every attempt shows beside each step's latest attempt.
+#[derive(Clone, Debug)]
+pub(crate) struct AttemptLog {
+    pub(crate) step: StepId,
+    pub(crate) attempt: u32,
+    /// A compensation's attempt, not the step's.
+    pub(crate) compensation: bool,
+    pub(crate) started: Stamp,
+    pub(crate) ended: Stamp,
+    /// `error`, `snoozed`, `interrupted` (the process stopped), `ok`.
+    pub(crate) outcome: &'static str,
+    pub(crate) error: Option<StepError>,
+}
+
 /// What a step id runs.
 pub(crate) enum Runnable<'a> {
     Task(&'a StepBody),
@@ -217,6 +233,12 @@ pub(crate) struct Machine {
     pub(crate) rollback: Option<Box<Rollback>>,
     /// Errors of workflow-level handlers (rare: boxed).
     pub(crate) handler_errors: Option<Box<[(HandlerKind, StepError)]>>,
+    /// Earlier attempts and compensations (see [`AttemptLog`]); none for most
+    /// executions, whose steps each ran once.
+    #[allow(clippy::box_collection)] // one word in every parked execution, not three
+    pub(crate) attempt_log: Option<Box<Vec<AttemptLog>>>,
+    /// When the running compensation attempt started.
+    compensation_started: Stamp,
     pub(crate) started_at: DateTime<Utc>,
     ended_at: Stamp,
     /// Signals sent to the execution (see `signal.rs`; most executions have none).
@@ -253,6 +275,8 @@ impl Machine {
             cancel: None,
             rollback: None,
             handler_errors: None,
+            attempt_log: None,
+            compensation_started: Stamp::NONE,
             started_at: at,
             ended_at: Stamp::NONE,
             signals: None,
@@ -427,6 +451,26 @@ impl Machine {
         self.slots().filter(|(_, s)| s.status == StepStatus::Running).map(|(i, _)| i).collect()
     }
 
+    /// When the running compensation attempt started.
+    pub(crate) fn compensation_started_at(&self) -> Option<DateTime<Utc>> {
+        self.compensation_started.get()
+    }
+
+    /// Records an attempt that ended without ending its step.
+    fn log_attempt(&mut self, step: StepId, outcome: &'static str, error: Option<StepError>, at: DateTime<Utc>) {
+        let slot = &self.slots[step as usize];
+        let entry = AttemptLog {
+            step,
+            attempt: slot.attempt,
+            compensation: false,
+            started: slot.started,
+            ended: Stamp::of(at),
+            outcome,
+            error,
+        };
+        self.attempt_log.get_or_insert_with(Default::default).push(entry);
+    }
+
     // ----- transitions -----
 
     /// Applies an event, appending the resulting commands to `out`.
@@ -509,6 +553,8 @@ impl Machine {
                 self.end_as(id, StepStatus::Cancelled, at);
                 continue;
             }
+            self.log_attempt(id, "interrupted", None, at);
+            let slot = &mut self.slots[id as usize];
             slot.attempt += 1;
             slot.started = Stamp::of(at);
             let attempt = slot.attempt;
@@ -519,6 +565,7 @@ impl Machine {
                 if let Some((step, attempt)) = self.rollback.as_ref().and_then(|r| r.current) {
                     let retrying = self.timers.iter().any(|(_, k, _)| *k == TimerKind::CompensationRetry(step));
                     if !retrying {
+                        self.compensation_started = Stamp::of(at);
                         out.push(Command::RunCompensation { step, attempt });
                     }
                 }
@@ -580,11 +627,13 @@ impl Machine {
             StepReport::Output { value } => self.complete(step, Some(value), at, out),
             StepReport::Skip { reason } => self.skip(step, reason, at, out),
             StepReport::Await { spec } if live => {
-                let due = spec.timeout.map(|t| later(at, t));
+                // An await that gives no timeout waits at most the step's own.
+                let timeout = spec.timeout.or(self.step_policy(step).await_timeout);
+                let due = timeout.map(|t| later(at, t));
                 let slot = &mut self.slots[step as usize];
                 slot.status = StepStatus::Awaiting;
                 let d = slot.detail();
-                d.await_timeout = spec.timeout;
+                d.await_timeout = timeout;
                 d.await_due = due.map_or(Stamp::NONE, Stamp::of);
                 let has_info = spec.notify.is_some() || spec.approvers.is_some() || !spec.data.is_empty();
                 d.await_info = has_info.then_some(spec);
@@ -594,6 +643,7 @@ impl Machine {
                 out.push(Command::notify(Notice::StepAwaiting { step }));
             }
             StepReport::Snooze { delay } if live => {
+                self.log_attempt(step, "snoozed", None, at);
                 self.slots[step as usize].status = StepStatus::Snoozed;
                 self.arm(TimerKind::Snooze(step), later(at, delay), out);
                 out.push(Command::notify(Notice::StepSnoozed { step, delay }));
@@ -826,7 +876,9 @@ impl Machine {
         at: DateTime<Utc>,
         out: &mut Vec<Command>,
     ) {
-        if self.def.policy.on_step_error.is_some() {
+        // Only while the execution runs: never while it fails, is cancelled or
+        // compensates.
+        if self.def.policy.on_step_error.is_some() && self.phase == Phase::Running {
             out.push(Command::StepErrorHook { step, error: error.clone(), attempt });
         }
         if self.phase != Phase::Running {
@@ -845,6 +897,7 @@ impl Machine {
                     return self.fail_final(step, attempt, panicked.into_error(Some(&what)).permanent(), at, out);
                 }
             };
+            self.log_attempt(step, "error", Some(error.clone()), at);
             let slot = &mut self.slots[step as usize];
             slot.retries += 1;
             slot.status = StepStatus::Retrying;
@@ -926,7 +979,7 @@ impl Machine {
                             self.cancel.as_ref().map(|c| c.reason.clone()).unwrap_or_else(|| "parent failed".into());
                         out.push(Command::CancelChild { child, reason });
                     } else if cancellable {
-                        out.push(Command::Interrupt { step: id });
+                        out.push(Command::Interrupt { step: id, graceful: self.cancel.is_some() });
                     }
                 }
                 _ => {}
@@ -995,6 +1048,7 @@ impl Machine {
                     && *cur == s
                 {
                     *attempt += 1;
+                    self.compensation_started = Stamp::of(at);
                     out.push(Command::RunCompensation { step: s, attempt: *attempt });
                 }
             }
@@ -1092,10 +1146,21 @@ impl Machine {
         if self.phase != Phase::Compensating {
             return;
         }
-        let Some(rb) = self.rollback.as_mut() else { return };
+        let Some(rb) = self.rollback.as_ref() else { return };
         if rb.current != Some((step, attempt)) {
             return;
         }
+        let entry = AttemptLog {
+            step,
+            attempt,
+            compensation: true,
+            started: self.compensation_started,
+            ended: Stamp::of(at),
+            outcome: if result.is_ok() { "ok" } else { "error" },
+            error: result.as_ref().err().cloned(),
+        };
+        self.attempt_log.get_or_insert_with(Default::default).push(entry);
+        let rb = self.rollback.as_mut().expect("rollback in progress");
         match result {
             Ok(()) => {
                 rb.compensated.push(step);
@@ -1238,6 +1303,7 @@ impl Machine {
         match rb.queue.pop_front() {
             Some(step) => {
                 rb.current = Some((step, 1));
+                self.compensation_started = Stamp::of(at);
                 out.push(Command::RunCompensation { step, attempt: 1 });
             }
             None => {

@@ -463,7 +463,7 @@ fn cancel_interrupts_cancellable_steps_and_waits_for_the_rest() {
         .unwrap();
     let mut h = Harness::start(&def);
     h.apply(Event::Cancelled { reason: "user".into(), cleanup: false, rollback: false, at: t(1) }).unwrap();
-    assert!(h.out.iter().any(|c| matches!(c, Command::Interrupt { step } if *step == 0)));
+    assert!(h.out.iter().any(|c| matches!(c, Command::Interrupt { step, .. } if *step == 0)));
     assert!(h.out.iter().any(|c| matches!(c, Command::SignalCancel)));
     assert_eq!(h.m.status(), Status::Cancelling);
     h.fail("long", "cancelled");

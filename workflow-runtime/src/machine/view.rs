@@ -103,6 +103,34 @@ pub struct StepState {
     /// Why its compensation failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compensation_error: Option<StepError>,
+    /// The step's earlier attempts, oldest first: failed attempts that were
+    /// retried, snoozes, attempts cut short by a crash. The latest attempt is the
+    /// step's own `attempts`, `started_at`, `ended_at`, `status` and `error`; a step
+    /// that ran once has no history.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<AttemptInfo>,
+    /// Every attempt of its compensation, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compensations: Vec<AttemptInfo>,
+}
+
+/// One attempt of a step or of its compensation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AttemptInfo {
+    /// Its number, from 1.
+    pub attempt: u32,
+    /// When it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended (`None` while it runs or waits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// How it ended: `ok`, `error`, `snoozed`, `interrupted` (the process
+    /// stopped), or `running` for a compensation still at work.
+    pub outcome: String,
+    /// Its error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
 }
 
 /// A step waiting for `resume`.
@@ -250,6 +278,54 @@ impl ExecutionState {
     }
 }
 
+fn info(log: &super::AttemptLog) -> AttemptInfo {
+    AttemptInfo {
+        attempt: log.attempt,
+        started_at: log.started.get(),
+        ended_at: log.ended.get(),
+        outcome: log.outcome.to_owned(),
+        error: log.error.clone(),
+    }
+}
+
+impl Machine {
+    /// A step's attempts: those the log holds, then the latest (unless it has not
+    /// started).
+    /// A step's earlier attempts (the latest is the step's own fields).
+    fn history_of(&self, id: crate::model::ids::StepId) -> Vec<AttemptInfo> {
+        match &self.attempt_log {
+            None => Vec::new(),
+            Some(log) => log.iter().filter(|l| l.step == id && !l.compensation).map(info).collect(),
+        }
+    }
+
+    fn compensations_of(&self, id: crate::model::ids::StepId) -> Vec<AttemptInfo> {
+        if self.attempt_log.is_none() && self.rollback.is_none() {
+            return Vec::new();
+        }
+        let mut out: Vec<AttemptInfo> = self
+            .attempt_log
+            .iter()
+            .flat_map(|l| l.iter())
+            .filter(|l| l.step == id && l.compensation)
+            .map(info)
+            .collect();
+        if let Some((step, attempt)) = self.rollback.as_ref().and_then(|r| r.current)
+            && step == id
+            && out.last().is_none_or(|l| l.attempt < attempt)
+        {
+            out.push(AttemptInfo {
+                attempt,
+                started_at: self.compensation_started_at(),
+                ended_at: None,
+                outcome: "running".to_owned(),
+                error: None,
+            });
+        }
+        out
+    }
+}
+
 /// Facts about an execution that the machine does not hold.
 pub(crate) struct Identity<'a> {
     pub(crate) id: ExecutionId,
@@ -293,6 +369,8 @@ impl Machine {
                 graft: self.graft_parent(id).map(|p| String::from(&**self.step_name(p))),
                 child: detail.and_then(|d| d.child.as_deref()).map(|c| c.0),
                 compensation_error: detail.and_then(|d| d.compensation_error.clone()),
+                history: self.history_of(id),
+                compensations: self.compensations_of(id),
             });
         }
         let (done, total) = self.progress();

@@ -429,6 +429,10 @@ pub struct StepSnapshot {
     pub await_approval: bool,
     /// Interrupted by cancel.
     pub cancellable: bool,
+    /// How long a cancelled step may take to return before it is interrupted,
+    /// when it is not the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_grace: Option<String>,
     /// Output key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_key: Option<String>,
@@ -466,6 +470,8 @@ pub(crate) fn step_snapshot(s: &StepDef) -> StepSnapshot {
         on_timeout: name_of(&p.on_timeout),
         await_approval: p.await_approval,
         cancellable: p.cancellable,
+        cancel_grace: (p.cancel_grace != super::options::defaults::CANCEL_GRACE)
+            .then(|| format_duration(p.cancel_grace)),
         context_key: p.context_key.as_deref().map(str::to_owned),
         circuit_breaker: p.circuit_breaker.as_ref().map(|(n, _)| n.to_string()),
         description: p.description.clone(),

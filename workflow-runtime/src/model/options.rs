@@ -117,6 +117,9 @@ pub mod defaults {
     pub const RETRY_MAX_DELAY: Duration = Duration::from_secs(300);
     /// How long dead letters are kept: 30 days.
     pub const DEAD_LETTER_TTL: Duration = Duration::from_secs(30 * 86_400);
+    /// How long a cancellable step may take to return after its execution is
+    /// cancelled, before it is interrupted: 5 seconds.
+    pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
 }
 
 /// The options of one step, written with a builder.
@@ -154,6 +157,7 @@ pub struct StepOptions {
     pub(crate) on_timeout: Option<Named<StepBody>>,
     pub(crate) await_approval: bool,
     pub(crate) cancellable: bool,
+    pub(crate) cancel_grace: Option<DurationArg>,
     pub(crate) context_key: Option<String>,
     pub(crate) circuit_breaker: Option<String>,
     pub(crate) circuit_breaker_opts: Option<BreakerOptions>,
@@ -354,9 +358,22 @@ impl StepOptions {
         self
     }
 
-    /// Interrupt this step when its execution is cancelled (others finish first).
+    /// Cancel this step with its execution (others finish first): its context's
+    /// cancellation fires at once (`ctx.cancelled()`, `ctx.is_cancelled()`), it
+    /// has [`cancel_grace`](Self::cancel_grace) to return (what it returns then
+    /// is kept, like any result), and only then is it interrupted. When the
+    /// execution fails instead (a workflow timeout, another step failing for
+    /// good), the step is interrupted at once.
     pub fn cancellable(mut self, yes: bool) -> Self {
         self.cancellable = yes;
+        self
+    }
+
+    /// How long a cancellable step may take to return once its execution is
+    /// cancelled, before it is interrupted (default 5 s; `0s` interrupts it at
+    /// once).
+    pub fn cancel_grace(mut self, grace: impl Into<DurationArg>) -> Self {
+        self.cancel_grace = Some(grace.into());
         self
     }
 
@@ -409,7 +426,8 @@ pub struct RetryPolicy {
     pub delay: Duration,
     /// Growth of the delay.
     pub backoff: Backoff,
-    /// Cap on any delay.
+    /// Cap on exponential and linear delays (a fixed delay, or one a custom
+    /// function computes, is used as given).
     pub max_delay: Duration,
     /// Whether delays are randomized within `[delay / 2, delay]`.
     pub jitter: bool,
@@ -473,9 +491,14 @@ impl RetryPolicy {
         }
     }
 
-    /// Caps a raw delay and applies the jitter.
+    /// Caps a growing delay (exponential, linear: `max_delay`; a fixed delay or
+    /// one a function computed is used as given) and applies the jitter.
     fn shape(&self, raw: Duration, jitter_sample: f64) -> Duration {
-        let capped = raw.min(self.max_delay).min(super::duration::MAX_DURATION);
+        let capped = match self.backoff {
+            Backoff::Exponential | Backoff::Linear => raw.min(self.max_delay),
+            Backoff::Fixed | Backoff::Custom(_) => raw,
+        }
+        .min(super::duration::MAX_DURATION);
         if self.jitter {
             let half = capped / 2;
             half + half.mul_f64(jitter_sample.clamp(0.0, 1.0))
@@ -496,6 +519,10 @@ pub struct StepPolicy {
     pub(crate) on_timeout: Option<Named<StepBody>>,
     pub(crate) await_approval: bool,
     pub(crate) cancellable: bool,
+    pub(crate) cancel_grace: Duration,
+    /// The step's own `timeout` when it is fixed: it also bounds an await that
+    /// gives no timeout of its own.
+    pub(crate) await_timeout: Option<Duration>,
     pub(crate) context_key: Option<Arc<str>>,
     pub(crate) group: Option<Arc<str>>,
     pub(crate) circuit_breaker: Option<(Arc<str>, BreakerOptions)>,
@@ -625,6 +652,14 @@ pub(crate) fn resolve_step_policy(o: &StepOptions, wf: &super::def::WorkflowPoli
     {
         return Err(PolicyError::Invalid("context_key", "the key is empty".into()));
     }
+    let cancel_grace = dur("cancel_grace", &o.cancel_grace)?;
+    if cancel_grace.is_some() && !o.cancellable {
+        return Err(PolicyError::Conflict("`cancel_grace` is set but `cancellable` is off".into()));
+    }
+    let await_timeout = match (&o.timeout, &timeout) {
+        (Some(_), Timeout::After(d)) => Some(*d),
+        _ => None,
+    };
     Ok(StepPolicy {
         timeout,
         retry: RetryPolicy {
@@ -642,6 +677,8 @@ pub(crate) fn resolve_step_policy(o: &StepOptions, wf: &super::def::WorkflowPoli
         on_timeout: o.on_timeout.clone(),
         await_approval: o.await_approval,
         cancellable: o.cancellable,
+        cancel_grace: cancel_grace.unwrap_or(defaults::CANCEL_GRACE),
+        await_timeout,
         context_key: o.context_key.as_deref().map(Arc::from),
         group: o.group.as_deref().map(Arc::from),
         circuit_breaker: o

@@ -13,8 +13,11 @@
 
 mod cluster;
 pub mod conformance;
+mod control;
+mod inbox;
 mod memory;
 mod postgres;
+mod secrets;
 mod sqlite;
 #[cfg(test)]
 mod tests;
@@ -30,8 +33,11 @@ use serde_json::{Map, Value};
 pub use self::cluster::{
     Claimed, Cluster, ClusterOptions, Command, CommandOutcome, NodeId, QueuedCommand, SharedExecution,
 };
+pub use self::control::{ControlError, Sent, StoreControl, open_for_reading};
+pub use self::inbox::{Inbox, QueuedRequest, Request};
 pub use self::memory::MemoryStore;
 pub use self::postgres::PostgresStore;
+pub use self::secrets::{redact_secrets, redact_url};
 pub use self::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use crate::machine::view::{ExecutionState, Trigger};
 use crate::model::{DefinitionSnapshot, ExecutionId, StepError};
@@ -442,6 +448,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// The coordination side of a store that several engines share, `None` for a
     /// store that one engine owns. See [`Cluster`].
     fn cluster(&self) -> Option<&dyn Cluster> {
+        None
+    }
+
+    /// The request queue through which tools beside the engine that holds the
+    /// store control it (an SQLite file), `None` for other stores. See [`Inbox`].
+    fn inbox(&self) -> Option<&dyn Inbox> {
         None
     }
 }

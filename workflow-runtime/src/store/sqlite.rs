@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 use self::lock::FileLock;
 
 use super::{
-    DeadLetter, Durability, ExecutionQuery, JournalEntry, NewExecution, Store, StoreError, StoredExecution, Upgrade,
-    Write,
+    DeadLetter, Durability, ExecutionQuery, Inbox, JournalEntry, NewExecution, QueuedRequest, Request, Store,
+    StoreError, StoredExecution, Upgrade, Write,
 };
 use crate::machine::view::{ExecutionState, Trigger};
 use crate::model::{DefinitionSnapshot, ExecutionId};
@@ -71,6 +71,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE schedule_ticks (
         key        TEXT PRIMARY KEY,
         fire_time  TEXT NOT NULL
+    );",
+    // 2: requests from tools beside the engine (see `store::inbox`).
+    "CREATE TABLE commands (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        execution  BLOB,
+        command    TEXT NOT NULL,
+        queued_at  TEXT NOT NULL
     );",
 ];
 
@@ -126,6 +133,8 @@ impl Synchronous {
 pub struct SqliteOptions {
     synchronous: Synchronous,
     read_only: bool,
+    /// Read-only, except for queueing requests (`open_control`).
+    control: bool,
 }
 
 impl SqliteOptions {
@@ -141,6 +150,20 @@ impl SqliteOptions {
     /// current schema. An engine does not run on a read-only store.
     pub fn read_only(mut self, yes: bool) -> Self {
         self.read_only = yes;
+        if !yes {
+            self.control = false;
+        }
+        self
+    }
+
+    /// Opens the file to read it and to queue requests for the engine that
+    /// holds it (default: `false`): like [`read_only`](Self::read_only), except
+    /// that [`Inbox::send`] works. See [`SqliteStore::open_control`].
+    pub fn control(mut self, yes: bool) -> Self {
+        self.control = yes;
+        if yes {
+            self.read_only = true;
+        }
         self
     }
 }
@@ -154,6 +177,7 @@ pub struct SqliteStore {
     path: Option<PathBuf>,
     synchronous: Synchronous,
     read_only: bool,
+    control: bool,
     /// The file's lock while this store may write it (see `lock`).
     lock: parking_lot::Mutex<Option<FileLock>>,
 }
@@ -164,6 +188,7 @@ impl fmt::Debug for SqliteStore {
             .field("path", &self.path)
             .field("synchronous", &self.synchronous)
             .field("read_only", &self.read_only)
+            .field("control", &self.control)
             .finish_non_exhaustive()
     }
 }
@@ -196,6 +221,23 @@ impl SqliteStore {
         Self::open_with(path, SqliteOptions::default().read_only(true)).await
     }
 
+    /// Opens an existing database file beside the engine that holds it, to read
+    /// it and to queue requests for that engine ([`Inbox::send`]: cancel, pause,
+    /// resume, replay a dead letter...). It takes no lock and writes nothing but
+    /// the queue; every other write fails with [`StoreError::ReadOnly`], and no
+    /// engine runs on it. The engine that holds the file carries the requests
+    /// out within a fraction of a second (see [`Inbox`]); while no engine holds
+    /// the file, they wait for the next one.
+    pub async fn open_control(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default().control(true)).await
+    }
+
+    /// Who holds the database file at `path` now (an engine, as its lock file
+    /// describes it), or `None` if no store has it open for writing.
+    pub fn holder(path: impl AsRef<Path>) -> Result<Option<String>, StoreError> {
+        FileLock::holder(path.as_ref())
+    }
+
     /// A database in memory: the same tables and queries, gone with the store
     /// (so it reports [`Durability::Volatile`] and the engine does not journal
     /// into it).
@@ -207,10 +249,11 @@ impl SqliteStore {
     /// working directory; `sqlite:///abs/path.db` for an absolute path),
     /// `sqlite:path.db`, or `sqlite::memory:`. The query parameter
     /// `synchronous=full|normal` sets [`Synchronous`]; `mode=ro` opens the file
-    /// read-only ([`open_read_only`](Self::open_read_only)), `mode=rw` (the
-    /// default) for writing.
+    /// read-only ([`open_read_only`](Self::open_read_only)), `mode=control` to
+    /// read it and queue requests for its engine ([`open_control`](Self::open_control)),
+    /// `mode=rw` (the default) for writing.
     pub async fn open_url(url: &str) -> Result<Self, StoreError> {
-        let invalid = |reason: String| StoreError::InvalidUrl { url: url.to_owned(), reason };
+        let invalid = |reason: String| StoreError::InvalidUrl { url: super::redact_url(url), reason };
         let rest = url.strip_prefix("sqlite:").ok_or_else(|| invalid("expected `sqlite://path`".into()))?;
         let (target, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut options = SqliteOptions::default();
@@ -223,10 +266,15 @@ impl SqliteStore {
                     })?;
                 }
                 "mode" => {
-                    options.read_only = match value.to_ascii_lowercase().as_str() {
-                        "ro" => true,
-                        "rw" | "rwc" => false,
-                        _ => return Err(invalid(format!("unknown `mode` value `{value}`; expected `ro` or `rw`"))),
+                    options = match value.to_ascii_lowercase().as_str() {
+                        "ro" => options.read_only(true),
+                        "control" => options.control(true),
+                        "rw" | "rwc" => options.read_only(false),
+                        _ => {
+                            return Err(invalid(format!(
+                                "unknown `mode` value `{value}`; expected `ro`, `control` or `rw`"
+                            )));
+                        }
                     };
                 }
                 other => {
@@ -263,7 +311,7 @@ impl SqliteStore {
     }
 
     async fn spawn(path: Option<PathBuf>, options: SqliteOptions) -> Result<Self, StoreError> {
-        let SqliteOptions { synchronous, read_only } = options;
+        let SqliteOptions { synchronous, read_only, control } = options;
         // Lock before touching the file: a second engine changes nothing in it.
         let lock = match &path {
             Some(p) if !read_only => Some(FileLock::acquire(p)?),
@@ -275,7 +323,7 @@ impl SqliteStore {
         std::thread::Builder::new()
             .name("sagaflow-sqlite".into())
             .spawn(move || {
-                let mut db = match Db::open(thread_path.as_deref(), synchronous, read_only) {
+                let mut db = match Db::open(thread_path.as_deref(), synchronous, read_only, control) {
                     Ok(db) => {
                         let _ = ready_tx.send(Ok(()));
                         db
@@ -293,7 +341,7 @@ impl SqliteStore {
             })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite thread: {e}")))?;
         ready.await.map_err(|_| StoreError::Unavailable("the SQLite thread stopped while opening".into()))??;
-        Ok(SqliteStore { jobs, path, synchronous, read_only, lock: parking_lot::Mutex::new(lock) })
+        Ok(SqliteStore { jobs, path, synchronous, read_only, control, lock: parking_lot::Mutex::new(lock) })
     }
 
     /// Fails if the store is read-only.
@@ -388,6 +436,45 @@ impl Store for SqliteStore {
         // Every write this engine queued was committed before it let go.
         self.lock.lock().take();
     }
+
+    fn inbox(&self) -> Option<&dyn Inbox> {
+        self.path.is_some().then_some(self as &dyn Inbox)
+    }
+}
+
+#[async_trait]
+impl Inbox for SqliteStore {
+    async fn send(&self, request: &Request) -> Result<i64, StoreError> {
+        if self.read_only && !self.control {
+            let path = self.path.as_deref().map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
+            return Err(StoreError::ReadOnly {
+                path,
+                action: "queueing a request (open it with `SqliteStore::open_control` or `?mode=control`)",
+            });
+        }
+        let text = to_json(request, "request")?;
+        let execution = request.execution();
+        let check = matches!(request, Request::Control { .. });
+        let queued_at = timestamp(&Utc::now());
+        self.call(move |db| db.send(execution, check, &text, &queued_at)).await
+    }
+
+    async fn queued(&self, limit: usize) -> Result<Vec<QueuedRequest>, StoreError> {
+        self.call(move |db| db.queued(limit)).await
+    }
+
+    async fn remove(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        self.writable("deleting carried-out requests")?;
+        let seqs = seqs.to_vec();
+        self.call(move |db| db.remove_requests(&seqs)).await
+    }
+
+    async fn is_queued(&self, seq: i64) -> Result<bool, StoreError> {
+        self.call(move |db| db.is_queued(seq)).await
+    }
 }
 
 /// Journal rows that may be garbage before the writer starts deleting them.
@@ -432,9 +519,12 @@ struct Live {
 }
 
 impl Db {
-    fn open(path: Option<&Path>, synchronous: Synchronous, read_only: bool) -> Result<Db, StoreError> {
+    fn open(path: Option<&Path>, synchronous: Synchronous, read_only: bool, control: bool) -> Result<Db, StoreError> {
         let name = path.map_or_else(|| ":memory:".to_owned(), |p| p.display().to_string());
-        let flags = if read_only {
+        let flags = if control {
+            // Writes only the request queue; never creates the file.
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else if read_only {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
         } else {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -480,7 +570,7 @@ impl Db {
             return Err(StoreError::TooNew { path: name, found: version, supported: SCHEMA_VERSION });
         }
         if read_only {
-            return Self::open_read_only(conn, name, version);
+            return Self::open_read_only(conn, name, version, control);
         }
         let unavailable = |e: rusqlite::Error| StoreError::Unavailable(format!("cannot set up `{name}`: {e}"));
         if path.is_some() {
@@ -520,7 +610,7 @@ impl Db {
 
     /// The rest of opening a file read-only: nothing is set up or migrated, so
     /// the file must hold the current schema already.
-    fn open_read_only(conn: Connection, name: String, version: i64) -> Result<Db, StoreError> {
+    fn open_read_only(conn: Connection, name: String, version: i64, control: bool) -> Result<Db, StoreError> {
         if version != SCHEMA_VERSION {
             return Err(StoreError::Foreign {
                 path: name,
@@ -530,8 +620,9 @@ impl Db {
                 ),
             });
         }
-        conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
-            .map_err(|e| StoreError::Unavailable(format!("cannot set up `{name}`: {e}")))?;
+        let setup =
+            if control { "PRAGMA busy_timeout = 5000;" } else { "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;" };
+        conn.execute_batch(setup).map_err(|e| StoreError::Unavailable(format!("cannot set up `{name}`: {e}")))?;
         let mut db = Db {
             conn,
             name,
@@ -868,6 +959,85 @@ impl Db {
         let rows: Vec<(String, String)> =
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).and_then(|r| r.collect()).map_err(self.err())?;
         rows.into_iter().map(|(k, t)| Ok((k, parse_timestamp(&t)?))).collect()
+    }
+
+    /// Queues a request; with `check`, only if `execution` has not ended.
+    fn send(
+        &mut self,
+        execution: Option<ExecutionId>,
+        check: bool,
+        text: &str,
+        queued_at: &str,
+    ) -> Result<i64, StoreError> {
+        let err = self.err();
+        // The check and the insert in one write transaction: the engine cannot
+        // end the execution in between.
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(&err)?;
+        let result = (|| {
+            let id = execution.map(|e| e.as_uuid().as_bytes().to_vec());
+            if check && let Some(e) = execution {
+                let known: Option<i64> = self
+                    .conn
+                    .query_row("SELECT 1 FROM executions WHERE id = ?1", [&id], |r| r.get(0))
+                    .optional()
+                    .map_err(&err)?;
+                if known.is_none() {
+                    return Err(StoreError::UnknownExecution(e));
+                }
+            }
+            self.conn
+                .execute(
+                    "INSERT INTO commands (execution, command, queued_at) VALUES (?1, ?2, ?3)",
+                    params![id, text, queued_at],
+                )
+                .map_err(&err)?;
+            Ok(self.conn.last_insert_rowid())
+        })();
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        let ended = self.conn.execute_batch(end).map_err(&err);
+        if ended.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        let seq = result?;
+        ended?;
+        Ok(seq)
+    }
+
+    fn queued(&mut self, limit: usize) -> Result<Vec<QueuedRequest>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, command, queued_at FROM commands ORDER BY id LIMIT ?1")
+            .map_err(self.err())?;
+        let rows: Vec<(i64, String, String)> = stmt
+            .query_map([limit.min(i64::MAX as usize) as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|r| r.collect())
+            .map_err(self.err())?;
+        rows.into_iter()
+            .map(|(seq, text, at)| {
+                Ok(QueuedRequest { seq, request: from_json(&text, "request")?, queued_at: parse_timestamp(&at)? })
+            })
+            .collect()
+    }
+
+    fn remove_requests(&mut self, seqs: &[i64]) -> Result<(), StoreError> {
+        let err = self.err();
+        let tx = self.conn.unchecked_transaction().map_err(&err)?;
+        {
+            let mut stmt = tx.prepare_cached("DELETE FROM commands WHERE id = ?1").map_err(&err)?;
+            for seq in seqs {
+                stmt.execute([seq]).map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)
+    }
+
+    fn is_queued(&mut self, seq: i64) -> Result<bool, StoreError> {
+        let found: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT 1 FROM commands WHERE id = ?1")
+            .and_then(|mut s| s.query_row([seq], |r| r.get(0)).optional())
+            .map_err(self.err())?;
+        Ok(found.is_some())
     }
 }
 

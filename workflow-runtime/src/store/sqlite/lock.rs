@@ -60,6 +60,29 @@ impl FileLock {
         }
         Ok(FileLock { _file: file })
     }
+
+    /// Who holds the lock of the database at `db` now, without taking it for
+    /// longer than a moment: `None` if nobody does (or there is no lock file).
+    pub(super) fn holder(db: &Path) -> Result<Option<String>, StoreError> {
+        let path = Self::path_for(db);
+        let mut file = match OpenOptions::new().read(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::Unavailable(format!("cannot read `{}`: {e}", path.display()))),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(None),
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = holder.trim();
+                Ok(Some(if holder.is_empty() { "another engine".to_owned() } else { holder.to_owned() }))
+            }
+            Err(TryLockError::Error(e)) => {
+                Err(StoreError::Unavailable(format!("cannot probe the lock `{}`: {e}", path.display())))
+            }
+        }
+    }
 }
 
 /// `process 4242 (billing-worker) on host-1, since 2026-12-03T07:05:19Z`.

@@ -318,3 +318,76 @@ async fn a_directory_is_not_a_database() {
     assert!(matches!(err, StoreError::Unavailable(_) | StoreError::Foreign { .. }), "got {err:?}");
     assert!(err.to_string().contains(&dir.path().display().to_string()), "the message names the path: {err}");
 }
+
+#[tokio::test]
+async fn a_control_store_queues_requests_for_the_engine_that_holds_the_file() {
+    use crate::store::{Command, Inbox, Request};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.db");
+    assert_eq!(SqliteStore::holder(&path).unwrap(), None, "no lock file yet");
+    let engine_side = SqliteStore::open(&path).await.unwrap();
+    let holder = SqliteStore::holder(&path).unwrap().expect("the writer holds the file");
+    assert!(holder.contains(&std::process::id().to_string()), "{holder}");
+    let at = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    let live = new_execution("alpha", at);
+    engine_side.write(&[Write::Create(Box::new(live.clone()))]).await.unwrap();
+
+    let control = SqliteStore::open_control(&path).await.expect("opens beside the writer");
+    assert!(Store::read_only(&control), "no engine runs on a control store");
+    assert!(matches!(control.write(&[]).await, Ok(())));
+    assert!(matches!(
+        control.write(&[Write::Create(Box::new(new_execution("alpha", at)))]).await,
+        Err(StoreError::ReadOnly { .. })
+    ));
+    let pause = Request::Control { execution: live.id, command: Command::Pause };
+    let seq = control.send(&pause).await.expect("queued");
+    let unknown = new_execution("alpha", at).id;
+    let refused = control.send(&Request::Control { execution: unknown, command: Command::Pause }).await;
+    assert!(matches!(refused, Err(StoreError::UnknownExecution(id)) if id == unknown), "{refused:?}");
+    let replay = control.send(&Request::ReplayDeadLetter { id: unknown }).await.expect("not checked");
+    assert!(replay > seq);
+
+    let reader = SqliteStore::open_read_only(&path).await.unwrap();
+    assert!(matches!(reader.send(&pause).await, Err(StoreError::ReadOnly { .. })), "a read-only store queues nothing");
+    let queued = engine_side.queued(10).await.unwrap();
+    assert_eq!(
+        queued.iter().map(|q| (q.seq, q.request.clone())).collect::<Vec<_>>(),
+        vec![(seq, pause.clone()), (replay, Request::ReplayDeadLetter { id: unknown })]
+    );
+    assert!(control.is_queued(seq).await.unwrap());
+    engine_side.remove(&[seq]).await.unwrap();
+    assert!(!control.is_queued(seq).await.unwrap(), "the control store sees the deletion");
+    assert_eq!(engine_side.queued(10).await.unwrap().len(), 1);
+
+    // A finished execution takes no more requests.
+    engine_side.write(&[Write::Finish(std::sync::Arc::new(final_state(&live, Status::Completed, at)))]).await.unwrap();
+    assert!(matches!(control.send(&pause).await, Err(StoreError::UnknownExecution(_))));
+    drop(engine_side);
+    for _ in 0..100 {
+        if SqliteStore::holder(&path).unwrap().is_none() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the lock is released once the writer is gone");
+}
+
+#[tokio::test]
+async fn a_first_version_file_gains_the_request_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(super::MIGRATIONS[0]).unwrap();
+        conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 1;")).unwrap();
+    }
+    let err = SqliteStore::open_control(&path).await.unwrap_err();
+    assert!(err.to_string().contains("schema version 1"), "a tool does not migrate: {err}");
+    drop(SqliteStore::open(&path).await.unwrap());
+    let conn = Connection::open(&path).unwrap();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM commands", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 0);
+    SqliteStore::open_control(&path).await.expect("opens once migrated");
+}

@@ -1,0 +1,110 @@
+//! Requests for the engine that holds a store, queued in the store: how a tool
+//! (the `sagaflow` command line, the dashboard over a store) controls executions
+//! it does not run.
+//!
+//! An SQLite file is held by one engine (see [`SqliteStore`](super::SqliteStore)).
+//! A tool beside it opens the file with [`SqliteStore::open_control`](super::SqliteStore::open_control),
+//! which reads the file and writes only its `commands` table: [`Inbox::send`]
+//! queues a [`Request`], and the engine that holds the file polls the table
+//! (every 200 ms; one indexed `SELECT` while it is empty), carries each request
+//! out as the engine's own call would (`cancel`, `pause`, `resume`, a dead letter's
+//! replay...), and deletes it once what it did is committed. A request is
+//! carried out at least once: an engine that crashes between the two leaves it
+//! for the next engine to open the file, which finds the execution changed (a
+//! second `cancel` of a cancelled execution does not apply, and is dropped).
+//!
+//! On PostgreSQL the engines share the database, and control calls go to the
+//! node that holds the execution through [`Cluster::send`](super::Cluster::send).
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Command, StoreError};
+use crate::model::ExecutionId;
+
+/// What a tool asks of the engine that holds a store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Request {
+    /// A control call on an execution that has not ended.
+    Control {
+        /// The execution.
+        execution: ExecutionId,
+        /// Cancel, pause, resume or signal.
+        command: Command,
+    },
+    /// Starts a dead letter's workflow again with its input, and removes the
+    /// letter ([`DeadLetters::replay`](crate::DeadLetters::replay)).
+    ReplayDeadLetter {
+        /// The failed execution.
+        id: ExecutionId,
+    },
+    /// Removes a dead letter ([`DeadLetters::remove`](crate::DeadLetters::remove)).
+    RemoveDeadLetter {
+        /// The failed execution.
+        id: ExecutionId,
+    },
+    /// Removes the dead letters past their `dead_letter_ttl`
+    /// ([`DeadLetters::purge_expired`](crate::DeadLetters::purge_expired)).
+    PurgeExpiredDeadLetters,
+}
+
+impl Request {
+    /// The execution (or dead letter) the request is about.
+    pub fn execution(&self) -> Option<ExecutionId> {
+        match self {
+            Request::Control { execution, .. } => Some(*execution),
+            Request::ReplayDeadLetter { id } | Request::RemoveDeadLetter { id } => Some(*id),
+            Request::PurgeExpiredDeadLetters => None,
+        }
+    }
+
+    /// What it does, in a word or two: `cancel`, `pause`, `resume`, `signal`,
+    /// `replay`, `remove`, `purge`.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Request::Control { command: Command::Cancel { .. }, .. } => "cancel",
+            Request::Control { command: Command::Pause, .. } => "pause",
+            Request::Control { command: Command::Resume { .. }, .. } => "resume",
+            Request::Control { command: Command::Signal { .. }, .. } => "signal",
+            Request::ReplayDeadLetter { .. } => "replay",
+            Request::RemoveDeadLetter { .. } => "remove",
+            Request::PurgeExpiredDeadLetters => "purge",
+        }
+    }
+}
+
+/// A request waiting in the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueuedRequest {
+    /// Its position in the queue (to delete it once carried out).
+    pub seq: i64,
+    /// What to do.
+    pub request: Request,
+    /// When it was queued.
+    pub queued_at: DateTime<Utc>,
+}
+
+/// The request queue of a store that one engine holds (an SQLite file). A store
+/// returns it from [`Store::inbox`](super::Store::inbox).
+#[async_trait]
+pub trait Inbox: Send + Sync + fmt::Debug {
+    /// Queues a request for the engine that holds the store; returns its
+    /// position once it is committed. A control call for an execution that is not
+    /// in the store's unfinished executions fails with
+    /// [`StoreError::UnknownExecution`] and queues nothing.
+    async fn send(&self, request: &Request) -> Result<i64, StoreError>;
+
+    /// Up to `limit` queued requests, oldest first.
+    async fn queued(&self, limit: usize) -> Result<Vec<QueuedRequest>, StoreError>;
+
+    /// Deletes requests that were carried out.
+    async fn remove(&self, seqs: &[i64]) -> Result<(), StoreError>;
+
+    /// Whether the request at `seq` is still queued.
+    async fn is_queued(&self, seq: i64) -> Result<bool, StoreError>;
+}
