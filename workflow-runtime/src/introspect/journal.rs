@@ -443,3 +443,69 @@ fn kind(event: &Event) -> &'static str {
 fn handler_name(h: HandlerKind) -> &'static str {
     h.as_str()
 }
+
+#[cfg(test)]
+mod signal_tests {
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+    use crate::machine::event::AwaitSpec;
+    use crate::store::{JournalEntry, NewExecution};
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0).single().unwrap()
+    }
+
+    #[test]
+    fn the_timeline_shows_signals_delivered_buffered_and_taken() {
+        let id = ExecutionId::new();
+        let wait = |rerun| StepReport::Await {
+            spec: Box::new(AwaitSpec { signal: Some(Arc::from("approval")), rerun, ..Default::default() }),
+        };
+        let events = [
+            Event::StepFinished { step: 0, attempt: 1, report: wait(false), at: at(1) },
+            Event::Signalled { name: Arc::from("note"), payload: json!("later"), at: at(2) },
+            Event::Signalled { name: Arc::from("approval"), payload: json!({ "ok": true }), at: at(3) },
+            Event::SignalTaken { step: 1, attempt: 1, name: Arc::from("note"), at: at(4) },
+        ];
+        let stored = StoredExecution {
+            execution: NewExecution {
+                id,
+                workflow: "w".into(),
+                version: "v".into(),
+                input: Map::new(),
+                parent: None,
+                trigger: Trigger::Manual,
+                created_at: at(0),
+                start_at: None,
+            },
+            started: true,
+            events: events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| JournalEntry {
+                    execution: id,
+                    seq: i as u64 + 1,
+                    event: serde_json::to_string(e).unwrap(),
+                })
+                .collect(),
+        };
+        let view = StoredView::of(&stored, None, None);
+        let lines: Vec<(&str, Option<&str>, Option<&str>)> =
+            view.timeline.iter().map(|e| (e.event.as_str(), e.step.as_deref(), e.detail.as_deref())).collect();
+        assert_eq!(
+            lines,
+            [
+                ("step_finished", Some("step #0"), None),
+                ("signalled", None, Some("signal `note` (buffered)")),
+                ("signalled", Some("step #0"), Some("signal `approval`")),
+                ("signal_taken", Some("step #1"), Some("took signal `note`")),
+            ]
+        );
+        assert_eq!(view.steps[0].status, StepStatus::Completed, "the signal completed the wait");
+        assert_eq!(view.status, Status::Running);
+    }
+}
