@@ -6,5 +6,6 @@
 mod behaviour;
 mod options;
 mod registration;
+mod signals;
 mod spec;
 mod typed;

@@ -27,6 +27,8 @@ mod proxy;
 mod real_world;
 mod scheduling;
 mod semantics;
+mod signals;
 mod telemetry;
+mod testing_kit;
 mod tools;
 mod ui;

@@ -6,19 +6,19 @@
 //! the error information the engine left in the context.
 
 #[path = "../examples/scenarios/batch_images.rs"]
-mod batch_images;
+pub(crate) mod batch_images;
 #[path = "../examples/dashboard/demo.rs"]
 mod demo;
 #[path = "../examples/scenarios/etl_pipeline.rs"]
-mod etl_pipeline;
+pub(crate) mod etl_pipeline;
 #[path = "../examples/scenarios/order_processing.rs"]
-mod order_processing;
+pub(crate) mod order_processing;
 #[path = "../examples/support/mod.rs"]
-mod support;
+pub(crate) mod support;
 #[path = "../examples/scenarios/tenant_migration.rs"]
-mod tenant_migration;
+pub(crate) mod tenant_migration;
 #[path = "../examples/scenarios/user_onboarding.rs"]
-mod user_onboarding;
+pub(crate) mod user_onboarding;
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;

@@ -118,6 +118,10 @@ async fn a_run_with_a_retry_a_skip_and_a_rollback_emits_every_event_in_order() {
             "step.exception",
             "fail",
             "rollback.start",
+            "rollback.step.start",
+            "rollback.step.stop",
+            "rollback.step.start",
+            "rollback.step.stop",
             "rollback.stop",
             "stop",
         ]
@@ -148,6 +152,14 @@ async fn a_run_with_a_retry_a_skip_and_a_rollback_emits_every_event_in_order() {
             "error": serde_json::to_value(state.failure.as_ref().unwrap().error.clone()).unwrap()
         }),
         json!({ "event": "rollback_start", "workflow_name": w, "steps": ["charge", "reserve"] }),
+        json!({ "event": "rollback_step_start", "workflow_name": w, "step_name": "charge", "attempt": 1 }),
+        json!({
+            "event": "rollback_step_stop", "workflow_name": w, "step_name": "charge", "attempt": 1, "duration": 4
+        }),
+        json!({ "event": "rollback_step_start", "workflow_name": w, "step_name": "reserve", "attempt": 1 }),
+        json!({
+            "event": "rollback_step_stop", "workflow_name": w, "step_name": "reserve", "attempt": 1, "duration": 3
+        }),
         json!({
             "event": "rollback_stop", "workflow_name": w, "duration": 7,
             "steps": ["charge", "reserve"], "failed": []

@@ -10,7 +10,9 @@ use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::{LitInt, LitStr};
 
-use crate::plan::{Arg, Bound, BoundParam, Call, Pass, Plan, Shape, Source, StepKindPlan, StepPlan, TypedParam};
+use crate::plan::{
+    Arg, Bound, BoundParam, Call, Pass, Plan, QueryPlan, Shape, Source, StepKindPlan, StepPlan, TypedParam,
+};
 use crate::types;
 use crate::values::DurationLit;
 
@@ -19,6 +21,7 @@ pub(crate) fn expand(plan: &Plan) -> TokenStream {
     let Plan { root, self_ty, name, .. } = plan;
     let options = plan.options.iter().map(call);
     let steps = plan.steps.iter().map(step);
+    let queries = plan.queries.iter().map(query);
     let checks = type_checks(plan);
     quote! {
         #[allow(unused_qualifications, clippy::all, clippy::pedantic, clippy::nursery)]
@@ -33,6 +36,7 @@ pub(crate) fn expand(plan: &Plan) -> TokenStream {
                 __sagaflow_rt::Workflow::new(#name)
                     #(#options)*
                     #(#steps)*
+                    #(#queries)*
                     .build()
             }
         }
@@ -90,6 +94,20 @@ fn step(s: &StepPlan) -> TokenStream {
             quote_spanned!(span=> .add_workflow_with(#name, #child, #body, #opts))
         }
     }
+}
+
+/// `.query("status", __sagaflow_rt::query(&this, |this, state| Self::status(this, state)))`.
+fn query(q: &QueryPlan) -> TokenStream {
+    let name = LitStr::new(&q.name, q.method.span());
+    let method = &q.method;
+    let span = q.span;
+    let state = format_ident!("state", span = q.state);
+    let (this, call) = if q.has_self {
+        (quote_spanned!(span=> this), quote_spanned!(span=> Self::#method(this, #state)))
+    } else {
+        (quote_spanned!(span=> _), quote_spanned!(span=> Self::#method(#state)))
+    };
+    quote_spanned!(span=> .query(#name, __sagaflow_rt::query(&this, |#this, #state| #call)))
 }
 
 fn call(c: &Call) -> TokenStream {
@@ -248,6 +266,18 @@ fn typed_bound(b: &Bound) -> TokenStream {
                 });
             }
             Source::InputField { .. } => {}
+            Source::Signal { name, timeout } => {
+                let timeout = match timeout {
+                    Some(d) => {
+                        let d = duration(d);
+                        quote_spanned!(*at=> ::core::option::Option::Some(__sagaflow_rt::DurationArg::from(#d)))
+                    }
+                    None => quote_spanned!(*at=> ::core::option::Option::None),
+                };
+                reads.push(quote_spanned! {*at=>
+                    let #binding: #owned = __sagaflow_rt::signal(&#ctx, #name, #label, #timeout).await?;
+                });
+            }
         }
     }
     let args = b.params.iter().map(|p| match p {
@@ -271,10 +301,16 @@ fn typed_bound(b: &Bound) -> TokenStream {
     let args = receiver.into_iter().chain(args);
     let call = quote_spanned!(span=> Self::#method(#(#args),*));
     let call = if b.is_async { quote_spanned!(span=> #call.await) } else { call };
+    // A step that receives a signal may stop early to wait for it.
+    let (helper, early) = if b.typed().any(|t| matches!(t.source, Source::Signal { .. })) {
+        (quote_spanned!(span=> signal_step), quote_spanned!(span=> Early))
+    } else {
+        (quote_spanned!(span=> typed_step), quote_spanned!(span=> StepError))
+    };
     quote_spanned! {span=>
-        __sagaflow_rt::typed_step(&this, |#this, #ctx| async move {
+        __sagaflow_rt::#helper(&this, |#this, #ctx| async move {
             #(#reads)*
-            ::core::result::Result::Ok::<_, __sagaflow_rt::StepError>(#call)
+            ::core::result::Result::Ok::<_, __sagaflow_rt::#early>(#call)
         })
     }
 }
@@ -309,10 +345,26 @@ fn type_checks(plan: &Plan) -> TokenStream {
                 })
             }
             Source::Graft { .. } => Some(quote_spanned!(at=> __sagaflow_rt::reads_graft::<#owned>();)),
+            Source::Signal { .. } => Some(quote_spanned!(at=> __sagaflow_rt::reads_signal::<#owned>();)),
             Source::Output { returns: None, .. } | Source::Input | Source::InputField { .. } => None,
         }
     });
-    quote!(#(#checks)*)
+    // Every parameter that receives a signal reads it as the same type as the
+    // first one that does: a sender sends one payload for all of them.
+    let mut first: Vec<(&str, &TypedParam)> = Vec::new();
+    let mut same = Vec::new();
+    for t in bounds.iter().flat_map(|b| b.typed()) {
+        let Source::Signal { name, .. } = &t.source else { continue };
+        match first.iter().find(|(n, _)| n == name) {
+            None => first.push((name, t)),
+            Some((_, earlier)) => {
+                let (owned, at) = (&t.owned, t.span);
+                let earlier = types::respanned(&earlier.owned, at);
+                same.push(quote_spanned!(at=> __sagaflow_rt::same_signal::<#owned, #earlier>();));
+            }
+        }
+    }
+    quote!(#(#checks)* #(#same)*)
 }
 
 #[cfg(test)]
@@ -378,6 +430,38 @@ mod tests {
             "letaccount:::core::option::Option<Account>=__sagaflow_rt::output(&ctx,\"a\",\"account\")?;",
             "letall:Signup=__sagaflow_rt::input(&ctx)?;",
             "Self::b(&this,&ctx,account.as_ref(),all).await",
+        ] {
+            assert!(norm.contains(expected), "missing {expected}\nin {text}");
+        }
+    }
+
+    #[test]
+    fn a_signal_parameter_parks_the_step_until_its_signal_arrives() {
+        let text = expand_text(
+            quote!(name = "w"),
+            quote! {
+                impl W {
+                    #[step]
+                    async fn a(&self, ctx: &Context, #[signal("approval", timeout = "48h")] decision: &Decision) -> StepResult { x() }
+                    #[step(after = a)]
+                    fn b(#[signal(approval)] again: Decision2) -> StepResult { x() }
+                    #[query]
+                    fn status(&self, state: &ExecutionState) -> u32 { 1 }
+                    #[query]
+                    fn plain(state: &ExecutionState) -> u32 { 1 }
+                }
+            },
+        );
+        let norm = text.replace(' ', "");
+        for expected in [
+            "__sagaflow_rt::signal_step(&this,|this,ctx|asyncmove{letdecision:Decision=__sagaflow_rt::signal(&ctx,\
+             \"approval\",\"decision\",::core::option::Option::Some(__sagaflow_rt::DurationArg::from(\"48h\"))).await?;\
+             ::core::result::Result::Ok::<_,__sagaflow_rt::Early>(Self::a(&this,&ctx,&decision).await)})",
+            "letagain:Decision2=__sagaflow_rt::signal(&ctx,\"approval\",\"again\",::core::option::Option::None).await?;",
+            "__sagaflow_rt::reads_signal::<Decision>();",
+            "__sagaflow_rt::same_signal::<Decision2,Decision>();",
+            ".query(\"status\",__sagaflow_rt::query(&this,|this,state|Self::status(this,state)))",
+            ".query(\"plain\",__sagaflow_rt::query(&this,|_,state|Self::plain(state)))",
         ] {
             assert!(norm.contains(expected), "missing {expected}\nin {text}");
         }

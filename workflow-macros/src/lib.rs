@@ -36,3 +36,9 @@ pub fn graft(_args: TokenStream, item: TokenStream) -> TokenStream {
 pub fn subworkflow(_args: TokenStream, item: TokenStream) -> TokenStream {
     entry::stray("subworkflow", item.into()).into()
 }
+
+#[doc = include_str!("../docs/query.md")]
+#[proc_macro_attribute]
+pub fn query(_args: TokenStream, item: TokenStream) -> TokenStream {
+    entry::stray("query", item.into()).into()
+}

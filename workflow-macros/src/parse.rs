@@ -220,8 +220,11 @@ pub(crate) struct Param {
     pub(crate) ident: Option<Ident>,
     /// Where the pattern is (errors about the parameter's name point here).
     pub(crate) pat_span: Span,
-    /// `#[from(..)]` or `#[input]`: the parameter is a typed input.
+    /// `#[from(..)]`, `#[input]` or `#[signal(..)]`: the parameter is a typed input.
     pub(crate) typed: Option<ParamAttr>,
+    /// Its typed-input attribute was written but could not be read (already
+    /// reported): the parameter is neither a typed input nor the context.
+    pub(crate) typed_invalid: bool,
 }
 
 /// The attribute that makes a parameter a typed input.
@@ -242,13 +245,23 @@ pub(crate) enum ParamAttr {
         /// The field named in the attribute (otherwise the parameter's name).
         field: Option<Name>,
     },
+    /// `#[signal("name")]` or `#[signal("name", timeout = "48h")]`: the payload of
+    /// a signal; the step waits for it parked.
+    Signal {
+        /// The attribute's path.
+        attr: Span,
+        /// The signal's name.
+        name: Name,
+        /// How long the step waits at most.
+        timeout: Option<DurationLit>,
+    },
 }
 
 impl ParamAttr {
     /// Where the attribute was written.
     pub(crate) fn span(&self) -> Span {
         match self {
-            ParamAttr::From { attr, .. } | ParamAttr::Input { attr, .. } => *attr,
+            ParamAttr::From { attr, .. } | ParamAttr::Input { attr, .. } | ParamAttr::Signal { attr, .. } => *attr,
         }
     }
 
@@ -257,13 +270,14 @@ impl ParamAttr {
         match self {
             ParamAttr::From { .. } => "#[from(..)]",
             ParamAttr::Input { .. } => "#[input]",
+            ParamAttr::Signal { .. } => "#[signal(..)]",
         }
     }
 }
 
 /// The parameter attributes consumed by `#[workflow]`, found by the last segment of
 /// their path.
-pub(crate) const PARAM_ATTRIBUTES: &[&str] = &["from", "input"];
+pub(crate) const PARAM_ATTRIBUTES: &[&str] = &["from", "input", "signal"];
 
 /// A method of the impl block, as far as calling it from generated code matters.
 #[derive(Clone, Debug)]
@@ -280,6 +294,12 @@ pub(crate) struct Method {
     pub(crate) output: Option<Type>,
 }
 
+/// A method marked `#[query]`.
+pub(crate) struct QueryDecl {
+    /// Index into [`Input::methods`].
+    pub(crate) method: usize,
+}
+
 /// A method marked as a step.
 pub(crate) struct StepDecl {
     pub(crate) attr: StepAttr,
@@ -293,13 +313,14 @@ pub(crate) struct Input {
     /// The impl block, without the step attributes.
     pub(crate) item: ItemImpl,
     pub(crate) steps: Vec<StepDecl>,
+    pub(crate) queries: Vec<QueryDecl>,
     pub(crate) methods: Vec<Method>,
     /// Where the attribute was written (errors about the whole workflow point here).
     pub(crate) call_site: Span,
 }
 
 /// The attributes consumed by `#[workflow]`, found by the last segment of their path.
-pub(crate) const INNER_ATTRIBUTES: &[&str] = &["step", "graft", "subworkflow"];
+pub(crate) const INNER_ATTRIBUTES: &[&str] = &["step", "graft", "subworkflow", "query"];
 
 /// Parses the attribute arguments and the impl block. `Err` only when the item is not
 /// an impl block at all; every other problem is pushed to `acc`.
@@ -328,6 +349,7 @@ pub(crate) fn parse(args: TokenStream, item: TokenStream, acc: &mut Accumulator)
         acc.push(error(item.self_ty.span(), "`#[workflow]` goes on the impl block of a named type"));
     }
     let mut steps = Vec::new();
+    let mut queries = Vec::new();
     let mut methods = Vec::new();
     for impl_item in &mut item.items {
         match impl_item {
@@ -339,15 +361,28 @@ pub(crate) fn parse(args: TokenStream, item: TokenStream, acc: &mut Accumulator)
                 for a in attrs {
                     let Some(kind_name) = inner_name(&a) else { continue };
                     if let Some(prev) = first {
+                        let why = if "query" == kind_name || "query" == prev {
+                            "a method is a step or a query, not both"
+                        } else {
+                            "a method is one kind of step"
+                        };
                         acc.push(error(
                             a.path().span(),
-                            format!(
-                                "`#[{kind_name}]` cannot be combined with `#[{prev}]`: a method is one kind of step"
-                            ),
+                            format!("`#[{kind_name}]` cannot be combined with `#[{prev}]`: {why}"),
                         ));
                         continue;
                     }
                     first = Some(kind_name);
+                    if kind_name == "query" {
+                        if !matches!(a.meta, Meta::Path(_)) {
+                            acc.push(error(
+                                a.path().span(),
+                                "`#[query]` takes no options: the query is named after its method",
+                            ));
+                        }
+                        queries.push(QueryDecl { method: index });
+                        continue;
+                    }
                     if let Some(attr) = parse_step_attr(kind_name, &a, acc) {
                         steps.push(StepDecl { attr, method: index });
                     }
@@ -359,7 +394,7 @@ pub(crate) fn parse(args: TokenStream, item: TokenStream, acc: &mut Accumulator)
             _ => {}
         }
     }
-    Ok(Input { attr, item, steps, methods, call_site })
+    Ok(Input { attr, item, steps, queries, methods, call_site })
 }
 
 /// `step`, `graft` or `subworkflow` when the attribute is one of ours.
@@ -396,7 +431,9 @@ fn method_of(sig: &mut syn::Signature, acc: &mut Accumulator) -> Method {
     for arg in &mut sig.inputs {
         match arg {
             FnArg::Typed(t) => {
+                let written = t.attrs.iter().any(|a| param_attr_name(a).is_some());
                 let typed = param_attr(&mut t.attrs, acc);
+                let typed_invalid = written && typed.is_none();
                 let ident = match &*t.pat {
                     syn::Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(p.ident.clone()),
                     _ => None,
@@ -408,6 +445,7 @@ fn method_of(sig: &mut syn::Signature, acc: &mut Accumulator) -> Method {
                     ident,
                     pat_span: t.pat.span(),
                     typed,
+                    typed_invalid,
                 });
             }
             FnArg::Receiver(r) => {
@@ -444,7 +482,8 @@ fn take_param_attributes(attrs: &mut Vec<syn::Attribute>) -> Vec<syn::Attribute>
     ours
 }
 
-/// Reads and removes `#[from(step)]` / `#[input]` / `#[input(field)]` from a parameter.
+/// Reads and removes `#[from(step)]` / `#[input]` / `#[input(field)]` /
+/// `#[signal("name")]` from a parameter.
 fn param_attr(attrs: &mut Vec<syn::Attribute>, acc: &mut Accumulator) -> Option<ParamAttr> {
     let mut found: Option<ParamAttr> = None;
     for a in take_param_attributes(attrs) {
@@ -464,6 +503,12 @@ fn param_attr(attrs: &mut Vec<syn::Attribute>, acc: &mut Accumulator) -> Option<
                 span,
                 "`#[from]` names the step whose output this parameter reads: write `#[from(step_name)]`",
             )),
+            ("signal", Meta::List(l)) => signal_attr(span, l.tokens.clone(), acc),
+            ("signal", _) => Err(error(
+                span,
+                "`#[signal]` names the signal this parameter receives: write `#[signal(\"approval\")]` \
+                 (or `#[signal(\"approval\", timeout = \"48h\")]`)",
+            )),
             (_, Meta::Path(_)) => Ok(ParamAttr::Input { attr: span, field: None }),
             (_, Meta::List(l)) => one_name(l.tokens.clone(), "#[input(field)]", "a field name")
                 .map(|f| ParamAttr::Input { attr: span, field: Some(f) }),
@@ -476,6 +521,36 @@ fn param_attr(attrs: &mut Vec<syn::Attribute>, acc: &mut Accumulator) -> Option<
     }
     found
 }
+
+/// `#[signal("name")]`, `#[signal(name)]`, optionally followed by `timeout = ..`.
+fn signal_attr(attr: Span, tokens: TokenStream, acc: &mut Accumulator) -> darling::Result<ParamAttr> {
+    let items = NestedMeta::parse_meta_list(tokens.clone()).map_err(darling::Error::from)?;
+    let name = match items.first() {
+        Some(NestedMeta::Meta(Meta::Path(p))) if p.segments.len() == 1 => {
+            p.get_ident().map(|i| Name { value: ident_text(i), span: i.span() })
+        }
+        Some(NestedMeta::Lit(Lit::Str(s))) if !s.value().trim().is_empty() => {
+            Some(Name { value: s.value(), span: s.span() })
+        }
+        _ => None,
+    };
+    let Some(name) = name else {
+        let span = items.first().map_or(attr, |i| i.span());
+        return Err(error(
+            span,
+            "expected the signal's name first, a string literal or an identifier: write `#[signal(\"approval\")]`",
+        ));
+    };
+    let mut timeout = None;
+    each_option(&items[1..], "#[signal(..)]", SIGNAL_OPTIONS, &[], acc, |option, key, meta, acc| match option {
+        "timeout" => set(&mut timeout, key, values::duration(meta, option, true), acc),
+        _ => unreachable!("every accepted option is handled"),
+    });
+    Ok(ParamAttr::Signal { attr, name, timeout: timeout.map(|t: Opt<DurationLit>| t.value) })
+}
+
+/// Options accepted by `#[signal(..)]` after the signal's name.
+pub(crate) const SIGNAL_OPTIONS: &[&str] = &["timeout"];
 
 /// The one name inside `#[from(..)]` / `#[input(..)]`.
 fn one_name(tokens: TokenStream, example: &str, what: &str) -> darling::Result<Name> {
@@ -889,6 +964,45 @@ mod tests {
         assert!(input.attr.input.is_some());
         let text = quote::ToTokens::to_token_stream(&input.item).to_string();
         assert!(!text.contains("from") && !text.contains("input"), "{text}");
+    }
+
+    #[test]
+    fn reads_signal_parameters_and_queries() {
+        let mut acc = darling::Error::accumulator();
+        let input = parse(
+            quote!(name = "w"),
+            quote! {
+                impl W {
+                    #[step]
+                    fn a(#[signal("approval", timeout = "2d")] d: Decision, #[sagaflow::signal(go)] g: bool) {}
+                    #[sagaflow::query]
+                    fn status(&self, state: &ExecutionState) -> u32 { 1 }
+                    #[step]
+                    fn b(#[signal] d: bool, #[signal(timeout = "1h")] e: bool, #[signal("x", tmeout = "1h")] f: bool) {}
+                }
+            },
+            &mut acc,
+        )
+        .unwrap();
+        let errs = errors(acc);
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(errs[0].starts_with("`#[signal]` names the signal this parameter receives"), "{}", errs[0]);
+        assert!(errs[1].starts_with("expected the signal's name first"), "{}", errs[1]);
+        assert!(
+            errs[2].starts_with("unknown option `tmeout` of `#[signal(..)]`; did you mean `timeout`?"),
+            "{}",
+            errs[2]
+        );
+        let params = &input.methods[0].params;
+        assert!(matches!(
+            &params[0].typed,
+            Some(ParamAttr::Signal { name, timeout: Some(t), .. }) if name.value == "approval" && t.value().is_some()
+        ));
+        assert!(matches!(&params[1].typed, Some(ParamAttr::Signal { name, timeout: None, .. }) if name.value == "go"));
+        assert_eq!(input.queries.len(), 1);
+        assert_eq!(input.queries[0].method, 1);
+        let text = quote::ToTokens::to_token_stream(&input.item).to_string();
+        assert!(!text.contains("signal") && !text.contains("query"), "{text}");
     }
 
     #[test]

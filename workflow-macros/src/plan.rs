@@ -20,6 +20,19 @@ pub(crate) struct Plan {
     /// Builder calls for the workflow options, in the order written.
     pub(crate) options: Vec<Call>,
     pub(crate) steps: Vec<StepPlan>,
+    pub(crate) queries: Vec<QueryPlan>,
+}
+
+/// One `#[query]` method.
+pub(crate) struct QueryPlan {
+    /// The query's name: the method's.
+    pub(crate) name: String,
+    pub(crate) method: Ident,
+    pub(crate) has_self: bool,
+    /// The method's return type, where errors about the answer point.
+    pub(crate) span: Span,
+    /// The type of its state parameter, where errors about it point.
+    pub(crate) state: Span,
 }
 
 /// One step.
@@ -125,7 +138,7 @@ pub(crate) enum BoundParam {
     Typed(Box<TypedParam>),
 }
 
-/// A typed input: `#[from(step)]` or `#[input]`.
+/// A typed input: `#[from(step)]`, `#[input]` or `#[signal("name")]`.
 #[derive(Clone, Debug)]
 pub(crate) struct TypedParam {
     /// The local variable the value is read into.
@@ -154,6 +167,9 @@ pub(crate) enum Source {
     Input,
     /// One field of the workflow input (of type `input`).
     InputField { field: Ident, input: Type },
+    /// The payload of the signal `name`: the step parks until it arrives (at
+    /// most `timeout`), then runs again and reads it.
+    Signal { name: String, timeout: Option<DurationLit> },
 }
 
 /// How the value read is given to the method.

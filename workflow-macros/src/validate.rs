@@ -15,7 +15,7 @@ use crate::flow::{Absence, Flow, Node, Order};
 use crate::parse::{
     Input, Method, Param, ParamAttr, Receiver, ScheduleAttr, StepAttr, StepKind, Trigger, WorkflowAttr,
 };
-use crate::plan::{Arg, Bound, BoundParam, Call, Plan, Shape, Source, StepKindPlan, StepPlan, TypedParam};
+use crate::plan::{Arg, Bound, BoundParam, Call, Plan, QueryPlan, Shape, Source, StepKindPlan, StepPlan, TypedParam};
 use crate::suggest;
 use crate::types;
 use crate::values::{BackoffValue, Name, TimeoutValue, count_value, error, ident_text};
@@ -57,11 +57,12 @@ pub(crate) fn validate(input: &Input, acc: &mut Accumulator) -> Plan {
         acc.push(e);
     }
     let steps = checker.steps(input, acc);
+    let queries = checker.queries(input, acc);
     checker.unused_typed_inputs(acc);
     let implementable = input.item.trait_.is_none()
         && input.item.generics.params.is_empty()
         && matches!(&*input.item.self_ty, syn::Type::Path(p) if p.qself.is_none());
-    Plan { root, self_ty: (*input.item.self_ty).clone(), implementable, name, options, steps }
+    Plan { root, self_ty: (*input.item.self_ty).clone(), implementable, name, options, steps, queries }
 }
 
 /// The steps' names and dependencies, checked; and their data flow when the
@@ -317,6 +318,8 @@ impl Checker<'_> {
         let mut runtime = 0;
         for (i, p) in m.params.iter().enumerate() {
             match (&p.typed, reader) {
+                // Its attribute was malformed (reported): no follow-on error.
+                (None, _) if p.typed_invalid => ok = false,
                 (None, _) => {
                     runtime += 1;
                     if shape == Shape::Step && runtime == 2 {
@@ -337,11 +340,14 @@ impl Checker<'_> {
                     None => ok = false,
                 },
                 (Some(attr), None) => {
+                    let readers = match attr {
+                        ParamAttr::Signal { .. } => "steps and grafts",
+                        _ => "steps and of `rollback`, `on_timeout`, `on_failure` and `on_success` methods",
+                    };
                     acc.push(error(
                         attr.span(),
                         format!(
-                            "`{name}` is {role}, which takes no typed inputs: `{}` is for the parameters of steps and of \
-                             `rollback`, `on_timeout`, `on_failure` and `on_success` methods",
+                            "`{name}` is {role}, which takes no typed inputs: `{}` is for the parameters of {readers}",
                             attr.written()
                         ),
                     ));
@@ -406,6 +412,9 @@ impl Checker<'_> {
         let source = match attr {
             ParamAttr::Input { attr, field } => self.input_source(p, *attr, field.as_ref(), acc)?,
             ParamAttr::From { step, .. } => self.output_source(m, p, step, &owned, reader, acc)?,
+            ParamAttr::Signal { attr, name, timeout } => {
+                self.signal_source(m, *attr, name, timeout.as_ref(), reader, acc)?
+            }
         };
         Some(TypedParam { local, label, source, owned, pass, span: p.span })
     }
@@ -452,6 +461,105 @@ impl Checker<'_> {
                 None
             }
         }
+    }
+
+    /// What a `#[signal("name")]` parameter of `m` receives: only a step or a graft
+    /// can wait for a signal (it parks, then runs again with it).
+    fn signal_source(
+        &self,
+        m: &Method,
+        attr: Span,
+        name: &Name,
+        timeout: Option<&crate::values::DurationLit>,
+        reader: Reader,
+        acc: &mut Accumulator,
+    ) -> Option<Source> {
+        let subject = self.subject(m, reader);
+        let why = match reader {
+            Reader::Step(i) => match &self.input.steps[i].attr.kind {
+                StepKind::Step | StepKind::Graft => None,
+                StepKind::Subworkflow(_) => Some(format!(
+                    "{subject} is the input of a nested workflow, which cannot wait for a signal: read the signal in a \
+                     step it runs after"
+                )),
+            },
+            Reader::Rollback(_) | Reader::OnTimeout(_) | Reader::Handler(_) => Some(format!(
+                "{subject} cannot wait for a signal: `#[signal(..)]` is for the parameters of steps and grafts"
+            )),
+        };
+        if let Some(why) = why {
+            acc.push(error(attr, why));
+            return None;
+        }
+        Some(Source::Signal { name: name.value.clone(), timeout: timeout.cloned() })
+    }
+
+    /// Checks the `#[query]` methods: `fn name(&self, state: &ExecutionState) -> T`.
+    fn queries(&self, input: &Input, acc: &mut Accumulator) -> Vec<QueryPlan> {
+        let mut plans = Vec::new();
+        for q in &input.queries {
+            let m = &input.methods[q.method];
+            self.bound.borrow_mut()[q.method] = true;
+            let name = ident_text(&m.ident);
+            let shape = format!("`fn {name}(&self, state: &ExecutionState) -> T`, where `T: Serialize`");
+            let mut ok = true;
+            let mut fail = |span: Span, message: String| {
+                acc.push(error(span, message));
+                ok = false;
+            };
+            if let Receiver::Unsupported(span) = m.receiver {
+                fail(span, format!("`{name}` is a query, so it takes `&self` or no receiver: {shape}"));
+            }
+            if let Some(span) = m.generics {
+                fail(span, format!("`{name}` is a query, so it cannot have type or const parameters"));
+            }
+            if let Some(span) = m.asyncness {
+                fail(
+                    span,
+                    format!(
+                        "`{name}` is a query, so it must be a plain `fn`: it answers from the execution's state at once"
+                    ),
+                );
+            }
+            match &m.params[..] {
+                [] => fail(m.ident.span(), format!("`{name}` is a query, so it takes the execution's state: {shape}")),
+                [state, rest @ ..] => {
+                    if let Some(attr) = &state.typed {
+                        fail(
+                            attr.span(),
+                            format!(
+                                "`{}` has no effect on a query: a query takes the execution's state only",
+                                attr.written()
+                            ),
+                        );
+                    } else if !state.by_ref {
+                        fail(
+                            types::focus(&state.ty),
+                            format!("`{name}` is a query, so it borrows the state: `state: &ExecutionState`"),
+                        );
+                    }
+                    if let Some(extra) = rest.first() {
+                        fail(
+                            extra.span,
+                            format!("`{name}` is a query, so it takes the execution's state only: {shape}"),
+                        );
+                    }
+                }
+            }
+            if m.output.is_none() {
+                fail(m.ident.span(), format!("`{name}` is a query, so it returns its answer: {shape}"));
+            }
+            if ok {
+                plans.push(QueryPlan {
+                    name,
+                    method: m.ident.clone(),
+                    has_self: matches!(m.receiver, Receiver::Ref),
+                    span: m.output_span,
+                    state: types::focus(&m.params[0].ty),
+                });
+            }
+        }
+        plans
     }
 
     /// What a `#[from(step)]` parameter of `m` reads, checked against the data flow:
@@ -1264,6 +1372,76 @@ mod tests {
             },
         );
         assert_eq!(errs, ["unknown step `aa` in `after`; did you mean `a`?"], "no second error about `a`");
+    }
+
+    #[test]
+    fn signals_are_received_by_steps_and_grafts_only() {
+        let errs = check(
+            quote!(name = "w", on_failure = failed),
+            quote! {
+                impl W {
+                    #[step(rollback = undo)]
+                    fn a(#[signal("go")] go: bool, #[signal(go, timeout = "48h")] again: bool) -> StepResult { x() }
+                    #[graft(after = a)]
+                    fn g(#[signal("items")] items: Vec<u32>) -> StepResult { x() }
+                    #[subworkflow(child, after = a)]
+                    fn sub(#[signal("go")] go: bool) -> StepResult { x() }
+                    fn undo(#[signal("go")] go: bool) -> StepResult { x() }
+                    fn failed(#[signal("go")] go: bool) -> StepResult { x() }
+                    fn helper(#[signal("go")] go: bool) {}
+                }
+            },
+        );
+        assert_eq!(
+            errs,
+            [
+                "`failed` (the workflow's `on_failure`) cannot wait for a signal: `#[signal(..)]` is for the parameters \
+                 of steps and grafts",
+                "`undo` (the rollback of step `a`) cannot wait for a signal: `#[signal(..)]` is for the parameters of \
+                 steps and grafts",
+                "step `sub` is the input of a nested workflow, which cannot wait for a signal: read the signal in a step \
+                 it runs after",
+                "`#[signal(..)]` has no effect: `helper` is not a step, nor a `rollback`, `on_timeout`, `on_failure` or \
+                 `on_success` method of this workflow",
+            ]
+        );
+    }
+
+    #[test]
+    fn queries_take_the_state_and_answer() {
+        let errs = check(
+            quote!(name = "w"),
+            quote! {
+                impl W {
+                    #[step] fn a() {}
+                    #[query] fn good(&self, state: &ExecutionState) -> u32 { 1 }
+                    #[query] fn plain(state: &ExecutionState) -> u32 { 1 }
+                    #[query] async fn slow(&self, state: &ExecutionState) -> u32 { 1 }
+                    #[query] fn nothing(&self) -> u32 { 1 }
+                    #[query] fn owned(&self, state: ExecutionState) -> u32 { 1 }
+                    #[query] fn extra(&self, state: &ExecutionState, more: u32) -> u32 { 1 }
+                    #[query] fn silent(&self, state: &ExecutionState) {}
+                    #[query] fn typed(&self, #[input] state: &ExecutionState) -> u32 { 1 }
+                    #[query(name = "x")] fn named(&self, state: &ExecutionState) -> u32 { 1 }
+                    #[query] #[step] fn both(&self, state: &ExecutionState) -> u32 { 1 }
+                }
+            },
+        );
+        let shape = "`fn {}(&self, state: &ExecutionState) -> T`, where `T: Serialize`";
+        assert_eq!(
+            errs,
+            [
+                "`#[query]` takes no options: the query is named after its method".to_owned(),
+                "`#[step]` cannot be combined with `#[query]`: a method is a step or a query, not both".to_owned(),
+                "`slow` is a query, so it must be a plain `fn`: it answers from the execution's state at once"
+                    .to_owned(),
+                format!("`nothing` is a query, so it takes the execution's state: {}", shape.replace("{}", "nothing")),
+                "`owned` is a query, so it borrows the state: `state: &ExecutionState`".to_owned(),
+                format!("`extra` is a query, so it takes the execution's state only: {}", shape.replace("{}", "extra")),
+                format!("`silent` is a query, so it returns its answer: {}", shape.replace("{}", "silent")),
+                "`#[input]` has no effect on a query: a query takes the execution's state only".to_owned(),
+            ]
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::model::def::{Declared, DefInner, StepKind, Triggers, version_hash};
+use crate::machine::view::ExecutionState;
+use crate::model::def::{Declared, DefInner, QueryFn, StepKind, Triggers, version_hash};
 use crate::model::duration::{DurationArg, Timeout};
 use crate::model::ids::StepId;
 use crate::model::options::{
@@ -99,6 +100,14 @@ pub enum BuildError {
         option: &'static str,
         /// What is wrong.
         reason: String,
+    },
+    /// Two queries share a name.
+    #[error("duplicate query `{query}` in workflow `{workflow}`")]
+    DuplicateQuery {
+        /// The workflow.
+        workflow: String,
+        /// The repeated name.
+        query: String,
     },
     /// Options that contradict each other.
     #[error("conflicting options {}: {reason}", place(.workflow, .step))]
@@ -195,6 +204,7 @@ pub struct Workflow {
     description: Option<String>,
     version: Option<String>,
     triggers: Triggers,
+    queries: Vec<(String, QueryFn)>,
 }
 
 impl fmt::Debug for Workflow {
@@ -232,6 +242,7 @@ impl Workflow {
             description: None,
             version: None,
             triggers: Triggers::default(),
+            queries: Vec::new(),
         }
     }
 
@@ -311,6 +322,44 @@ impl Workflow {
             kind: PendingKind::Workflow { workflow: workflow.into(), input: Some(input.into_step_fn()) },
             options,
         });
+        self
+    }
+
+    // ----- queries -----
+
+    /// Adds a query: a function of an execution's state, answered by
+    /// [`Engine::query`](crate::Engine::query) wherever the execution runs, without
+    /// changing it. The answer is anything that serializes; a query that panics, or
+    /// whose answer does not serialize, fails with
+    /// [`QueryFailed`](crate::EngineError::QueryFailed).
+    ///
+    /// ```
+    /// use sagaflow_runtime::{ExecutionState, Outcome, StepStatus, Workflow};
+    ///
+    /// let def = Workflow::new("export")
+    ///     .step("fetch", |_ctx| async { Ok::<_, sagaflow_runtime::StepError>(Outcome::Done) })
+    ///     .query("done_steps", |state: &ExecutionState| {
+    ///         state.steps.iter().filter(|s| s.status == StepStatus::Completed).count()
+    ///     })
+    ///     .build()?;
+    /// assert_eq!(def.queries().collect::<Vec<_>>(), ["done_steps"]);
+    /// # Ok::<(), sagaflow_runtime::BuildError>(())
+    /// ```
+    pub fn query<T, F>(mut self, name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(&ExecutionState) -> T + Send + Sync + 'static,
+        T: Serialize,
+    {
+        let query: QueryFn = Arc::new(move |state: &dyn std::any::Any| {
+            let state = crate::engine::query_state(state)?;
+            serde_json::to_value(f(state)).map_err(|e| {
+                crate::model::StepError::new(
+                    crate::model::kinds::SERIALIZATION,
+                    format!("its answer does not serialize: {e}"),
+                )
+            })
+        });
+        self.queries.push((name.into(), query));
         self
     }
 
@@ -669,6 +718,15 @@ impl Validator {
             }
         }
 
+        let mut queries = BTreeMap::new();
+        for (name, query) in &self.wf.queries {
+            if name.trim().is_empty() {
+                return Err(self.invalid(None, "query", "a query name cannot be empty"));
+            }
+            if queries.insert(Arc::from(name.as_str()), Arc::clone(query)).is_some() {
+                return Err(BuildError::DuplicateQuery { workflow, query: name.clone() });
+            }
+        }
         let mut inner = DefInner {
             name: Arc::from(workflow.as_str()),
             policy,
@@ -679,6 +737,7 @@ impl Validator {
             roots,
             triggers: self.wf.triggers.clone(),
             version: String::new(),
+            queries,
         };
         inner.version = version_hash(&inner);
         Ok(WorkflowDef { inner: Arc::new(inner) })

@@ -17,6 +17,8 @@ pub(crate) mod model;
 pub(crate) mod schedule;
 pub mod store;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use serde_json::json;
 
@@ -28,7 +30,7 @@ pub use crate::engine::{
 pub use crate::introspect::{DiagramOptions, Report, Summary};
 pub use crate::machine::state::{Status, StepStatus};
 pub use crate::machine::view::{
-    AttemptInfo, AwaitInfo, ExecutionState, FailureInfo, Progress, RollbackReport, StepState, Trigger,
+    AttemptInfo, AwaitInfo, ExecutionState, FailureInfo, PendingSignal, Progress, RollbackReport, StepState, Trigger,
 };
 pub use crate::model::*;
 pub use crate::schedule::{ScheduleInfo, StoredSchedule, Upcoming, stored_schedules};
@@ -58,12 +60,13 @@ pub mod __private {
     pub use crate::builder::{BuildError, Workflow};
     pub use crate::engine::{Registration, WorkflowType};
     pub use crate::macro_support::{
-        Bound, BoundMarker, GraftOutputs, Probe, ReadsOutput, ScheduleSpec, StepReturn, TimeoutValue, ViaDefault,
-        ViaValue, backoff, cancel_handler, condition, graft_outputs, input, output, reads_graft, reads_output, step,
+        Bound, BoundMarker, Early, GraftOutputs, Probe, ReadsOutput, SameSignal, ScheduleSpec, SignalPayload,
+        StepReturn, TimeoutValue, ViaDefault, ViaValue, backoff, cancel_handler, condition, graft_outputs, input,
+        output, query, reads_graft, reads_output, reads_signal, same_signal, signal, signal_step, step,
         step_error_handler, timeout, typed_step,
     };
     pub use crate::model::{
-        Backoff, BreakerOptions, Context, IntoStepResult, Misfire, OnError, Step, StepError, StepOptions, StepResult,
-        WorkflowDef,
+        Backoff, BreakerOptions, Context, DurationArg, IntoStepResult, Misfire, OnError, Step, StepError, StepOptions,
+        StepResult, WorkflowDef,
     };
 }

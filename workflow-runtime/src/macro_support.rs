@@ -15,9 +15,11 @@ use serde::de::DeserializeOwned;
 
 use crate::builder::BuildError;
 use crate::engine::WorkflowType;
+use crate::machine::view::ExecutionState;
 use crate::model::{
-    AsyncFnMarker, Backoff, CancelHandler, Context, DurationArg, IntoCancelHandler, IntoStepErrorHandler, IntoStepFn,
-    IntoStepResult, Misfire, Schedule, StepBody, StepError, StepErrorHandler, Timeout, WorkflowDef,
+    AsyncFnMarker, AwaitRequest, Backoff, CancelHandler, Context, DurationArg, IntoCancelHandler, IntoStepErrorHandler,
+    IntoStepFn, IntoStepResult, Misfire, Outcome, Schedule, StepBody, StepError, StepErrorHandler, Timeout,
+    WorkflowDef,
 };
 
 /// A method bound to the workflow value, erased to the engine's shape.
@@ -89,6 +91,105 @@ where
             }
         })
     }))
+}
+
+/// Why a step with `#[signal(..)]` parameters stops before its method runs: a
+/// typed input cannot be read (the attempt fails), or a signal has not arrived
+/// (the step parks until it does, then runs again).
+#[derive(Debug)]
+pub enum Early {
+    /// End the attempt with this error.
+    Fail(StepError),
+    /// End the attempt with this outcome (a wait for a signal).
+    Wait(Outcome),
+}
+
+impl From<StepError> for Early {
+    fn from(e: StepError) -> Self {
+        Early::Fail(e)
+    }
+}
+
+/// A step method with `#[signal(..)]` parameters: like [`typed_step`], and when a
+/// signal is not there yet the step parks until it arrives
+/// ([`Outcome::rerun_on_signal`]), then runs again and reads it.
+pub fn signal_step<W, F, Fut, R>(this: &Arc<W>, f: F) -> Bound<StepBody>
+where
+    W: Send + Sync + 'static,
+    F: Fn(Arc<W>, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, Early>> + Send + 'static,
+    R: IntoStepResult,
+{
+    let this = Arc::clone(this);
+    Bound(Arc::new(move |ctx: Context| {
+        let fut = f(Arc::clone(&this), ctx);
+        Box::pin(async move {
+            match fut.await {
+                Ok(result) => result.into_step_result(),
+                Err(Early::Fail(e)) => Err(e),
+                Err(Early::Wait(wait)) => Ok(wait),
+            }
+        })
+    }))
+}
+
+/// `#[signal("name")] param: T`: the signal's payload as `T` if it arrived;
+/// otherwise the wait for it (at most `timeout`), after which the step runs again.
+pub async fn signal<T: DeserializeOwned>(
+    ctx: &Context,
+    name: &str,
+    param: &str,
+    timeout: Option<DurationArg>,
+) -> Result<T, Early> {
+    match ctx.try_signal::<T>(name).await {
+        Ok(Some(payload)) => Ok(payload),
+        Ok(None) => {
+            let mut wait = AwaitRequest::signal(name).rerun().data("parameter", param);
+            if let Some(t) = timeout {
+                wait = wait.with_timeout(t);
+            }
+            Err(Early::Wait(Outcome::await_with(wait)))
+        }
+        Err(e) => Err(Early::Fail(e)),
+    }
+}
+
+/// Proof that a `#[signal(..)]` parameter's type can be read from the payload.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the payload of a signal",
+    label = "the payload of the signal this parameter receives",
+    note = "a signal's payload is JSON: the type of a `#[signal(..)]` parameter implements `serde::Deserialize` (derive it)"
+)]
+pub trait SignalPayload {}
+
+impl<T: DeserializeOwned> SignalPayload for T {}
+
+/// Type check of a `#[signal(..)]` parameter.
+#[inline(always)]
+pub fn reads_signal<P: SignalPayload>() {}
+
+/// Proof that two parameters receiving the same signal read it as one type.
+#[diagnostic::on_unimplemented(
+    message = "this parameter reads a signal as `{Self}`, and another `#[signal(..)]` parameter reads the same signal as `{Earlier}`",
+    label = "another parameter receives this signal as `{Earlier}`",
+    note = "whoever sends a signal sends one payload: read it as the same type wherever it is received"
+)]
+pub trait SameSignal<Earlier> {}
+
+impl<T> SameSignal<T> for T {}
+
+/// Type check of a second parameter receiving the same signal.
+#[inline(always)]
+pub fn same_signal<P: SameSignal<Earlier>, Earlier>() {}
+
+/// A method used as a query: `f(this, state)` answers it.
+pub fn query<W, F, T>(this: &Arc<W>, f: F) -> impl Fn(&ExecutionState) -> T + Send + Sync + 'static
+where
+    W: Send + Sync + 'static,
+    F: Fn(&W, &ExecutionState) -> T + Send + Sync + 'static,
+{
+    let this = Arc::clone(this);
+    move |state: &ExecutionState| f(&this, state)
 }
 
 /// `#[from(step)] param: T`: the output of `step` as `T` (`null` when it has none).

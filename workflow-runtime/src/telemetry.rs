@@ -157,6 +157,56 @@ pub enum Event {
         /// Steps whose compensation failed.
         failed: Vec<Arc<str>>,
     },
+    /// `[:rollback, :step, :start]`: an attempt of one step's compensation started.
+    RollbackStepStart {
+        /// Workflow name.
+        workflow_name: Arc<str>,
+        /// Execution.
+        execution_id: ExecutionId,
+        /// The step being compensated.
+        step_name: Arc<str>,
+        /// Attempt number of the compensation, from 1.
+        attempt: u32,
+    },
+    /// `[:rollback, :step, :stop]`: an attempt of one step's compensation ended.
+    RollbackStepStop {
+        /// Workflow name.
+        workflow_name: Arc<str>,
+        /// Execution.
+        execution_id: ExecutionId,
+        /// The step being compensated.
+        step_name: Arc<str>,
+        /// Attempt number of the compensation, from 1.
+        attempt: u32,
+        /// Measurement: the attempt's duration.
+        #[serde(with = "crate::model::serde_duration")]
+        duration: Duration,
+        /// Why it failed; `None` when it succeeded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<StepError>,
+    },
+    /// `[:signal, :receive]`: a signal arrived ([`Engine::signal`](crate::Engine::signal)).
+    SignalReceive {
+        /// Workflow name.
+        workflow_name: Arc<str>,
+        /// Execution.
+        execution_id: ExecutionId,
+        /// The signal's name.
+        signal_name: Arc<str>,
+        /// The waiting step it completed or woke; `None` when it was buffered.
+        step_name: Option<Arc<str>>,
+    },
+    /// `[:signal, :take]`: a running step took a buffered signal (`ctx.signal`).
+    SignalTake {
+        /// Workflow name.
+        workflow_name: Arc<str>,
+        /// Execution.
+        execution_id: ExecutionId,
+        /// The signal's name.
+        signal_name: Arc<str>,
+        /// The step.
+        step_name: Arc<str>,
+    },
 }
 
 impl Event {
@@ -175,6 +225,10 @@ impl Event {
             Event::StepException { .. } => "step.exception",
             Event::RollbackStart { .. } => "rollback.start",
             Event::RollbackStop { .. } => "rollback.stop",
+            Event::RollbackStepStart { .. } => "rollback.step.start",
+            Event::RollbackStepStop { .. } => "rollback.step.stop",
+            Event::SignalReceive { .. } => "signal.receive",
+            Event::SignalTake { .. } => "signal.take",
         }
     }
 
@@ -192,7 +246,11 @@ impl Event {
             | Event::StepSkip { execution_id, .. }
             | Event::StepException { execution_id, .. }
             | Event::RollbackStart { execution_id, .. }
-            | Event::RollbackStop { execution_id, .. } => *execution_id,
+            | Event::RollbackStop { execution_id, .. }
+            | Event::RollbackStepStart { execution_id, .. }
+            | Event::RollbackStepStop { execution_id, .. }
+            | Event::SignalReceive { execution_id, .. }
+            | Event::SignalTake { execution_id, .. } => *execution_id,
         }
     }
 
@@ -218,28 +276,50 @@ impl Event {
     }
 }
 
+/// A function that sees every event as it is emitted, on the engine's task (the
+/// test kit's recorder: it must be quick and never block).
+pub(crate) type Tap = Arc<dyn Fn(&Event) + Send + Sync>;
+
 /// Fan-out of events to subscribers.
-#[derive(Debug)]
 pub(crate) struct Bus {
     tx: broadcast::Sender<Event>,
     subscribers: Arc<AtomicUsize>,
+    tap: Option<Tap>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("subscribers", &self.subscribers.load(Ordering::Relaxed))
+            .field("tapped", &self.tap.is_some())
+            .finish()
+    }
 }
 
 impl Default for Bus {
     fn default() -> Self {
-        Bus { tx: broadcast::channel(SUBSCRIPTION_BUFFER).0, subscribers: Arc::new(AtomicUsize::new(0)) }
+        Bus { tx: broadcast::channel(SUBSCRIPTION_BUFFER).0, subscribers: Arc::new(AtomicUsize::new(0)), tap: None }
     }
 }
 
 impl Bus {
+    /// A bus that also hands every event to `tap`, synchronously.
+    pub(crate) fn tapped(tap: Option<Tap>) -> Self {
+        Bus { tap, ..Bus::default() }
+    }
+
     /// Whether anyone listens: building events is skipped otherwise.
     pub(crate) fn wanted(&self) -> bool {
         self.subscribers.load(Ordering::Relaxed) > 0
+            || self.tap.is_some()
             || tracing::enabled!(target: "sagaflow::telemetry", tracing::Level::WARN)
     }
 
     pub(crate) fn emit(&self, event: Event) {
         event.log();
+        if let Some(tap) = &self.tap {
+            tap(&event);
+        }
         if self.subscribers.load(Ordering::Relaxed) > 0 {
             let _ = self.tx.send(event);
         }

@@ -522,6 +522,7 @@ fn journaled_as(command: &Command) -> &'static str {
         Command::Cancel { .. } => "cancelled",
         Command::Pause => "paused",
         Command::Resume { .. } => "resumed",
+        Command::Signal { .. } => "signalled",
         _ => "",
     }
 }

@@ -143,6 +143,8 @@ pub(super) fn execution(base: &str, id: ExecutionId) -> String {
 <table id="journal"><thead><tr><th>#</th><th>At</th><th>Event</th><th>Step</th><th>Attempt</th><th>Outcome</th>
 <th>Detail</th></tr></thead><tbody></tbody></table></div>
 <h2>Failure</h2><pre id="failure">–</pre>
+<h2>Waiting for</h2><pre id="waiting">–</pre>
+<h2>Signals not consumed</h2><pre id="signals">–</pre>
 <h2>Context</h2><pre id="context"></pre>"#,
         home = escape(if base.is_empty() { "/" } else { base }),
     );
@@ -189,6 +191,10 @@ async function load() {{
       <td>${{esc(s.error ? s.error.kind + ': ' + s.error.message : '')}}</td></tr>`;
   }}).join('');
   document.getElementById('failure').textContent = state.failure ? JSON.stringify(state.failure, null, 2) : '–';
+  document.getElementById('waiting').textContent = (state.awaiting ?? []).map((a) =>
+    a.step + ': ' + (a.signal ? 'signal ' + a.signal : 'resume') + (a.timeout_at ? ' (until ' + a.timeout_at + ')' : '')).join('\n') || '–';
+  document.getElementById('signals').textContent = (state.signals ?? []).map((s) =>
+    s.name + (s.step ? ' (held by ' + s.step + ')' : ' (buffered)') + ': ' + JSON.stringify(s.payload)).join('\n') || '–';
   document.getElementById('context').textContent = JSON.stringify(state.context, null, 2);
 }}
 "#

@@ -14,7 +14,7 @@ use super::{Clock, Engine, EngineError, EngineInner};
 use crate::builder::BuildError;
 use crate::model::WorkflowDef;
 use crate::store::{ClusterOptions, Durability, Store, Write, open_store};
-use crate::telemetry::Bus;
+use crate::telemetry::{Bus, Tap};
 
 /// Configures and starts an [`Engine`].
 ///
@@ -34,6 +34,8 @@ pub struct EngineBuilder {
     clock: Option<Clock>,
     cluster: ClusterOptions,
     call_timeout: Option<Duration>,
+    /// Sees every telemetry event as it is emitted (the test kit's recorder).
+    tap: Option<Tap>,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -137,6 +139,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Hands every telemetry event to `tap` as it is emitted (the test kit's
+    /// recorder).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // used by `testing` only
+    pub(crate) fn tap(mut self, tap: Tap) -> Self {
+        self.tap = Some(tap);
+        self
+    }
+
     /// Opens the store, registers the workflows, recovers unfinished executions
     /// (durable stores), arms the schedules of the workflows (reading their last
     /// ticks from the store) and starts the engine's background tasks.
@@ -173,7 +183,7 @@ impl EngineBuilder {
             clock: self.clock.unwrap_or_default(),
             timers: Arc::new(Timers::default()),
             breakers: Default::default(),
-            bus: Bus::default(),
+            bus: Bus::tapped(self.tap),
             shutdown: CancellationToken::new(),
             scheduler: Default::default(),
             node: node.clone(),

@@ -110,6 +110,39 @@ pub enum EngineError {
     /// claim on it lapsed); the call did not take effect here.
     #[error("execution {0} is held by another node now; the call did not take effect")]
     NotHeld(ExecutionId),
+    /// A signal that cannot be sent as given.
+    #[error("cannot send signal `{name}` to execution {id}: {reason}")]
+    InvalidSignal {
+        /// The execution.
+        id: ExecutionId,
+        /// The signal's name.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The workflow has no query of that name.
+    #[error("workflow `{workflow}` has no query `{name}`{}; its queries: {}", did_you_mean(.suggestion), list(.known))]
+    UnknownQuery {
+        /// The workflow.
+        workflow: String,
+        /// The name asked for.
+        name: String,
+        /// The closest query name.
+        suggestion: Option<String>,
+        /// Every query of the workflow.
+        known: Vec<String>,
+    },
+    /// A query function failed (it panicked, or its answer does not serialize or
+    /// does not fit the type asked for).
+    #[error("query `{name}` of workflow `{workflow}` failed: {reason}")]
+    QueryFailed {
+        /// The workflow.
+        workflow: String,
+        /// The query.
+        name: String,
+        /// Why.
+        reason: String,
+    },
     /// The store is open read-only: an engine needs one it can write.
     #[error("the store is open read-only ({store}): an engine needs a store it can write")]
     ReadOnlyStore {

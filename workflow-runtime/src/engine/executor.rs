@@ -97,6 +97,7 @@ impl Execution {
             workflow: Arc::clone(&def.inner.name),
             cancel: Default::default(),
             parent: parent.as_ref().map(|p| p.execution),
+            signals: Default::default(),
         });
         let span = tracing::info_span!(
             "sagaflow.execution",
@@ -227,7 +228,7 @@ impl Wake {
 #[derive(Clone, Debug)]
 enum JobTag {
     Step { step: StepId, attempt: u32, name: Arc<str>, breaker: Option<Arc<Ticket>> },
-    Compensation { step: StepId, attempt: u32 },
+    Compensation { step: StepId, attempt: u32, name: Arc<str> },
     Handler(HandlerKind),
 }
 
@@ -766,6 +767,12 @@ impl EngineInner {
                 tracing::info!(%execution_id, attempt, ?delay, "workflow failed; restarting");
                 return None;
             }
+            Notice::SignalReceived { name: signal_name, step } => {
+                Telemetry::SignalReceive { workflow_name, execution_id, signal_name, step_name: step.map(name) }
+            }
+            Notice::SignalTaken { name: signal_name, step } => {
+                Telemetry::SignalTake { workflow_name, execution_id, signal_name, step_name: name(step) }
+            }
         })
     }
 
@@ -808,7 +815,17 @@ impl EngineInner {
                 let report = report_of(&name, done.result, &exec.def.inner.policy, fastrand::f64());
                 Event::StepFinished { step, attempt, report, at }
             }
-            JobTag::Compensation { step, attempt } => {
+            JobTag::Compensation { step, attempt, name } => {
+                if wanted {
+                    emits.push(Telemetry::RollbackStepStop {
+                        workflow_name: Arc::clone(exec.workflow()),
+                        execution_id: exec.id,
+                        step_name: name,
+                        attempt,
+                        duration: now.saturating_duration_since(done.started),
+                        error: done.result.as_ref().err().cloned(),
+                    });
+                }
                 Event::CompensationFinished { step, attempt, result: done.result.map(|_| ()), at }
             }
             JobTag::Handler(handler) => Event::HandlerFinished { handler, result: done.result.map(|_| ()), at },
@@ -836,6 +853,8 @@ impl EngineInner {
                     });
                 }
                 let mut tag = JobTag::Step { step, attempt, name: Arc::clone(&name), breaker: None };
+                // Where the step's `ctx.signal` reads (created once per execution).
+                self.signal_port(exec);
                 let Some(body) = body else {
                     let err = StepError::new(
                         kinds::VERSION_MISMATCH,
@@ -936,7 +955,15 @@ impl EngineInner {
                 });
             }
             Action::Compensate { step, attempt, name, body, ctx, timeout } => {
-                let tag = JobTag::Compensation { step, attempt };
+                if self.bus.wanted() {
+                    self.bus.emit(Telemetry::RollbackStepStart {
+                        workflow_name: Arc::clone(exec.workflow()),
+                        execution_id: exec.id,
+                        step_name: Arc::clone(&name),
+                        attempt,
+                    });
+                }
+                let tag = JobTag::Compensation { step, attempt, name: Arc::clone(&name) };
                 let limit = match step_limit(&name, &timeout, &ctx) {
                     Ok(limit) => limit,
                     Err(err) => {

@@ -11,6 +11,7 @@ mod journal;
 mod node;
 mod recovery;
 mod registry;
+mod signal;
 mod timers;
 
 use std::sync::{Arc, Weak};
@@ -31,6 +32,7 @@ use self::executor::{Execution, drive};
 use self::journal::{Ack, Journal};
 use self::registry::Registry;
 pub use self::registry::{Registration, WorkflowType, registrations};
+pub(crate) use self::signal::query_state;
 pub(crate) use self::timers::sleep_until_woken;
 use self::timers::{TimerTarget, Timers};
 use crate::builder::suggest;
@@ -321,7 +323,9 @@ impl Engine {
     }
 
     /// Resumes a paused execution, and completes its awaiting steps with `context`
-    /// (merged into the execution's context).
+    /// (merged into the execution's context). Steps parked for a signal
+    /// ([`signal`](Self::signal)) are completed too, with `context` as their
+    /// output and without running again: `resume` overrides the wait.
     pub async fn resume(&self, id: ExecutionId, context: impl Serialize) -> Result<(), EngineError> {
         let context = self.inner.resume_data(id, context)?;
         self.inner.control(id, Command::Resume { step: None, context }).await
@@ -557,6 +561,7 @@ fn pending_state(n: &NewExecution) -> ExecutionState {
         parent: n.parent.as_ref().map(|p| p.execution),
         trigger: n.trigger.clone(),
         parked: None,
+        signals: Vec::new(),
     }
 }
 
@@ -870,8 +875,12 @@ impl EngineInner {
         queued: Option<i64>,
     ) -> Result<(), EngineError> {
         let (action, event) = self.command_event(exec, command)?;
+        let signalled = matches!(event, Event::Signalled { .. });
         let how = queued.map_or(executor::Journaling::Acknowledged, executor::Journaling::Command);
         let journaled = self.deliver_journaled(exec, event, how).map_err(|e| self.invalid(exec, action, e))?;
+        if signalled {
+            self.signal_arrived(exec);
+        }
         if let Some((_, Some(ack))) = journaled {
             self.acknowledged(ack, action).await?;
         }

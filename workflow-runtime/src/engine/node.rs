@@ -387,6 +387,7 @@ impl EngineInner {
             Command::Cancel { reason, cleanup, rollback } => {
                 ("cancel", Event::Cancelled { reason, cleanup, rollback, at })
             }
+            Command::Signal { name, payload } => ("signal", Event::Signalled { name: Arc::from(name), payload, at }),
         })
     }
 
@@ -398,6 +399,7 @@ impl EngineInner {
             Command::Pause => "pause",
             Command::Resume { .. } => "resume",
             Command::Cancel { .. } => "cancel",
+            Command::Signal { .. } => "signal",
         };
         let cluster = cluster(&*self.store);
         if !matches!(command, Command::Cancel { .. })

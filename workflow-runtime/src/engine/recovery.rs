@@ -263,7 +263,8 @@ impl Remap {
         match event {
             Event::StepFinished { step, .. }
             | Event::CompensationFinished { step, .. }
-            | Event::ChildStarted { step, .. } => *step = self.step(*step)?,
+            | Event::ChildStarted { step, .. }
+            | Event::SignalTaken { step, .. } => *step = self.step(*step)?,
             Event::Resumed { step, .. } => {
                 if let Some(step) = step {
                     *step = self.step(*step)?;
@@ -274,7 +275,8 @@ impl Remap {
             | Event::Cancelled { .. }
             | Event::HandlerFinished { .. }
             | Event::Recovered { .. }
-            | Event::Aborted { .. } => {}
+            | Event::Aborted { .. }
+            | Event::Signalled { .. } => {}
         }
         Ok(())
     }

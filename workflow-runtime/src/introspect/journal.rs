@@ -31,7 +31,7 @@ pub struct TimelineEntry {
     pub at: Option<DateTime<Utc>>,
     /// What happened: `step_finished`, `timer_fired`, `resumed`, `paused`,
     /// `cancelled`, `compensation_finished`, `handler_finished`, `child_started`,
-    /// `recovered`, `aborted` (or `unreadable`).
+    /// `recovered`, `aborted`, `signalled`, `signal_taken` (or `unreadable`).
     pub event: String,
     /// The step it concerns.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,6 +128,9 @@ impl StoredView {
         let (mut paused, mut cancelled, mut aborted, mut compensating) = (false, false, false, false);
         // Awaiting steps, with when their await times out.
         let mut awaiting: Vec<(usize, Option<DateTime<Utc>>)> = Vec::new();
+        // Of those, the steps parked for a signal, in the order they began to
+        // wait: the signal's name, and whether the step runs again when it comes.
+        let mut signal_waits: Vec<(usize, std::sync::Arc<str>, bool)> = Vec::new();
         for entry in &stored.events {
             let event: Event = match serde_json::from_str(&entry.event) {
                 Ok(e) => e,
@@ -160,6 +163,7 @@ impl StoredView {
                     line.step = Some(names[i].clone());
                     line.attempt = Some(*attempt);
                     awaiting.retain(|(s, _)| *s != i);
+                    signal_waits.retain(|(s, _, _)| *s != i);
                     let s = &mut steps[i];
                     s.attempts = s.attempts.max(*attempt);
                     s.ended_at = Some(at);
@@ -168,6 +172,9 @@ impl StoredView {
                         StepReport::Output { .. } => ("output", StepStatus::Completed, None),
                         StepReport::Skip { reason } => ("skip", StepStatus::Skipped, Some(reason.clone())),
                         StepReport::Await { spec } => {
+                            if let Some(signal) = &spec.signal {
+                                signal_waits.push((i, std::sync::Arc::clone(signal), spec.rerun));
+                            }
                             awaiting.push((
                                 i,
                                 spec.timeout.and_then(|t| chrono::TimeDelta::from_std(t).ok()).map(|t| at + t),
@@ -261,6 +268,31 @@ impl StoredView {
                 Event::Aborted { error, .. } => {
                     aborted = true;
                     line.detail = Some(error.to_string());
+                }
+                Event::Signalled { name, .. } => {
+                    // The step waiting longest for it receives it (as the engine
+                    // does); otherwise it is buffered.
+                    signal_waits.retain(|(s, _, _)| awaiting.iter().any(|(a, _)| a == s));
+                    match signal_waits.iter().position(|(_, n, _)| n == name) {
+                        Some(pos) => {
+                            let (i, _, rerun) = signal_waits.remove(pos);
+                            awaiting.retain(|(s, _)| *s != i);
+                            line.step = Some(names[i].clone());
+                            if rerun {
+                                steps[i].status = StepStatus::Pending;
+                            } else {
+                                complete_await(&mut steps[i], at);
+                            }
+                            line.detail = Some(format!("signal `{name}`"));
+                        }
+                        None => line.detail = Some(format!("signal `{name}` (buffered)")),
+                    }
+                }
+                Event::SignalTaken { step: id, attempt, name, .. } => {
+                    let i = slot(*id, &mut names, &mut steps);
+                    line.step = Some(names[i].clone());
+                    line.attempt = Some(*attempt);
+                    line.detail = Some(format!("took signal `{name}`"));
                 }
             }
             timeline.push(line);
@@ -361,6 +393,9 @@ impl StoredView {
             parent: self.parent,
             trigger: self.trigger.clone(),
             parked: None,
+            // Which signals are consumed is known to the engine that holds the
+            // execution; the timeline shows the ones sent.
+            signals: Vec::new(),
         }
     }
 }
@@ -400,9 +435,77 @@ fn kind(event: &Event) -> &'static str {
         Event::ChildStarted { .. } => "child_started",
         Event::Recovered { .. } => "recovered",
         Event::Aborted { .. } => "aborted",
+        Event::Signalled { .. } => "signalled",
+        Event::SignalTaken { .. } => "signal_taken",
     }
 }
 
 fn handler_name(h: HandlerKind) -> &'static str {
     h.as_str()
+}
+
+#[cfg(test)]
+mod signal_tests {
+    use std::sync::Arc;
+
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+    use crate::machine::event::AwaitSpec;
+    use crate::store::{JournalEntry, NewExecution};
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + s, 0).single().unwrap()
+    }
+
+    #[test]
+    fn the_timeline_shows_signals_delivered_buffered_and_taken() {
+        let id = ExecutionId::new();
+        let wait = |rerun| StepReport::Await {
+            spec: Box::new(AwaitSpec { signal: Some(Arc::from("approval")), rerun, ..Default::default() }),
+        };
+        let events = [
+            Event::StepFinished { step: 0, attempt: 1, report: wait(false), at: at(1) },
+            Event::Signalled { name: Arc::from("note"), payload: json!("later"), at: at(2) },
+            Event::Signalled { name: Arc::from("approval"), payload: json!({ "ok": true }), at: at(3) },
+            Event::SignalTaken { step: 1, attempt: 1, name: Arc::from("note"), at: at(4) },
+        ];
+        let stored = StoredExecution {
+            execution: NewExecution {
+                id,
+                workflow: "w".into(),
+                version: "v".into(),
+                input: Map::new(),
+                parent: None,
+                trigger: Trigger::Manual,
+                created_at: at(0),
+                start_at: None,
+            },
+            started: true,
+            events: events
+                .iter()
+                .enumerate()
+                .map(|(i, e)| JournalEntry {
+                    execution: id,
+                    seq: i as u64 + 1,
+                    event: serde_json::to_string(e).unwrap(),
+                })
+                .collect(),
+        };
+        let view = StoredView::of(&stored, None, None);
+        let lines: Vec<(&str, Option<&str>, Option<&str>)> =
+            view.timeline.iter().map(|e| (e.event.as_str(), e.step.as_deref(), e.detail.as_deref())).collect();
+        assert_eq!(
+            lines,
+            [
+                ("step_finished", Some("step #0"), None),
+                ("signalled", None, Some("signal `note` (buffered)")),
+                ("signalled", Some("step #0"), Some("signal `approval`")),
+                ("signal_taken", Some("step #1"), Some("took signal `note`")),
+            ]
+        );
+        assert_eq!(view.steps[0].status, StepStatus::Completed, "the signal completed the wait");
+        assert_eq!(view.status, Status::Running);
+    }
 }

@@ -72,17 +72,63 @@ impl Command {
 /// A decision of the machine that observers (telemetry, subscribers) care about.
 #[derive(Clone, Debug)]
 pub(crate) enum Notice {
-    StepSkipped { step: StepId, reason: String },
-    StepRetrying { step: StepId, attempt: u32, delay: Duration, error: StepError },
-    StepFailed { step: StepId, attempt: u32, error: StepError },
-    StepAwaiting { step: StepId },
-    StepSnoozed { step: StepId, delay: Duration },
-    StepExpanded { step: StepId, added: u32 },
-    Paused { running: Vec<StepId> },
+    StepSkipped {
+        step: StepId,
+        reason: String,
+    },
+    StepRetrying {
+        step: StepId,
+        attempt: u32,
+        delay: Duration,
+        error: StepError,
+    },
+    StepFailed {
+        step: StepId,
+        attempt: u32,
+        error: StepError,
+    },
+    StepAwaiting {
+        step: StepId,
+    },
+    StepSnoozed {
+        step: StepId,
+        delay: Duration,
+    },
+    StepExpanded {
+        step: StepId,
+        added: u32,
+    },
+    Paused {
+        running: Vec<StepId>,
+    },
     Resumed,
-    Cancelling { reason: String },
-    RollbackStarted { steps: Vec<StepId> },
-    RollbackFinished { compensated: Vec<StepId>, failed: Vec<StepId>, duration: Duration },
-    Restarting { attempt: u32, delay: Duration },
-    WorkflowFailed { step: Option<StepId>, error: StepError },
+    Cancelling {
+        reason: String,
+    },
+    RollbackStarted {
+        steps: Vec<StepId>,
+    },
+    RollbackFinished {
+        compensated: Vec<StepId>,
+        failed: Vec<StepId>,
+        duration: Duration,
+    },
+    Restarting {
+        attempt: u32,
+        delay: Duration,
+    },
+    WorkflowFailed {
+        step: Option<StepId>,
+        error: StepError,
+    },
+    /// A signal arrived: it completed or woke the waiting `step`, or was buffered.
+    SignalReceived {
+        name: std::sync::Arc<str>,
+        step: Option<StepId>,
+    },
+    /// A running step took a buffered signal.
+    SignalTaken {
+        name: std::sync::Arc<str>,
+        step: StepId,
+    },
 }

@@ -48,6 +48,12 @@ pub(crate) struct AwaitSpec {
     pub(crate) approvers: Option<Value>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub(crate) data: Map<String, Value>,
+    /// Waits for this signal rather than for `resume` (see `machine/signal.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) signal: Option<Arc<str>>,
+    /// When the signal arrives, the step runs again instead of completing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) rerun: bool,
 }
 
 /// A step added by a graft. The body and policy are not journaled: recovery gets
@@ -129,6 +135,11 @@ pub(crate) enum Event {
     /// The engine gave up on the execution (its driver failed, a bug): it ends
     /// `Failed` with this error.
     Aborted { error: StepError, at: DateTime<Utc> },
+    /// `signal`: the signal `name` arrived with `payload` (see `machine/signal.rs`).
+    Signalled { name: Arc<str>, payload: Value, at: DateTime<Utc> },
+    /// Attempt `attempt` of the running step `step` took the oldest buffered
+    /// signal `name` (`ctx.signal`): it stays with the step until the step ends.
+    SignalTaken { step: StepId, attempt: u32, name: Arc<str>, at: DateTime<Utc> },
 }
 
 impl Event {
@@ -144,7 +155,9 @@ impl Event {
             | Event::HandlerFinished { at, .. }
             | Event::ChildStarted { at, .. }
             | Event::Recovered { at }
-            | Event::Aborted { at, .. } => *at,
+            | Event::Aborted { at, .. }
+            | Event::Signalled { at, .. }
+            | Event::SignalTaken { at, .. } => *at,
         }
     }
 }

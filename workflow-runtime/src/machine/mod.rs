@@ -7,6 +7,7 @@
 pub(crate) mod command;
 pub(crate) mod event;
 pub(crate) mod report;
+pub(crate) mod signal;
 pub(crate) mod state;
 pub(crate) mod view;
 
@@ -240,6 +241,8 @@ pub(crate) struct Machine {
     compensation_started: Stamp,
     pub(crate) started_at: DateTime<Utc>,
     ended_at: Stamp,
+    /// Signals sent to the execution (see `signal.rs`; most executions have none).
+    signals: Option<Box<signal::Signals>>,
 }
 
 thread_local! {
@@ -276,6 +279,7 @@ impl Machine {
             compensation_started: Stamp::NONE,
             started_at: at,
             ended_at: Stamp::NONE,
+            signals: None,
         };
         m.begin_attempt(at, out);
         m
@@ -473,7 +477,16 @@ impl Machine {
     pub(crate) fn apply(&mut self, event: Event, out: &mut Vec<Command>) -> Result<(), TransitionError> {
         let at = event.at();
         match event {
-            Event::StepFinished { step, attempt, report, at } => self.on_step_finished(step, attempt, report, at, out),
+            Event::StepFinished { step, attempt, report, at } => {
+                let signal_wait = match &report {
+                    StepReport::Await { spec } => spec.signal.clone().map(|name| (name, spec.rerun)),
+                    _ => None,
+                };
+                self.on_step_finished(step, attempt, report, at, out);
+                if let Some(wait) = signal_wait {
+                    self.begin_signal_wait(step, attempt, wait, at, out);
+                }
+            }
             Event::TimerFired { timer, at } => self.on_timer(timer, at, out),
             Event::Resumed { step, data, at } => self.on_resume(step, data, at, out)?,
             Event::Paused { .. } => self.on_pause(out)?,
@@ -491,8 +504,11 @@ impl Machine {
                     d.child = Some(Box::new((child, attempt)));
                 }
             }
+            Event::Signalled { name, payload, at } => self.on_signal(name, payload, at, out)?,
+            Event::SignalTaken { step, attempt, name, .. } => self.on_signal_taken(step, attempt, &name, out),
         }
         self.settle(at, out);
+        self.sweep_signals();
         Ok(())
     }
 

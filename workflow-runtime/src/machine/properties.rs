@@ -1,6 +1,8 @@
 //! Property tests of the pure machine, with no tokio and no clock: random DAGs
-//! whose steps retry, skip, await, snooze, fail and roll back, run by a
-//! deterministic simulated executor.
+//! whose steps retry, skip, await (for `resume` or for a signal), snooze, read
+//! signals while they run, fail and roll back, run by a deterministic simulated
+//! executor that also sends the signals: before anyone waits, while a step
+//! waits, while a step runs, or never.
 //!
 //! - The replay law: the journal of a run, applied to a fresh machine, rebuilds
 //!   the state the machine had after each event.
@@ -45,6 +47,27 @@ enum Plan {
     },
     /// Snoozes 1 s on its first attempt.
     SnoozeOnce,
+    /// Awaits its signal (3 s at most): completes with its payload, or (`rerun`)
+    /// runs again and succeeds.
+    AwaitSignal {
+        rerun: bool,
+        send: Send,
+    },
+    /// Takes its signal while it runs (waiting for it), then succeeds.
+    TakeSignal {
+        early: bool,
+    },
+}
+
+/// When the simulated executor sends a step's signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Send {
+    /// First thing: buffered before anyone waits.
+    AtStart,
+    /// While the step waits for it.
+    WhileWaiting,
+    /// Never: the wait times out.
+    Never,
 }
 
 #[derive(Clone, Debug)]
@@ -78,6 +101,9 @@ fn plan() -> impl Strategy<Value = Plan> {
         1 => Just(Plan::Skip),
         1 => (any::<bool>(), any::<bool>()).prop_map(|(resume, on_timeout)| Plan::Await { resume, on_timeout }),
         1 => Just(Plan::SnoozeOnce),
+        2 => (any::<bool>(), prop_oneof![Just(Send::AtStart), Just(Send::WhileWaiting), Just(Send::Never)])
+            .prop_map(|(rerun, send)| Plan::AwaitSignal { rerun, send }),
+        1 => any::<bool>().prop_map(|early| Plan::TakeSignal { early }),
     ]
 }
 
@@ -148,6 +174,9 @@ fn definition(spec: &Spec) -> WorkflowDef {
                 o = o.on_timeout(noop);
             }
         }
+        if let Plan::AwaitSignal { .. } = s.plan {
+            o = o.await_approval(true);
+        }
         wf = wf.step_with(name(i), noop, o);
     }
     wf.build().expect("the random workflow builds")
@@ -195,6 +224,14 @@ struct Sim<'a> {
 }
 
 const ID: u128 = 7;
+
+fn signal_name(step: StepId) -> std::sync::Arc<str> {
+    std::sync::Arc::from(format!("sig{step}"))
+}
+
+fn signal_payload(step: StepId) -> Value {
+    json!({ format!("from_sig{step}"): true })
+}
 
 fn identity(trigger: &Trigger) -> Identity<'_> {
     Identity { id: ExecutionId::from_uuid(uuid::Uuid::from_u128(ID)), parent: None, trigger, parked: None }
@@ -315,12 +352,89 @@ impl<'a> Sim<'a> {
             Plan::Await { .. } => output(),
             Plan::SnoozeOnce if k == 0 => StepReport::Snooze { delay: std::time::Duration::from_secs(1) },
             Plan::SnoozeOnce => output(),
+            Plan::AwaitSignal { rerun, .. } if k == 0 => StepReport::Await {
+                spec: Box::new(AwaitSpec {
+                    timeout: Some(std::time::Duration::from_secs(3)),
+                    signal: Some(signal_name(step)),
+                    rerun,
+                    ..Default::default()
+                }),
+            },
+            Plan::AwaitSignal { .. } => output(),
+            Plan::TakeSignal { .. } => {
+                let took = self.m.held_signal(step, &signal_name(step), 0).cloned().unwrap_or(Value::Null);
+                StepReport::Output { value: json!({ name(step as usize): k, format!("took_{step}"): took }) }
+            }
         }
+    }
+
+    /// Whether the simulated executor has sent the signal of `step` in this
+    /// attempt of the workflow (a restart consumed the earlier ones).
+    fn sent(&self, step: StepId) -> bool {
+        let name = signal_name(step);
+        let sent = self.journal.iter().filter(|e| matches!(e, Event::Signalled { name: n, .. } if *n == name)).count();
+        sent >= self.m.workflow_attempt() as usize
+    }
+
+    /// The signal to send now, by the plan of its step.
+    fn signal_due(&self, early: bool) -> Option<StepId> {
+        if self.finished {
+            return None;
+        }
+        (0..self.spec.steps.len() as StepId).find(|&step| {
+            let status = self.m.slot(step).status;
+            let due = match self.spec.steps[step as usize].plan {
+                Plan::AwaitSignal { send: Send::AtStart, .. } | Plan::TakeSignal { early: true } => early,
+                Plan::AwaitSignal { send: Send::WhileWaiting, .. } => {
+                    !early && status == super::state::StepStatus::Awaiting
+                }
+                Plan::TakeSignal { early: false } => !early && status == super::state::StepStatus::Running,
+                _ => false,
+            };
+            due && !self.sent(step)
+        })
+    }
+
+    /// A running step waiting in `ctx.signal` whose signal is buffered: it takes
+    /// it (a move of its own, as each move journals one event).
+    fn takes_signal(&self) -> Option<Event> {
+        self.jobs.iter().find_map(|job| match *job {
+            Job::Step { step, attempt, on_timeout: false }
+                if matches!(self.spec.steps[step as usize].plan, Plan::TakeSignal { .. }) =>
+            {
+                let name = signal_name(step);
+                let take = self.m.held_signal(step, &name, 0).is_none() && self.m.buffered_signal(&name).is_some();
+                take.then(|| Event::SignalTaken { step, attempt, name, at: self.now })
+            }
+            _ => None,
+        })
+    }
+
+    /// A job that can end now: any but a step waiting in `ctx.signal` for a
+    /// signal it does not hold yet.
+    fn next_job(&mut self) -> Option<Job> {
+        let ready = self.jobs.iter().copied().find(|job| match *job {
+            Job::Step { step, on_timeout: false, .. }
+                if matches!(self.spec.steps[step as usize].plan, Plan::TakeSignal { .. }) =>
+            {
+                self.m.held_signal(step, &signal_name(step), 0).is_some()
+            }
+            _ => true,
+        })?;
+        self.jobs.take(&ready)
     }
 
     /// One move of the executor; false once there is nothing left to do.
     fn step(&mut self) -> bool {
-        if let Some(job) = self.jobs.pop_first() {
+        if let Some(step) = self.signal_due(true) {
+            self.apply(Event::Signalled { name: signal_name(step), payload: signal_payload(step), at: self.now });
+            return true;
+        }
+        if let Some(take) = self.takes_signal() {
+            self.apply(take);
+            return true;
+        }
+        if let Some(job) = self.next_job() {
             let at = self.now;
             let event = match job {
                 Job::Step { step, attempt, on_timeout } => {
@@ -349,6 +463,10 @@ impl<'a> Sim<'a> {
             let mut data = serde_json::Map::new();
             data.insert(format!("approved_{step}"), json!(true));
             self.apply(Event::Resumed { step: Some(step), data, at: self.now });
+            return true;
+        }
+        if let Some(step) = self.signal_due(false) {
+            self.apply(Event::Signalled { name: signal_name(step), payload: signal_payload(step), at: self.now });
             return true;
         }
         if let Some(((due, timer), ())) = self.timers.pop_first() {
@@ -388,6 +506,8 @@ fn digest(state: &ExecutionState) -> Value {
         "failure": state.failure.as_ref().map(|f| json!([f.step, f.error.kind()])),
         "rollback": state.rollback.as_ref().map(|r| json!([r.compensated, r.failed])),
         "handler_errors": state.handler_errors.len(),
+        "signals": state.signals.iter().map(|s| json!([s.name, s.payload, s.step])).collect::<Vec<_>>(),
+        "waiting_for": state.awaiting.iter().map(|a| a.signal.clone()).collect::<Vec<_>>(),
     })
 }
 

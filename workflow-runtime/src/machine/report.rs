@@ -36,8 +36,24 @@ pub(crate) fn report_of(step: &str, result: StepResult, wf: &WorkflowPolicy, jit
                 },
             };
             let req = *req;
+            let signal = match req.signal {
+                Some(name) if name.trim().is_empty() => {
+                    return invalid(format!("step `{step}` awaited a signal with an empty name"));
+                }
+                name => name.map(|n| Arc::from(n.as_str())),
+            };
+            if req.rerun && signal.is_none() {
+                return invalid(format!("step `{step}` asked to run again on a signal without naming one"));
+            }
             StepReport::Await {
-                spec: Box::new(AwaitSpec { timeout, notify: req.notify, approvers: req.approvers, data: req.data }),
+                spec: Box::new(AwaitSpec {
+                    timeout,
+                    notify: req.notify,
+                    approvers: req.approvers,
+                    data: req.data,
+                    signal,
+                    rerun: req.rerun,
+                }),
             }
         }
         Ok(Outcome::Expand(tasks)) => {

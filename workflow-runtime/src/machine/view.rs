@@ -150,6 +150,27 @@ pub struct AwaitInfo {
     /// When the await times out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_at: Option<DateTime<Utc>>,
+    /// The signal the step waits for ([`Outcome::await_signal`](crate::Outcome::await_signal));
+    /// `None` when it waits for `resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+}
+
+/// A signal sent to an execution ([`Engine::signal`](crate::Engine::signal)) and not
+/// consumed yet: buffered until a step waits for it or takes it, or held by the
+/// step that received it until that step ends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingSignal {
+    /// The signal's name.
+    pub name: String,
+    /// What was sent.
+    pub payload: Value,
+    /// When the execution received it.
+    pub received_at: DateTime<Utc>,
+    /// The step that received it and has not ended yet; `None` while it is
+    /// buffered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 /// Why an execution failed.
@@ -230,6 +251,9 @@ pub struct ExecutionState {
     /// Why recovery parked it (its definition changed incompatibly).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parked: Option<String>,
+    /// Signals not consumed yet, in arrival order (see [`PendingSignal`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<PendingSignal>,
 }
 
 impl ExecutionState {
@@ -246,6 +270,11 @@ impl ExecutionState {
     /// The context value under `key`, deserialized.
     pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Option<T> {
         self.context.get(key).and_then(|v| T::deserialize(v).ok())
+    }
+
+    /// The signals named `name` that no step has received yet, oldest first.
+    pub fn buffered_signals<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a PendingSignal> + 'a {
+        self.signals.iter().filter(move |s| s.name == name && s.step.is_none())
     }
 }
 
@@ -326,6 +355,7 @@ impl Machine {
                     approvers: info.and_then(|i| i.approvers.clone()),
                     data: info.map(|i| i.data.clone()).unwrap_or_default(),
                     timeout_at: detail.and_then(|d| d.await_due.get()),
+                    signal: self.awaited_signal(id).map(str::to_owned),
                 });
             }
             steps.push(StepState {
@@ -389,6 +419,7 @@ impl Machine {
             parent: who.parent,
             trigger: who.trigger.clone(),
             parked: who.parked,
+            signals: self.pending_signals(),
         }
     }
 }

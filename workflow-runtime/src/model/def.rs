@@ -217,6 +217,14 @@ pub struct Triggers {
     pub events: Vec<String>,
 }
 
+/// A query of a workflow (`Workflow::query`, `#[query]`): a function of an
+/// execution's state. Its argument is erased here because the model does not know
+/// the state type (it is the machine's view); the builder wraps the user's function
+/// and the engine passes the state.
+pub(crate) type QueryFn =
+    Arc<dyn Fn(&dyn std::any::Any) -> Result<Value, super::error::StepError> + Send + Sync + 'static>;
+
+#[derive(Clone)]
 pub(crate) struct DefInner {
     pub(crate) name: Arc<str>,
     pub(crate) policy: WorkflowPolicy,
@@ -228,6 +236,8 @@ pub(crate) struct DefInner {
     pub(crate) roots: Vec<StepId>,
     pub(crate) triggers: Triggers,
     pub(crate) version: String,
+    /// Queries by name (they do not drive execution: not part of the version).
+    pub(crate) queries: BTreeMap<Arc<str>, QueryFn>,
 }
 
 /// A validated workflow definition. Cheap to clone.
@@ -289,6 +299,27 @@ impl WorkflowDef {
     /// A serializable description of the definition, without code.
     pub fn snapshot(&self) -> DefinitionSnapshot {
         snapshot_of(&self.inner)
+    }
+
+    /// The names of its queries ([`Engine::query`](crate::Engine::query)), sorted.
+    pub fn queries(&self) -> impl Iterator<Item = &str> {
+        self.inner.queries.keys().map(|k| &**k)
+    }
+
+    /// The definition with the body of the task step `name` replaced (the test
+    /// kit's fakes): everything else, the version included, stays as it is.
+    /// `false` if it has no such step.
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))] // used by `testing` only
+    pub(crate) fn replace_body(&mut self, name: &str, body: super::step::StepBody) -> bool {
+        let Some(&id) = self.inner.by_name.get(name) else { return false };
+        let mut inner = (*self.inner).clone();
+        let step = &mut inner.steps[id as usize];
+        step.kind = match &step.kind {
+            StepKind::Graft(_) => StepKind::Graft(body),
+            StepKind::Task(_) | StepKind::Workflow { .. } => StepKind::Task(body),
+        };
+        self.inner = Arc::new(inner);
+        true
     }
 }
 

@@ -45,6 +45,11 @@ pub mod kinds {
     pub const ENGINE_PANIC: &str = "engine_panic";
     /// A generic error without a more precise kind.
     pub const ERROR: &str = "error";
+    /// `ctx.signal(..).timeout(..)`: no signal of that name arrived in time.
+    pub const SIGNAL_TIMEOUT: &str = "signal_timeout";
+    /// A signal was read from a context that belongs to no running execution (a
+    /// step function called directly, without [`Context::with_signal`](crate::Context::with_signal)).
+    pub const SIGNAL_UNAVAILABLE: &str = "signal_unavailable";
 }
 
 /// The failure of one step attempt.

@@ -13,6 +13,7 @@ pub(crate) mod options;
 pub(crate) mod outcome;
 pub(crate) mod schedule;
 pub(crate) mod serde_duration;
+pub(crate) mod signal;
 pub(crate) mod step;
 pub(crate) mod task;
 
@@ -29,6 +30,7 @@ pub use name::StepName;
 pub use options::{Backoff, BreakerOptions, IntoNames, OnError, RetryPolicy, Step, StepOptions, StepPolicy, defaults};
 pub use outcome::{AwaitRequest, IntoOutcome, IntoStepResult, Outcome, StepResult};
 pub use schedule::{CronExpr, MIN_INTERVAL, Misfire, Schedule, ScheduleError, ScheduleKind};
+pub use signal::SignalWait;
 pub use step::{
     AsyncFnMarker, BoxHandlerFuture, BoxStepFuture, CancelHandler, Condition, IntoCancelHandler, IntoStepErrorHandler,
     IntoStepFn, StepBody, StepErrorHandler, SyncFnMarker, Worker, WorkerMarker,

@@ -23,7 +23,9 @@ pub type StepResult = Result<Outcome, StepError>;
 /// let wait = Outcome::await_for("24h");
 /// let ask = Outcome::await_with(AwaitRequest::timeout("48h").notify("email").approvers(["boss@example.com"]));
 /// let later = Outcome::snooze("5m");                      // run again in 5 minutes
-/// # let _ = (merge, done, skip, wait, ask, later);
+/// let signal = Outcome::await_signal("approval");         // wait for `engine.signal(id, "approval", ..)`
+/// let again = Outcome::rerun_on_signal("approval");       // run this step again when it arrives
+/// # let _ = (merge, done, skip, wait, ask, later, signal, again);
 /// ```
 #[non_exhaustive]
 pub enum Outcome {
@@ -63,6 +65,25 @@ impl Outcome {
     /// Wait as described by an [`AwaitRequest`] (timeout, whom to notify, approvers).
     pub fn await_with(request: AwaitRequest) -> Self {
         Outcome::Await(Box::new(request))
+    }
+
+    /// Park the step until the signal `name` arrives
+    /// ([`Engine::signal`](crate::Engine::signal)); its payload becomes the step's
+    /// output (a JSON object is merged into the context). A signal sent before the
+    /// step waits is buffered, and the step receives it at once. Without a timeout;
+    /// see [`AwaitRequest::signal`] for one. The semantics are described in
+    /// [`Engine::signal`](crate::Engine::signal).
+    pub fn await_signal(name: impl Into<String>) -> Self {
+        Outcome::Await(Box::new(AwaitRequest::signal(name)))
+    }
+
+    /// Park the step until the signal `name` arrives, then run it again: the new
+    /// attempt receives the signal from [`Context::signal`](crate::Context::signal)
+    /// (or [`Context::try_signal`](crate::Context::try_signal)) at once, and keeps
+    /// it until it completes. This is how a step reads a signal without holding a
+    /// running attempt while it waits (what a `#[signal("name")]` parameter does).
+    pub fn rerun_on_signal(name: impl Into<String>) -> Self {
+        Outcome::Await(Box::new(AwaitRequest::signal(name).rerun()))
     }
 
     /// Run the step again after `delay`.
@@ -125,6 +146,10 @@ pub struct AwaitRequest {
     pub(crate) notify: Option<Value>,
     pub(crate) approvers: Option<Value>,
     pub(crate) data: Map<String, Value>,
+    /// Wait for this signal instead of `resume`.
+    pub(crate) signal: Option<String>,
+    /// When the signal arrives, run the step again instead of completing it.
+    pub(crate) rerun: bool,
 }
 
 impl AwaitRequest {
@@ -153,6 +178,36 @@ impl AwaitRequest {
     /// Any other data to keep with the pending approval.
     pub fn data(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
         self.data.insert(key.into(), serde_json::to_value(value).unwrap_or(Value::Null));
+        self
+    }
+
+    /// A request to wait for the signal `name` ([`Engine::signal`](crate::Engine::signal))
+    /// rather than for `resume`: its payload completes the step (or, with
+    /// [`rerun`](Self::rerun), the step runs again and reads it). Combine with
+    /// [`with_timeout`](Self::with_timeout) for a time limit, after which the step's
+    /// `on_timeout` handler runs or the step fails with kind `"await_timeout"`.
+    ///
+    /// ```
+    /// use sagaflow_runtime::{AwaitRequest, Outcome};
+    /// let wait = Outcome::await_with(AwaitRequest::signal("approval").with_timeout("48h").notify("finance"));
+    /// # let _ = wait;
+    /// ```
+    pub fn signal(name: impl Into<String>) -> Self {
+        AwaitRequest { signal: Some(name.into()), ..Self::default() }
+    }
+
+    /// The time limit of the wait (the same as [`timeout`](Self::timeout), for a
+    /// request built otherwise, such as [`signal`](Self::signal)).
+    pub fn with_timeout(mut self, timeout: impl Into<DurationArg>) -> Self {
+        self.timeout = Some(timeout.into());
+        self
+    }
+
+    /// For a [`signal`](Self::signal) request: when the signal arrives, run the step
+    /// again (the new attempt reads it with [`Context::signal`](crate::Context::signal))
+    /// instead of completing the step with its payload.
+    pub fn rerun(mut self) -> Self {
+        self.rerun = true;
         self
     }
 }

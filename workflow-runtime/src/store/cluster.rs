@@ -10,7 +10,7 @@
 //! [`StoreError::NotHeld`], so a node that was presumed dead cannot write over its
 //! successor's work.
 //!
-//! Control calls (`cancel`, `pause`, `resume`) for an execution held by another node
+//! Control calls (`cancel`, `pause`, `resume`, `signal`) for an execution held by another node
 //! are queued as commands in the store; the holder applies them, woken by the
 //! store's notifications.
 
@@ -48,6 +48,13 @@ pub enum Command {
         step: Option<String>,
         /// Merged into the context.
         context: Map<String, Value>,
+    },
+    /// `Engine::signal`.
+    Signal {
+        /// The signal's name.
+        name: String,
+        /// What was sent.
+        payload: Value,
     },
 }
 

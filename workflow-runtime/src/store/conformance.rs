@@ -95,6 +95,7 @@ pub fn final_state(n: &NewExecution, status: Status, ended: DateTime<Utc>) -> Ex
         parent: n.parent.as_ref().map(|p| p.execution),
         trigger: n.trigger.clone(),
         parked: None,
+        signals: Vec::new(),
     }
 }
 

@@ -281,6 +281,7 @@ fn request_action(command: &super::Command) -> &'static str {
         super::Command::Cancel { .. } => "cancel",
         super::Command::Pause => "pause",
         super::Command::Resume { .. } => "resume",
+        super::Command::Signal { .. } => "signal",
     }
 }
 
@@ -289,6 +290,7 @@ fn past(action: &str) -> &'static str {
         "cancel" => "cancelled",
         "pause" => "paused",
         "resume" => "resumed",
+        "signal" => "signalled",
         _ => "controlled",
     }
 }

@@ -34,7 +34,7 @@ pub enum Request {
     Control {
         /// The execution.
         execution: ExecutionId,
-        /// Cancel, pause or resume.
+        /// Cancel, pause, resume or signal.
         command: Command,
     },
     /// Starts a dead letter's workflow again with its input, and removes the
@@ -63,13 +63,14 @@ impl Request {
         }
     }
 
-    /// What it does, in a word or two: `cancel`, `pause`, `resume`, `replay`,
-    /// `remove`, `purge`.
+    /// What it does, in a word or two: `cancel`, `pause`, `resume`, `signal`,
+    /// `replay`, `remove`, `purge`.
     pub fn action(&self) -> &'static str {
         match self {
             Request::Control { command: Command::Cancel { .. }, .. } => "cancel",
             Request::Control { command: Command::Pause, .. } => "pause",
             Request::Control { command: Command::Resume { .. }, .. } => "resume",
+            Request::Control { command: Command::Signal { .. }, .. } => "signal",
             Request::ReplayDeadLetter { .. } => "replay",
             Request::RemoveDeadLetter { .. } => "remove",
             Request::PurgeExpiredDeadLetters => "purge",
