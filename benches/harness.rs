@@ -137,4 +137,3 @@ pub(crate) fn ms(d: Duration) -> String {
 pub(crate) fn us(d: Duration) -> String {
     format!("{:.3} µs", d.as_secs_f64() * 1e6)
 }
-
