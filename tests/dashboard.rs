@@ -736,3 +736,68 @@ async fn a_browser_watches_an_execution_resume_and_retries_a_dead_letter() {
         "the retry started the workflow again (and it failed again, leaving a new dead letter)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_cancel_takes_the_options_of_engine_cancel() {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (l1, l2) = (Arc::clone(&log), Arc::clone(&log));
+    let booking = Workflow::new("booking")
+        .on_cancel(move |_ctx: Context, reason: String| {
+            l1.lock().unwrap().push(format!("on_cancel({reason})"));
+            std::future::ready(Ok::<(), StepError>(()))
+        })
+        .step_with(
+            "book",
+            |_ctx: Context| async { Ok::<_, StepError>(json!({ "booked": true })) },
+            Step::opts().rollback(move |_ctx: Context| {
+                l2.lock().unwrap().push("unbook".to_owned());
+                std::future::ready(Ok::<(), StepError>(()))
+            }),
+        )
+        .step_with(
+            "approve",
+            |_ctx: Context| async { Ok::<_, StepError>(Outcome::await_resume()) },
+            Step::opts().after("book").await_approval(true),
+        )
+        .build()
+        .expect("valid");
+    let engine = Engine::builder().register(booking).build().await.expect("engine");
+    let addr = listen(guarded(engine.clone())).await;
+    let start = || async {
+        let id = engine.start("booking", json!({})).await.expect("starts");
+        until(&engine, id, |s| s.status == Status::Awaiting).await;
+        format!("/workflows/api/executions/{id}/cancel")
+    };
+
+    // A flag that is not a boolean is refused, naming the field; nothing happens.
+    let cancel = start().await;
+    let (status, body) = http(addr, "POST", &cancel, Some(TOKEN), r#"{"rollback": "yes"}"#).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(json_of(&body)["error"].as_str().unwrap().contains("`rollback`"), "the field is named: {body}");
+    let (status, body) = http(addr, "POST", &cancel, Some(TOKEN), r#"{"reason": 7}"#).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(json_of(&body)["error"].as_str().unwrap().contains("`reason`"), "the field is named: {body}");
+    assert!(log.lock().unwrap().is_empty());
+
+    // Reason, cleanup and rollback reach the engine.
+    let (status, body) =
+        http(addr, "POST", &cancel, Some(TOKEN), r#"{"reason": "duplicate", "cleanup": true, "rollback": true}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let id: ExecutionId = cancel.split('/').nth(4).unwrap().parse().unwrap();
+    let ended = engine.wait(id).await.unwrap();
+    assert_eq!((ended.status, ended.cancel_reason.as_deref()), (Status::Cancelled, Some("duplicate")));
+    assert_eq!(ended.step("book").unwrap().status, sagaflow::StepStatus::Compensated);
+    assert_eq!(*log.lock().unwrap(), ["unbook", "on_cancel(duplicate)"]);
+
+    // Without them, a cancel neither compensates nor runs the handler.
+    log.lock().unwrap().clear();
+    let cancel = start().await;
+    let (status, body) = http(addr, "POST", &cancel, Some(TOKEN), "{}").await;
+    assert_eq!(status, 200, "{body}");
+    let id: ExecutionId = cancel.split('/').nth(4).unwrap().parse().unwrap();
+    let ended = engine.wait(id).await.unwrap();
+    assert_eq!(ended.cancel_reason.as_deref(), Some("cancelled from the dashboard"));
+    assert_eq!(ended.step("book").unwrap().status, sagaflow::StepStatus::Completed);
+    assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+    engine.shutdown().await;
+}

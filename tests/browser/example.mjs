@@ -75,6 +75,11 @@ try {
   result.retriedStatus = (await page.locator('#status').textContent()).trim();
   result.retriedSteps = await page.locator('#dag g.step').count();
   check(result.retriedSteps > 0, 'the execution\'s DAG drawn');
+  // Every attempt is a bar on the timeline: a retried step's row holds several.
+  await page.locator('#timeline tbody .lane .bar').first().waitFor();
+  result.attemptBars = await page.locator('#timeline tbody tr').evaluateAll(
+    (rows) => Math.max(0, ...rows.map((r) => r.querySelectorAll('.lane .bar').length)));
+  check(result.attemptBars >= 2, 'a bar per attempt of a retried step');
   await shot(page, 'execution.png');
   console.log(JSON.stringify({ ok: true, ...result }));
 } catch (e) {

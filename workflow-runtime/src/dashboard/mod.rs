@@ -9,7 +9,8 @@
 //!   `logout` shadow workflows of those names): its DAG, its schedules with their
 //!   next fire times and the events that start it, the statistics of its recent
 //!   executions overall and per step, and those executions;
-//! - one execution: its DAG coloured by step state, its steps' latest attempts,
+//! - one execution: its DAG coloured by step state, every attempt of its steps
+//!   and their compensations as bars on one time axis,
 //!   its context and failure; an execution that another process holds is shown
 //!   from its store row and its journal as a timeline (never replayed);
 //! - live: pages update without reloading, from a stream of the engine's events
@@ -93,7 +94,7 @@ pub use self::auth::DashboardError;
 use self::auth::Token;
 use self::source::{Action, EngineSource, ExecutionView, RunningRow, Source, StoreSource};
 use self::stats::Stats;
-use crate::engine::{Engine, EngineError};
+use crate::engine::{CancelOptions, Engine, EngineError};
 use crate::model::ExecutionId;
 use crate::store::{ControlError, Store, StoreControl, StoreError, redact_secrets};
 
@@ -488,8 +489,24 @@ async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     let body = action_body(body)?;
     let id = parse_id(&id)?;
-    let reason = body.get("reason").and_then(Value::as_str).unwrap_or("cancelled from the dashboard").to_owned();
-    act(&app, Action::Cancel { id, reason }).await
+    act(&app, Action::Cancel { id, options: cancel_options(&body)? }).await
+}
+
+/// A cancel's options, as `Engine::cancel` takes them: `reason` (a string),
+/// `cleanup` (run `on_cancel`) and `rollback` (compensate completed steps), both
+/// booleans and off unless given.
+fn cancel_options(body: &Map<String, Value>) -> Result<CancelOptions, ApiError> {
+    let reason = match body.get("reason") {
+        None | Some(Value::Null) => "cancelled from the dashboard",
+        Some(Value::String(reason)) => reason,
+        Some(other) => return Err(ApiError(StatusCode::BAD_REQUEST, format!("`reason` must be a string, not {other}"))),
+    };
+    let flag = |name: &str| match body.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(yes)) => Ok(*yes),
+        Some(other) => Err(ApiError(StatusCode::BAD_REQUEST, format!("`{name}` must be true or false, not {other}"))),
+    };
+    Ok(CancelOptions::reason(reason).cleanup(flag("cleanup")?).rollback(flag("rollback")?))
 }
 
 async fn pause(

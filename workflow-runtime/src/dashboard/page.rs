@@ -16,6 +16,10 @@ th { background: #f4f4f4; }
 .bar { height: .8rem; background: #7fb3e6; border-radius: 2px; }
 .lane { position: relative; height: .8rem; width: 24rem; background: #f2f2f2; }
 .lane .bar { position: absolute; top: 0; }
+.bar.error, .bar.interrupted { background: #e08080; }
+.bar.snoozed { background: #c8c8c8; }
+.bar.rollback { background: #e0a050; }
+.bar.awaiting, .bar.paused { background: #b39ddb; }
 #flash { min-height: 1.2rem; color: #1f5fa8; }
 pre { background: #f7f7f7; padding: .6rem; max-width: 60rem; overflow: auto; }
 button { margin-right: .4rem; }
@@ -132,12 +136,15 @@ pub(super) fn execution(base: &str, id: ExecutionId) -> String {
  — <span id="progress"></span> — <span id="duration"></span></p>
 <p id="note"></p>
 <p><button id="cancel">Cancel</button>
+<input id="cancel-reason" size="24" placeholder="reason" aria-label="cancel reason">
+<label><input type="checkbox" id="cancel-cleanup"> run on_cancel</label>
+<label><input type="checkbox" id="cancel-rollback"> roll back completed steps</label>
 <button id="pause">Pause</button>
 <button id="resume">Resume</button>
 <input id="resume-context" size="40" value="{{}}" aria-label="resume context (JSON)"></p>
 <div id="dag"></div>
 <h2>Steps</h2>
-<table id="timeline"><thead><tr><th>Step</th><th>Status</th><th>Attempts</th><th>Latest attempt</th>
+<table id="timeline"><thead><tr><th>Step</th><th>Status</th><th>Attempts</th><th>Every attempt (retries, snoozes, rollbacks)</th>
 <th>Duration</th><th>Error</th></tr></thead><tbody></tbody></table>
 <div id="journal-part" hidden><h2>Journal</h2>
 <table id="journal"><thead><tr><th>#</th><th>At</th><th>Event</th><th>Step</th><th>Attempt</th><th>Outcome</th>
@@ -152,7 +159,11 @@ pub(super) fn execution(base: &str, id: ExecutionId) -> String {
         r#"
 const ID = "{id}";
 const concerns = (event) => event.execution_id === ID;
-document.getElementById('cancel').onclick = () => act('/api/executions/' + ID + '/cancel', {{ reason: 'cancelled from the dashboard' }});
+document.getElementById('cancel').onclick = () => act('/api/executions/' + ID + '/cancel', {{
+  reason: document.getElementById('cancel-reason').value || 'cancelled from the dashboard',
+  cleanup: document.getElementById('cancel-cleanup').checked,
+  rollback: document.getElementById('cancel-rollback').checked,
+}});
 document.getElementById('pause').onclick = () => act('/api/executions/' + ID + '/pause', {{}});
 document.getElementById('resume').onclick = () => {{
   let context;
@@ -185,7 +196,19 @@ async function load() {{
   document.querySelector('#timeline tbody').innerHTML = state.steps.map((s) => {{
     const a = s.started_at ? Date.parse(s.started_at) : null;
     const b = s.ended_at ? Date.parse(s.ended_at) : (a == null ? null : Date.now());
-    const bar = a == null ? '' : `<div class="lane"><div class="bar" style="left:${{(a - t0) / span * 100}}%;width:${{Math.max((b - a) / span * 100, 0.5)}}%"></div></div>`;
+    // One bar per attempt on the execution's time axis: earlier attempts (failed,
+    // snoozed, cut short), the latest, then the compensation's attempts.
+    const piece = (from, to, cls, title) => {{
+      const x = Date.parse(from), y = to ? Date.parse(to) : Date.now();
+      return `<div class="bar ${{cls}}" title="${{esc(title)}}" style="left:${{(x - t0) / span * 100}}%;width:${{Math.max((y - x) / span * 100, 0.5)}}%"></div>`;
+    }};
+    const pieces = (s.history ?? []).filter((h) => h.started_at)
+      .map((h) => piece(h.started_at, h.ended_at, h.outcome, 'attempt ' + h.attempt + ': ' + h.outcome + (h.error ? ' (' + h.error.kind + ')' : '')));
+    if (a != null) pieces.push(piece(s.started_at, s.ended_at, s.status, 'attempt ' + s.attempts + ': ' + s.status));
+    for (const c of (s.compensations ?? []).filter((c) => c.started_at)) {{
+      pieces.push(piece(c.started_at, c.ended_at, 'rollback', 'rollback attempt ' + c.attempt + ': ' + c.outcome));
+    }}
+    const bar = pieces.length ? `<div class="lane">${{pieces.join('')}}</div>` : '';
     return `<tr data-step="${{esc(s.name)}}"><td>${{esc(s.name)}}</td><td class="status ${{esc(s.status)}}">${{esc(s.status)}}</td>
       <td>${{s.attempts}}</td><td>${{bar}}</td><td>${{a == null ? '–' : ms(b - a)}}</td>
       <td>${{esc(s.error ? s.error.kind + ': ' + s.error.message : '')}}</td></tr>`;

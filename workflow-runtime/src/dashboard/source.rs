@@ -67,7 +67,7 @@ pub(crate) struct ScheduleRow {
 
 /// What an action asks for.
 pub(crate) enum Action {
-    Cancel { id: ExecutionId, reason: String },
+    Cancel { id: ExecutionId, options: CancelOptions },
     Pause(ExecutionId),
     Resume { id: ExecutionId, context: Map<String, Value> },
     Retry(ExecutionId),
@@ -260,8 +260,8 @@ impl Source for EngineSource {
 
     async fn act(&self, action: Action) -> Result<Value, ApiError> {
         Ok(match action {
-            Action::Cancel { id, reason } => {
-                self.0.cancel(id, CancelOptions::reason(reason)).await?;
+            Action::Cancel { id, options } => {
+                self.0.cancel(id, options).await?;
                 json!({ "cancelled": id })
             }
             Action::Pause(id) => {
@@ -368,9 +368,10 @@ impl Source for StoreSource {
             )
         })?;
         let request = match action {
-            Action::Cancel { id, reason } => {
-                Request::Control { execution: id, command: Command::Cancel { reason, cleanup: false, rollback: false } }
-            }
+            Action::Cancel { id, options } => Request::Control {
+                execution: id,
+                command: Command::Cancel { reason: options.reason, cleanup: options.cleanup, rollback: options.rollback },
+            },
             Action::Pause(id) => Request::Control { execution: id, command: Command::Pause },
             Action::Resume { id, context } => {
                 Request::Control { execution: id, command: Command::Resume { step: None, context } }
