@@ -225,6 +225,22 @@ async fn the_command_line_reads_and_controls_an_sqlite_file_an_engine_holds() {
 
     // Control calls reach the engine that holds the file.
     let id = awaiting.to_string();
+    let signalled = sagaflow(store, &["executions", "signal", &id, "note", "--payload", r#"{"from": "ops"}"#]).await;
+    assert!(signalled.ok().stdout.contains("applied"), "the engine took the signal");
+    let buffered = engine.get_state(awaiting).await.unwrap();
+    assert_eq!(
+        buffered.buffered_signals("note").map(|s| s.payload.clone()).collect::<Vec<_>>(),
+        [json!({ "from": "ops" })]
+    );
+    let shown = sagaflow(store, &["executions", "show", &id, "--json"]).await.ok().json();
+    let last = shown["execution"]["timeline"].as_array().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        (last["event"].as_str(), last["detail"].as_str()),
+        (Some("signalled"), Some("signal `note` (buffered)"))
+    );
+    let bad_payload = sagaflow(store, &["executions", "signal", &id, "note", "--payload", "{oops"]).await;
+    assert_eq!(bad_payload.code, 2);
+    assert!(bad_payload.stderr.contains("`--payload` is not JSON"), "{}", bad_payload.stderr);
     let paused = sagaflow(store, &["executions", "pause", &id]).await.ok();
     assert!(paused.stdout.contains("queued for the engine that holds the file"), "{}", paused.stdout);
     assert!(paused.stdout.contains("applied"), "{}", paused.stdout);

@@ -75,6 +75,10 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
             let command = Command::Resume { step, context };
             control(&ctx, Request::Control { execution: parse_id(&id)?, command }, &wait).await
         }
+        Top::Executions(Executions::Signal { id, name, payload, wait }) => {
+            let command = Command::Signal { name: signal_name(&name)?, payload: parse_payload(payload.as_deref())? };
+            control(&ctx, Request::Control { execution: parse_id(&id)?, command }, &wait).await
+        }
         Top::DeadLetters(DeadLetters::List { workflow }) => letters(&ctx, workflow).await,
         Top::DeadLetters(DeadLetters::Replay { id, wait }) => {
             control(&ctx, Request::ReplayDeadLetter { id: parse_id(&id)? }, &wait).await
@@ -98,6 +102,18 @@ fn parse_context(text: Option<&str>) -> Result<Map<String, Value>, CliError> {
         Ok(other) => Err(CliError::Usage(format!("`--context` must be a JSON object, got `{other}`"))),
         Err(e) => Err(CliError::Usage(format!("`--context` is not JSON: {e}"))),
     }
+}
+
+fn signal_name(name: &str) -> Result<String, CliError> {
+    if name.trim().is_empty() {
+        return Err(CliError::Usage("a signal name cannot be empty".into()));
+    }
+    Ok(name.to_owned())
+}
+
+fn parse_payload(text: Option<&str>) -> Result<Value, CliError> {
+    let Some(text) = text else { return Ok(Value::Null) };
+    serde_json::from_str(text).map_err(|e| CliError::Usage(format!("`--payload` is not JSON: {e}")))
 }
 
 /// Definition snapshots by (workflow, version), each read once.

@@ -49,7 +49,7 @@ pub(crate) enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 enum Top {
-    /// Executions: list, show, cancel, pause, resume.
+    /// Executions: list, show, cancel, pause, resume, signal.
     #[command(subcommand)]
     Executions(Executions),
     /// Dead letters: executions that failed for good in workflows that keep them.
@@ -105,6 +105,19 @@ enum Executions {
     Pause {
         /// The execution id.
         id: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Sends a signal to an execution: a step waiting for it receives it, or it
+    /// is buffered until one asks.
+    Signal {
+        /// The execution id.
+        id: String,
+        /// The signal's name.
+        name: String,
+        /// What to send, as JSON (default `null`).
+        #[arg(long, value_name = "JSON")]
+        payload: Option<String>,
         #[command(flatten)]
         wait: Wait,
     },

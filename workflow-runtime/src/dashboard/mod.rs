@@ -499,7 +499,9 @@ fn cancel_options(body: &Map<String, Value>) -> Result<CancelOptions, ApiError> 
     let reason = match body.get("reason") {
         None | Some(Value::Null) => "cancelled from the dashboard",
         Some(Value::String(reason)) => reason,
-        Some(other) => return Err(ApiError(StatusCode::BAD_REQUEST, format!("`reason` must be a string, not {other}"))),
+        Some(other) => {
+            return Err(ApiError(StatusCode::BAD_REQUEST, format!("`reason` must be a string, not {other}")));
+        }
     };
     let flag = |name: &str| match body.get(name) {
         None | Some(Value::Null) => Ok(false),

@@ -370,7 +370,11 @@ impl Source for StoreSource {
         let request = match action {
             Action::Cancel { id, options } => Request::Control {
                 execution: id,
-                command: Command::Cancel { reason: options.reason, cleanup: options.cleanup, rollback: options.rollback },
+                command: Command::Cancel {
+                    reason: options.reason,
+                    cleanup: options.cleanup,
+                    rollback: options.rollback,
+                },
             },
             Action::Pause(id) => Request::Control { execution: id, command: Command::Pause },
             Action::Resume { id, context } => {
