@@ -270,6 +270,18 @@ async fn the_command_line_reads_and_controls_an_sqlite_file_an_engine_holds() {
     let purge = sagaflow(store, &["dead-letters", "purge"]).await;
     assert_eq!(purge.code, 2, "{purge:?}");
 
+    // Ended executions are purged through the engine; live ones stay.
+    let bad_age = sagaflow(store, &["executions", "purge", "--older-than", "a while"]).await;
+    assert_eq!(bad_age.code, 2, "{bad_age:?}");
+    assert!(bad_age.stderr.contains("`--older-than a while`"), "{}", bad_age.stderr);
+    let none = sagaflow(store, &["executions", "purge", "--older-than", "1h", "--json"]).await.ok().json();
+    assert_eq!(none["applied"], true, "{none}");
+    assert!(engine.get_state(awaiting).await.is_ok(), "what ended within the hour is kept");
+    let purged = sagaflow(store, &["executions", "purge", "--older-than", "0s", "--workflow", "expense"]).await.ok();
+    assert!(purged.stdout.contains("no execution that ended before"), "{}", purged.stdout);
+    assert_eq!(sagaflow(store, &["executions", "show", &id]).await.code, 4, "the ended expense is gone");
+    assert!(engine.get_state(letter).await.is_ok(), "other workflows are kept");
+
     // What goes wrong is said, with an exit code by kind.
     let none = sagaflow(None, &["executions", "list"]).await;
     assert_eq!(none.code, 2);

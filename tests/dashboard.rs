@@ -538,6 +538,15 @@ impl Store for Unreachable {
     async fn purge_dead_letters(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         self.inner.purge_dead_letters(now).await
     }
+
+    async fn prune_finished(
+        &self,
+        workflow: &str,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.inner.prune_finished(workflow, ended_before, limit).await
+    }
     async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError> {
         Ok(vec![expense().snapshot()])
     }

@@ -212,6 +212,15 @@ impl Store for FaultStore {
         self.inner()?.purge_dead_letters(now).await
     }
 
+    async fn prune_finished(
+        &self,
+        workflow: &str,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.inner()?.prune_finished(workflow, ended_before, limit).await
+    }
+
     async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError> {
         self.inner()?.definitions().await
     }

@@ -25,6 +25,7 @@ mod patterns;
 mod properties;
 mod proxy;
 mod real_world;
+mod retention;
 mod scheduling;
 mod semantics;
 mod signals;

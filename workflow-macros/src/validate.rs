@@ -805,6 +805,15 @@ impl Checker<'_> {
             }
             calls.push(call("dead_letter_ttl", vec![Arg::Duration(ttl.value.clone())]));
         }
+        if let Some(keep) = &w.retention {
+            if keep.value.value() == Some(std::time::Duration::ZERO) {
+                acc.push(error(
+                    keep.value.span(),
+                    "`retention` must be longer than zero: leave it out to keep ended executions",
+                ));
+            }
+            calls.push(call("retention", vec![Arg::Duration(keep.value.clone())]));
+        }
         if let Some(tags) = &w.tags {
             calls.push(call("tags", vec![strs(&tags.value)]));
         }
@@ -1281,7 +1290,7 @@ mod tests {
     #[test]
     fn contradictions_are_reported_at_the_option() {
         let errs = check(
-            quote!(name = "w", dead_letter_ttl = "1d", step_concurrency = 0),
+            quote!(name = "w", dead_letter_ttl = "1d", retention = "0s", step_concurrency = 0),
             quote! {
                 impl W {
                     #[step(max_retries = 0, retry_delay = "1s", retry_on = [timeout], no_retry_on = ["timeout"])]
@@ -1297,6 +1306,7 @@ mod tests {
             errs,
             [
                 "`dead_letter_ttl` has no effect without `dead_letter`: add `dead_letter = true`",
+                "`retention` must be longer than zero: leave it out to keep ended executions",
                 "`step_concurrency` must be at least 1",
                 "`retry_delay` has no effect: `max_retries` is 0",
                 "`timeout` is in both `retry_on` and `no_retry_on`",

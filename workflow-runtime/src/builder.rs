@@ -198,6 +198,7 @@ pub struct Workflow {
     on_step_error: Option<Named<crate::model::StepErrorHandler>>,
     dead_letter: bool,
     dead_letter_ttl: Option<DurationArg>,
+    retention: Option<DurationArg>,
     tags: Vec<String>,
     metadata: Map<String, Value>,
     step_concurrency: Option<u32>,
@@ -236,6 +237,7 @@ impl Workflow {
             on_step_error: None,
             dead_letter: false,
             dead_letter_ttl: None,
+            retention: None,
             tags: Vec::new(),
             metadata: Map::new(),
             step_concurrency: None,
@@ -511,6 +513,25 @@ impl Workflow {
         self
     }
 
+    /// How long ended executions are kept: their final states (outputs, context,
+    /// errors) are pruned by the engine in the background, in bounded batches,
+    /// once they ended longer ago than this. Kept for good by default.
+    ///
+    /// ```
+    /// use sagaflow_runtime::{Outcome, StepError, Workflow};
+    ///
+    /// let def = Workflow::new("report")
+    ///     .retention("7d")
+    ///     .step("render", |_ctx| async { Ok::<_, StepError>(Outcome::Done) })
+    ///     .build()?;
+    /// assert_eq!(def.policy().retention(), Some(std::time::Duration::from_secs(7 * 86_400)));
+    /// # Ok::<(), sagaflow_runtime::BuildError>(())
+    /// ```
+    pub fn retention(mut self, keep: impl Into<DurationArg>) -> Self {
+        self.retention = Some(keep.into());
+        self
+    }
+
     /// Tags, shown in introspection and the dashboard.
     pub fn tags(mut self, tags: impl crate::model::IntoNames) -> Self {
         self.tags.extend(tags.into_names());
@@ -769,6 +790,14 @@ impl Validator {
         if wf.dead_letter_ttl.is_some() && !wf.dead_letter {
             return Err(self.conflict(None, "`dead_letter_ttl` is set but `dead_letter` is off"));
         }
+        let retention = dur("retention", &wf.retention)?;
+        if retention == Some(std::time::Duration::ZERO) {
+            return Err(self.invalid(
+                None,
+                "retention",
+                "must be longer than zero (leave it unset to keep executions)",
+            ));
+        }
         if wf.max_retries.unwrap_or(0) == 0
             && (wf.retry_delay.is_some() || wf.retry_backoff.is_some() || wf.retry_max_delay.is_some())
         {
@@ -794,6 +823,7 @@ impl Validator {
             on_step_error: wf.on_step_error.clone(),
             dead_letter: wf.dead_letter,
             dead_letter_ttl: dur("dead_letter_ttl", &wf.dead_letter_ttl)?.unwrap_or(defaults::DEAD_LETTER_TTL),
+            retention,
             tags: wf.tags.clone(),
             metadata: wf.metadata.clone(),
             step_concurrency: wf.step_concurrency,

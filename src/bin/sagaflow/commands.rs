@@ -79,6 +79,15 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
             let command = Command::Signal { name: signal_name(&name)?, payload: parse_payload(payload.as_deref())? };
             control(&ctx, Request::Control { execution: parse_id(&id)?, command }, &wait).await
         }
+        Top::Executions(Executions::Purge { older_than, workflow, wait }) => {
+            let age = sagaflow::DurationArg::from(older_than.as_str())
+                .to_duration()
+                .map_err(|e| CliError::Usage(format!("`--older-than {older_than}`: {e}")))?;
+            let age = chrono::Duration::from_std(age)
+                .map_err(|_| CliError::Usage(format!("`--older-than {older_than}` is too long")))?;
+            let ended_before = Utc::now() - age;
+            control(&ctx, Request::PurgeHistory { workflow, ended_before }, &wait).await
+        }
         Top::DeadLetters(DeadLetters::List { workflow }) => letters(&ctx, workflow).await,
         Top::DeadLetters(DeadLetters::Replay { id, wait }) => {
             control(&ctx, Request::ReplayDeadLetter { id: parse_id(&id)? }, &wait).await
@@ -459,6 +468,9 @@ async fn control(ctx: &Ctx, request: Request, wait: &Wait) -> Result<(), CliErro
         Sent::Written { execution: Some(new), .. } => {
             (false, format!("{what}: new execution {new}, started by whichever node claims it"))
         }
+        Sent::Written { removed, .. } if matches!(request, Request::PurgeHistory { .. }) => {
+            (false, format!("{what}: {removed} ended execution(s) removed"))
+        }
         Sent::Written { removed, .. } => (false, format!("{what}: {removed} dead letter(s) removed")),
         _ => (true, format!("{what} sent")),
     };
@@ -596,6 +608,20 @@ async fn effect_of(
         } else {
             Ok("the dead letter is gone".into())
         }),
+        Request::PurgeHistory { workflow, ended_before } => {
+            let query = ExecutionQuery { workflow: workflow.clone(), limit: 0 };
+            let left = store
+                .list_finished(&query)
+                .await?
+                .iter()
+                .filter(|s| s.ended_at.unwrap_or(s.started_at) < *ended_before)
+                .count();
+            Ok(if left == 0 {
+                Ok(format!("no execution that ended before {} is left", time(*ended_before)))
+            } else {
+                Err(format!("{left} executions that ended before {} are left", time(*ended_before)))
+            })
+        }
         Request::PurgeExpiredDeadLetters => {
             let now = Utc::now();
             let left = store.dead_letters(None).await?.iter().filter(|d| d.expires_at <= now).count();

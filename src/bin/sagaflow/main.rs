@@ -49,7 +49,7 @@ pub(crate) enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 enum Top {
-    /// Executions: list, show, cancel, pause, resume, signal.
+    /// Executions: list, show, cancel, pause, resume, signal, purge.
     #[command(subcommand)]
     Executions(Executions),
     /// Dead letters: executions that failed for good in workflows that keep them.
@@ -118,6 +118,19 @@ enum Executions {
         /// What to send, as JSON (default `null`).
         #[arg(long, value_name = "JSON")]
         payload: Option<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Deletes ended executions (final states with their outputs and context)
+    /// that ended longer ago than `--older-than`. Live executions and dead
+    /// letters are kept.
+    Purge {
+        /// How long ago they ended: `30d`, `12h`, `90m`...
+        #[arg(long, value_name = "DURATION")]
+        older_than: String,
+        /// Only this workflow.
+        #[arg(long, value_name = "NAME")]
+        workflow: Option<String>,
         #[command(flatten)]
         wait: Wait,
     },

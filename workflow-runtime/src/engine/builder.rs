@@ -34,6 +34,7 @@ pub struct EngineBuilder {
     clock: Option<Clock>,
     cluster: ClusterOptions,
     call_timeout: Option<Duration>,
+    housekeeping: Option<Duration>,
     /// Sees every telemetry event as it is emitted (the test kit's recorder).
     tap: Option<Tap>,
 }
@@ -133,6 +134,20 @@ impl EngineBuilder {
         self
     }
 
+    /// How often the engine prunes ended executions past their workflow's
+    /// [`retention`](crate::Workflow::retention) and purges expired dead letters
+    /// (default: every minute). Must be longer than zero.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = sagaflow_runtime::Engine::builder().housekeeping_every(Duration::from_secs(10));
+    /// # let _ = builder;
+    /// ```
+    pub fn housekeeping_every(mut self, every: Duration) -> Self {
+        self.housekeeping = Some(every);
+        self
+    }
+
     /// Uses this clock (tests pin the start date with [`Clock::starting_at`]).
     pub fn clock(mut self, clock: Clock) -> Self {
         self.clock = Some(clock);
@@ -151,6 +166,13 @@ impl EngineBuilder {
     /// (durable stores), arms the schedules of the workflows (reading their last
     /// ticks from the store) and starts the engine's background tasks.
     pub async fn build(self) -> Result<Engine, EngineError> {
+        let housekeeping = self.housekeeping.unwrap_or(super::retention::DEFAULT_HOUSEKEEPING);
+        if housekeeping.is_zero() {
+            return Err(EngineError::InvalidOption {
+                option: "housekeeping_every",
+                reason: "must be longer than zero".into(),
+            });
+        }
         let store: Arc<dyn Store> = match (self.store, &self.store_url) {
             (Some(s), _) => s,
             (None, Some(url)) => open_store(url).await?,
@@ -218,7 +240,7 @@ impl EngineBuilder {
             }),
         }));
         spawn_timer_task(&inner);
-        spawn_purge_task(&inner);
+        super::retention::spawn(&inner, housekeeping);
         inner.register(defs)?;
         if let Some(node) = &node {
             // A node of a cluster recovers nothing by itself: it claims.
@@ -252,24 +274,5 @@ fn spawn_timer_task(inner: &Arc<EngineInner>) {
     let shutdown = inner.shutdown.clone();
     tokio::spawn(async move {
         timers.run(&shutdown, move |due| EngineInner::fire(&weak, due)).await;
-    });
-}
-
-fn spawn_purge_task(inner: &Arc<EngineInner>) {
-    let weak = Arc::downgrade(inner);
-    let shutdown = inner.shutdown.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.cancelled() => return,
-            }
-            let Some(engine) = weak.upgrade() else { return };
-            if let Err(e) = engine.store.purge_dead_letters(engine.clock.now()).await {
-                tracing::warn!(error = %e, "purging expired dead letters");
-            }
-        }
     });
 }

@@ -149,6 +149,14 @@ pub enum EngineError {
         /// The store.
         store: String,
     },
+    /// An option of [`EngineBuilder`](crate::EngineBuilder) has a value it cannot take.
+    #[error("invalid engine option `{option}`: {reason}")]
+    InvalidOption {
+        /// The option.
+        option: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl From<super::journal::Closed> for EngineError {

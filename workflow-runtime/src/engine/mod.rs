@@ -11,6 +11,7 @@ mod journal;
 mod node;
 mod recovery;
 mod registry;
+mod retention;
 mod signal;
 mod timers;
 
@@ -529,7 +530,8 @@ impl DeadLetters<'_> {
     }
 
     /// Deletes dead letters older than their workflow's `dead_letter_ttl`; returns
-    /// how many. The engine also does this every minute.
+    /// how many. The engine also does this in the background (every minute by
+    /// default, see [`EngineBuilder::housekeeping_every`]).
     pub async fn purge_expired(&self) -> Result<usize, EngineError> {
         let inner = &self.engine.inner;
         let last = inner.journal.last_ticket();

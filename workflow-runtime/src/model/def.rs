@@ -129,6 +129,7 @@ pub struct WorkflowPolicy {
     pub(crate) on_step_error: Option<Named<StepErrorHandler>>,
     pub(crate) dead_letter: bool,
     pub(crate) dead_letter_ttl: Duration,
+    pub(crate) retention: Option<Duration>,
     pub(crate) tags: Vec<String>,
     pub(crate) metadata: Map<String, Value>,
     pub(crate) step_concurrency: Option<u32>,
@@ -160,6 +161,11 @@ impl WorkflowPolicy {
     /// How long dead letters are kept.
     pub fn dead_letter_ttl(&self) -> Duration {
         self.dead_letter_ttl
+    }
+    /// How long ended executions (their final states, outputs and contexts) are
+    /// kept before the engine prunes them (`None`: for good).
+    pub fn retention(&self) -> Option<Duration> {
+        self.retention
     }
     /// Tags.
     pub fn tags(&self) -> &[String] {
@@ -202,6 +208,7 @@ impl fmt::Debug for WorkflowPolicy {
             .field("step_max_retries", &self.step_max_retries)
             .field("handlers", &self.handler_names())
             .field("dead_letter", &self.dead_letter)
+            .field("retention", &self.retention)
             .field("tags", &self.tags)
             .field("step_concurrency", &self.step_concurrency)
             .finish_non_exhaustive()

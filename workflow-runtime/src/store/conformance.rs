@@ -24,6 +24,7 @@ where
 {
     journal_round_trip(&make().await).await;
     finish_moves_to_history(&make().await).await;
+    pruning_ended_executions(&make().await).await;
     delayed_starts(&make().await).await;
     dead_letters(&make().await).await;
     definitions(&make().await).await;
@@ -142,6 +143,35 @@ async fn finish_moves_to_history(store: &dyn Store) {
     let alpha = store.list_finished(&ExecutionQuery { workflow: Some("alpha".into()), limit: 1 }).await.expect("list");
     assert_eq!(alpha.len(), 1, "limit is honoured");
     assert_eq!(alpha[0].id, ids[2], "the workflow filter applies before the limit");
+}
+
+/// `prune_finished` deletes the oldest ended executions of one workflow that
+/// ended before the cut-off, at most `limit` a call, and nothing else.
+async fn pruning_ended_executions(store: &dyn Store) {
+    let mut old = Vec::new();
+    for (i, wf) in ["alpha", "alpha", "beta", "alpha", "alpha"].iter().enumerate() {
+        let n = new_execution(wf, t(i as i64 * 10));
+        store.write(&[Write::Create(Box::new(n.clone()))]).await.expect("create");
+        let state = final_state(&n, Status::Failed, t(i as i64 * 10 + 5));
+        store.write(&[Write::Finish(Arc::new(state))]).await.expect("finish");
+        old.push(n.id);
+    }
+    let live = new_execution("alpha", t(0));
+    store.write(&[Write::Create(Box::new(live.clone()))]).await.expect("create");
+    // Ended at 5, 15, (beta 25), 35, 45: three alpha executions ended before 40.
+    assert_eq!(store.prune_finished("alpha", t(40), 2).await.expect("prune"), 2, "at most `limit` a call");
+    assert_eq!(store.prune_finished("alpha", t(40), 2).await.expect("prune"), 1, "then the rest before the cut-off");
+    assert_eq!(store.prune_finished("alpha", t(40), 2).await.expect("prune"), 0, "then none");
+    let left: Vec<ExecutionId> =
+        store.list_finished(&ExecutionQuery::default()).await.expect("list").iter().map(|s| s.id).collect();
+    assert_eq!(left, [old[4], old[2]], "the oldest went first; later ones and other workflows stay");
+    assert_eq!(store.finished(old[0]).await.expect("finished"), None, "a pruned execution is gone");
+    assert_eq!(store.unfinished().await.expect("unfinished").len(), 1, "live executions are never pruned");
+    assert_eq!(
+        store.prune_finished("gamma", t(1000), 10).await.expect("prune"),
+        0,
+        "an unknown workflow prunes nothing"
+    );
 }
 
 async fn delayed_starts(store: &dyn Store) {

@@ -39,7 +39,7 @@ pub enum Sent {
     Written {
         /// The new execution of a replay.
         execution: Option<ExecutionId>,
-        /// Dead letters removed by a purge.
+        /// Dead letters, or ended executions, removed by a purge.
         removed: usize,
     },
 }
@@ -160,7 +160,7 @@ impl StoreControl {
                     return Err(ControlError::UnknownDeadLetter(*id));
                 }
             }
-            Request::Control { .. } | Request::PurgeExpiredDeadLetters => {}
+            Request::Control { .. } | Request::PurgeExpiredDeadLetters | Request::PurgeHistory { .. } => {}
         }
         match &self.target {
             Target::Sqlite(s) => match Inbox::send(&**s, &request).await {
@@ -232,6 +232,17 @@ impl StoreControl {
             }
             Request::PurgeExpiredDeadLetters => {
                 let removed = pg.purge_dead_letters(Utc::now()).await?;
+                Ok(Sent::Written { execution: None, removed })
+            }
+            Request::PurgeHistory { workflow, ended_before } => {
+                let workflows = match workflow {
+                    Some(w) => vec![w],
+                    None => pg.definitions().await?.into_iter().map(|d| d.name).collect(),
+                };
+                let mut removed = 0;
+                for w in workflows {
+                    removed += super::prune_ended(pg, &w, ended_before, &|| false).await?;
+                }
                 Ok(Sent::Written { execution: None, removed })
             }
         }

@@ -51,6 +51,14 @@ pub enum Request {
     /// Removes the dead letters past their `dead_letter_ttl`
     /// ([`DeadLetters::purge_expired`](crate::DeadLetters::purge_expired)).
     PurgeExpiredDeadLetters,
+    /// Deletes ended executions that ended before `ended_before`
+    /// ([`Engine::purge_history`](crate::Engine::purge_history)).
+    PurgeHistory {
+        /// Only this workflow; `None`: every workflow.
+        workflow: Option<String>,
+        /// The cut-off.
+        ended_before: DateTime<Utc>,
+    },
 }
 
 impl Request {
@@ -59,12 +67,12 @@ impl Request {
         match self {
             Request::Control { execution, .. } => Some(*execution),
             Request::ReplayDeadLetter { id } | Request::RemoveDeadLetter { id } => Some(*id),
-            Request::PurgeExpiredDeadLetters => None,
+            Request::PurgeExpiredDeadLetters | Request::PurgeHistory { .. } => None,
         }
     }
 
     /// What it does, in a word or two: `cancel`, `pause`, `resume`, `signal`,
-    /// `replay`, `remove`, `purge`.
+    /// `replay`, `remove`, `purge`, `purge history`.
     pub fn action(&self) -> &'static str {
         match self {
             Request::Control { command: Command::Cancel { .. }, .. } => "cancel",
@@ -74,6 +82,7 @@ impl Request {
             Request::ReplayDeadLetter { .. } => "replay",
             Request::RemoveDeadLetter { .. } => "remove",
             Request::PurgeExpiredDeadLetters => "purge",
+            Request::PurgeHistory { .. } => "purge history",
         }
     }
 }

@@ -211,6 +211,29 @@ impl Store for MemoryStore {
         Ok(before - inner.dead.len())
     }
 
+    async fn prune_finished(
+        &self,
+        workflow: &str,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let mut inner = self.inner.lock();
+        let Inner { finished, finish_order, .. } = &mut *inner;
+        let mut pruned = 0;
+        finish_order.retain(|id| {
+            let prune = pruned < limit
+                && finished
+                    .get(id)
+                    .is_some_and(|s| s.workflow == workflow && s.ended_at.unwrap_or(s.started_at) < ended_before);
+            if prune {
+                finished.remove(id);
+                pruned += 1;
+            }
+            !prune
+        });
+        Ok(pruned)
+    }
+
     async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError> {
         Ok(self.inner.lock().definitions.values().cloned().collect())
     }

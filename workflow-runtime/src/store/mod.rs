@@ -381,6 +381,31 @@ pub struct StoredExecution {
     pub events: Vec<JournalEntry>,
 }
 
+/// How many ended executions one [`Store::prune_finished`] call deletes when the
+/// engine or a tool prunes: pruning never holds the store (SQLite's writer, a
+/// PostgreSQL transaction) for long.
+const PRUNE_BATCH: usize = 500;
+
+/// Deletes every ended execution of `workflow` that ended before `ended_before`,
+/// [`PRUNE_BATCH`] at a time, letting other work in between; stops after the
+/// batch in which `stop()` turns true. Returns how many it deleted.
+pub(crate) async fn prune_ended(
+    store: &dyn Store,
+    workflow: &str,
+    ended_before: DateTime<Utc>,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = store.prune_finished(workflow, ended_before, PRUNE_BATCH).await?;
+        total += n;
+        if n < PRUNE_BATCH || stop() {
+            return Ok(total);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Which finished executions to list.
 #[derive(Clone, Debug, Default)]
 pub struct ExecutionQuery {
@@ -416,6 +441,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes dead letters whose `expires_at` is at or before `now`; returns how many.
     async fn purge_dead_letters(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Deletes at most `limit` ended executions of `workflow` that ended before
+    /// `ended_before` (their final states: outputs, context, errors), oldest
+    /// first; returns how many. Live executions and dead letters are never
+    /// touched. Several engines may prune one store at once.
+    async fn prune_finished(
+        &self,
+        workflow: &str,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError>;
 
     /// Definition snapshots, by name: for each name, the one written last.
     async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError>;

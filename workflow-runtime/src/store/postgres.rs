@@ -334,36 +334,38 @@ impl PostgresStore {
 
         // Final states: into history, out of the hot tables. A final state for an
         // execution that is no longer there never replaces one already recorded.
-        let mut fin: Vec<(Uuid, &str, DateTime<Utc>, String, bool)> = Vec::new();
+        let mut fin: Vec<(&ExecutionState, String, bool)> = Vec::new();
         let mut seen = HashSet::new();
         for w in batch.iter().rev() {
             if let Write::Finish(s) = w
                 && seen.insert(s.id)
             {
                 let live = created.contains(&s.id) || present.contains_key(&s.id.as_uuid());
-                fin.push((s.id.as_uuid(), &s.workflow, s.started_at, to_json(&**s, "final state")?, live));
+                fin.push((&**s, to_json(&**s, "final state")?, live));
             }
         }
         for replace in [true, false] {
-            let part: Vec<_> = fin.iter().filter(|f| f.4 == replace).collect();
+            let part: Vec<_> = fin.iter().filter(|f| f.2 == replace).collect();
             if part.is_empty() {
                 continue;
             }
-            let ids: Vec<Uuid> = part.iter().map(|f| f.0).collect();
-            let workflows: Vec<&str> = part.iter().map(|f| f.1).collect();
-            let started_at: Vec<DateTime<Utc>> = part.iter().map(|f| f.2).collect();
-            let states: Vec<&str> = part.iter().map(|f| f.3.as_str()).collect();
+            let ids: Vec<Uuid> = part.iter().map(|f| f.0.id.as_uuid()).collect();
+            let workflows: Vec<&str> = part.iter().map(|f| f.0.workflow.as_str()).collect();
+            let started_at: Vec<DateTime<Utc>> = part.iter().map(|f| f.0.started_at).collect();
+            let ended_at: Vec<DateTime<Utc>> = part.iter().map(|f| f.0.ended_at.unwrap_or(f.0.started_at)).collect();
+            let states: Vec<&str> = part.iter().map(|f| f.1.as_str()).collect();
             let conflict = if replace {
-                "DO UPDATE SET workflow = excluded.workflow, started_at = excluded.started_at, state = excluded.state"
+                "DO UPDATE SET workflow = excluded.workflow, started_at = excluded.started_at,
+                    ended_at = excluded.ended_at, state = excluded.state"
             } else {
                 "DO NOTHING"
             };
             let sql = format!(
-                "INSERT INTO history (id, workflow, started_at, state)
-                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[])
+                "INSERT INTO history (id, workflow, started_at, ended_at, state)
+                 SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[])
                  ON CONFLICT (id) {conflict}"
             );
-            tx.execute(&sql, &[&ids, &workflows, &started_at, &states]).await.map_err(&err)?;
+            tx.execute(&sql, &[&ids, &workflows, &started_at, &ended_at, &states]).await.map_err(&err)?;
             if replace {
                 tx.execute("DELETE FROM executions WHERE id = ANY($1)", &[&ids]).await.map_err(&err)?;
                 tx.execute("DELETE FROM journal WHERE execution = ANY($1)", &[&ids]).await.map_err(&err)?;
@@ -571,6 +573,26 @@ impl Store for PostgresStore {
     async fn purge_dead_letters(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let client = self.reader.get().await?;
         let n = client.execute("DELETE FROM dead_letters WHERE expires_at <= $1", &[&now]).await.map_err(self.err())?;
+        Ok(n as usize)
+    }
+
+    async fn prune_finished(
+        &self,
+        workflow: &str,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let client = self.reader.get().await?;
+        // Rows another node is deleting at the same moment are left to it.
+        let n = client
+            .execute(
+                "DELETE FROM history WHERE id IN (
+                     SELECT id FROM history WHERE workflow = $1 AND ended_at < $2
+                     ORDER BY ended_at LIMIT $3 FOR UPDATE SKIP LOCKED)",
+                &[&workflow, &ended_before, &(limit as i64)],
+            )
+            .await
+            .map_err(self.err())?;
         Ok(n as usize)
     }
 

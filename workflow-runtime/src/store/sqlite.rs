@@ -79,6 +79,10 @@ const MIGRATIONS: &[&str] = &[
         command    TEXT NOT NULL,
         queued_at  TEXT NOT NULL
     );",
+    // 3: when each ended execution ended, for pruning by retention.
+    "ALTER TABLE history ADD COLUMN ended_at TEXT;
+    UPDATE history SET ended_at = COALESCE(json_extract(state, '$.ended_at'), started_at);
+    CREATE INDEX history_by_end ON history (workflow, ended_at);",
 ];
 
 /// The schema version this build writes and reads.
@@ -409,6 +413,17 @@ impl Store for SqliteStore {
         self.call(move |db| db.purge_dead_letters(now)).await
     }
 
+    async fn prune_finished(
+        &self,
+        workflow: &str,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.writable("pruning ended executions")?;
+        let workflow = workflow.to_owned();
+        self.call(move |db| db.prune_finished(&workflow, ended_before, limit)).await
+    }
+
     async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError> {
         self.call(Db::definitions).await
     }
@@ -733,14 +748,17 @@ impl Db {
                             .map_err(err)?;
                     }
                 }
-                Op::Finish { id, workflow, started_at, state } => {
+                Op::Finish { id, workflow, started_at, ended_at, state } => {
                     if let Some(old) = self.live.remove(id) {
                         retire(conn, old, &mut self.garbage, &mut self.garbage_this_pass).map_err(err)?;
                     }
                     conn.prepare_cached(
-                        "INSERT OR REPLACE INTO history (id, workflow, started_at, state) VALUES (?1, ?2, ?3, ?4)",
+                        "INSERT OR REPLACE INTO history (id, workflow, started_at, ended_at, state)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
                     )
-                    .and_then(|mut s| s.execute(params![id.as_uuid().as_bytes(), workflow, started_at, state]))
+                    .and_then(|mut s| {
+                        s.execute(params![id.as_uuid().as_bytes(), workflow, started_at, ended_at, state])
+                    })
                     .map_err(err)?;
                 }
                 Op::DeadLetter { id, workflow, failed_at, expires_at, record } => {
@@ -908,6 +926,21 @@ impl Db {
 
     fn purge_dead_letters(&mut self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         self.conn.execute("DELETE FROM dead_letters WHERE expires_at <= ?1", [timestamp(&now)]).map_err(self.err())
+    }
+
+    fn prune_finished(
+        &mut self,
+        workflow: &str,
+        ended_before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM history WHERE id IN (
+                     SELECT id FROM history WHERE workflow = ?1 AND ended_at < ?2 ORDER BY ended_at LIMIT ?3)",
+            )
+            .and_then(|mut s| s.execute(params![workflow, timestamp(&ended_before), limit as i64]))
+            .map_err(self.err())
     }
 
     fn definitions(&mut self) -> Result<Vec<DefinitionSnapshot>, StoreError> {
@@ -1154,6 +1187,7 @@ enum Op {
         id: ExecutionId,
         workflow: String,
         started_at: String,
+        ended_at: String,
         state: String,
     },
     DeadLetter {
@@ -1210,6 +1244,7 @@ fn prepare(batch: &[Write]) -> Result<Vec<Op>, StoreError> {
                 id: state.id,
                 workflow: state.workflow.clone(),
                 started_at: timestamp(&state.started_at),
+                ended_at: timestamp(&state.ended_at.unwrap_or(state.started_at)),
                 state: to_json(&**state, "final state")?,
             },
             Write::DeadLetter(d) => Op::DeadLetter {

@@ -78,6 +78,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE executions ADD COLUMN parked boolean NOT NULL DEFAULT false;
     ALTER TABLE executions ADD COLUMN wake_at timestamptz;
     CREATE INDEX executions_parked ON executions (wake_at) WHERE holder IS NULL AND parked;",
+    // 3: when each ended execution ended, for pruning by retention.
+    "ALTER TABLE history ADD COLUMN ended_at timestamptz;
+    UPDATE history SET ended_at = COALESCE((state::jsonb ->> 'ended_at')::timestamptz, started_at);
+    ALTER TABLE history ALTER COLUMN ended_at SET NOT NULL;
+    CREATE INDEX history_by_end ON history (workflow, ended_at);",
 ];
 
 /// The schema version this build writes and reads.

@@ -143,6 +143,15 @@ impl Store for Holding {
         self.0.purge_dead_letters(now).await
     }
 
+    async fn prune_finished(
+        &self,
+        workflow: &str,
+        ended_before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        self.0.prune_finished(workflow, ended_before, limit).await
+    }
+
     async fn definitions(&self) -> Result<Vec<crate::DefinitionSnapshot>, StoreError> {
         self.0.definitions().await
     }

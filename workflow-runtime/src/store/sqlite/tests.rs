@@ -391,3 +391,29 @@ async fn a_first_version_file_gains_the_request_queue() {
     assert_eq!(n, 0);
     SqliteStore::open_control(&path).await.expect("opens once migrated");
 }
+
+#[tokio::test]
+async fn a_second_version_file_learns_when_its_executions_ended() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(super::MIGRATIONS[0]).unwrap();
+        conn.execute_batch(super::MIGRATIONS[1]).unwrap();
+        conn.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 2;")).unwrap();
+        for (id, ended) in [(1u8, "2020-01-01T00:00:00Z"), (2, "2030-01-01T00:00:00Z")] {
+            conn.execute(
+                "INSERT INTO history (id, workflow, started_at, state) VALUES (?1, 'w', '2019-12-31T00:00:00Z', ?2)",
+                rusqlite::params![vec![id; 16], format!(r#"{{"ended_at":"{ended}"}}"#)],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let cut = chrono::DateTime::parse_from_rfc3339("2025-01-01T00:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    assert_eq!(store.prune_finished("w", cut, 10).await.unwrap(), 1, "the one that ended in 2020 goes");
+    drop(store);
+    let conn = Connection::open(&path).unwrap();
+    let left: Vec<u8> = conn.query_row("SELECT id FROM history", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, vec![2u8; 16], "the one that ends in 2030 stays");
+}
