@@ -1,5 +1,6 @@
 //! Durable execution on SQLite: journal throughput with `synchronous=FULL` and
-//! `NORMAL`, and how long recovery takes after a `kill -9`.
+//! `NORMAL`, how long recovery takes after a `kill -9`, and the file's size under
+//! a steady load with a retention.
 //!
 //! The recovery workload re-runs this benchmark binary as a child process (the
 //! "victim", selected by the `SAGAFLOW_BENCH_VICTIM` environment variable), lets it
@@ -39,6 +40,10 @@ pub(crate) async fn run(table: &mut Table) {
     let name = "SQLite: recovery of 10,000 in-flight executions after SIGKILL";
     if table.wants(name) {
         recovery(table, name).await;
+    }
+    let name = "SQLite normal: 1,000,000 executions, 1 s retention";
+    if table.wants(name) {
+        retention(table, name).await;
     }
 }
 
@@ -201,4 +206,50 @@ async fn recovery(table: &mut Table, name: &str) {
     }
     table.add(name, "engine built (replayed)", ms(median(builds)), "-");
     table.add(name, "all steps re-dispatched", ms(median(resumed)), "≤ 1 s");
+}
+
+/// 1,000,000 one-step executions through an SQLite file, 1,000 at a time, of a
+/// workflow whose ended executions are kept for one second: how many ended
+/// executions the file holds at most, and how big it is after the first 100,000
+/// and after the last, which retention keeps flat.
+async fn retention(table: &mut Table, name: &str) {
+    const TOTAL: usize = 1_000_000;
+    const AT_ONCE: usize = 1_000;
+    const SAMPLE_EVERY: usize = 100_000;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("bench.db");
+    let def = Workflow::new("kept").retention("1s").step("s0", noop).build().expect("builds");
+    let engine = Engine::builder()
+        .store_url(format!("sqlite://{}?synchronous=normal", path.display()))
+        .register(def)
+        .housekeeping_every(Duration::from_millis(250))
+        .build()
+        .await
+        .expect("engine");
+    let reader = SqliteStore::open_read_only(&path).await.expect("reader");
+    let size = || {
+        let wal = path.with_extension("db-wal");
+        std::fs::metadata(&path).map_or(0, |m| m.len()) + std::fs::metadata(wal).map_or(0, |m| m.len())
+    };
+    let (mut held, mut first_size) = (0, 0);
+    let start = Instant::now();
+    for done in (AT_ONCE..=TOTAL).step_by(AT_ONCE) {
+        let ids = futures::future::join_all((0..AT_ONCE).map(|_| engine.start("kept", json!({})))).await;
+        let ends = futures::future::join_all(ids.into_iter().map(|id| engine.wait(id.expect("start")))).await;
+        assert!(ends.into_iter().all(|s| s.expect("wait").status == Status::Completed));
+        if done % SAMPLE_EVERY == 0 {
+            let query = sagaflow::store::ExecutionQuery { workflow: Some("kept".into()), limit: 0 };
+            held = held.max(reader.list_finished(&query).await.expect("reads").len());
+            if done == SAMPLE_EVERY {
+                first_size = size();
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    engine.shutdown().await;
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    table.add(name, "executions/s", format!("{:.0}/s", TOTAL as f64 / elapsed.as_secs_f64()), "-");
+    table.add(name, "ended ones held, most", held.to_string(), "about 1 s of them");
+    table.add(name, "file after 100,000", mib(first_size), "-");
+    table.add(name, "file after 1,000,000", mib(size()), "flat (≈ after 100,000)");
 }

@@ -33,3 +33,4 @@ mod telemetry;
 mod testing_kit;
 mod tools;
 mod ui;
+mod unique;

@@ -24,8 +24,8 @@ pub use serde_json::json;
 
 pub use crate::builder::{BuildError, Workflow};
 pub use crate::engine::{
-    BreakerState, CancelOptions, Clock, DeadLetters, Engine, EngineBuilder, EngineError, Registration, StartAt,
-    WorkflowInfo, WorkflowType, registrations,
+    BreakerState, CancelOptions, Clock, DeadLetters, Engine, EngineBuilder, EngineError, OnDuplicate, Registration,
+    StartAt, StartOptions, Started, WorkflowInfo, WorkflowType, registrations,
 };
 pub use crate::introspect::{DiagramOptions, Report, Summary};
 pub use crate::machine::state::{Status, StepStatus};
@@ -39,7 +39,7 @@ pub use crate::telemetry::{Event, Subscription};
 /// The names most programs need: `use sagaflow::prelude::*;`.
 pub mod prelude {
     pub use crate::builder::Workflow;
-    pub use crate::engine::{CancelOptions, Engine};
+    pub use crate::engine::{CancelOptions, Engine, OnDuplicate, StartOptions};
     pub use crate::machine::state::Status;
     pub use crate::model::{
         Backoff, Context, ExecutionId, OnError, Outcome, Schedule, Step, StepError, StepResult, StepResultExt, Task,

@@ -209,6 +209,7 @@ impl EngineBuilder {
             shutdown: CancellationToken::new(),
             scheduler: Default::default(),
             node: node.clone(),
+            unique: Default::default(),
         });
         let (flushed, lost, rejected) = (Arc::downgrade(&inner), Arc::downgrade(&inner), Arc::downgrade(&inner));
         tokio::spawn(journal.run(super::journal::Hooks {
@@ -218,6 +219,7 @@ impl EngineBuilder {
                         match w {
                             Write::Finish(state) => {
                                 engine.executions.remove(&state.id);
+                                engine.unique.release(state.id);
                             }
                             // Parked in the store: it lives there until claimed.
                             Write::Park { id, .. } => {

@@ -149,6 +149,17 @@ pub enum EngineError {
         /// The store.
         store: String,
     },
+    /// A start with a unique key under [`OnDuplicate::Reject`](crate::OnDuplicate::Reject)
+    /// found a live execution of the workflow holding the key.
+    #[error("workflow `{workflow}` has a live execution with key `{key}` already: {existing}")]
+    Duplicate {
+        /// The workflow.
+        workflow: String,
+        /// The key.
+        key: String,
+        /// The live execution that holds it.
+        existing: ExecutionId,
+    },
     /// An option of [`EngineBuilder`](crate::EngineBuilder) has a value it cannot take.
     #[error("invalid engine option `{option}`: {reason}")]
     InvalidOption {

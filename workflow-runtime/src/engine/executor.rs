@@ -162,6 +162,7 @@ impl Execution {
             trigger: self.trigger.as_deref().cloned().unwrap_or_default(),
             created_at: core.machine.started_at,
             start_at: None,
+            unique_key: None,
         })
     }
 

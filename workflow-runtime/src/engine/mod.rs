@@ -14,6 +14,7 @@ mod registry;
 mod retention;
 mod signal;
 mod timers;
+mod unique;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub use self::registry::{Registration, WorkflowType, registrations};
 pub(crate) use self::signal::query_state;
 pub(crate) use self::timers::sleep_until_woken;
 use self::timers::{TimerTarget, Timers};
+pub use self::unique::{OnDuplicate, StartOptions, Started};
 use crate::builder::suggest;
 pub use crate::introspect::WorkflowInfo;
 use crate::machine::event::Event;
@@ -156,6 +158,8 @@ pub(crate) struct EngineInner {
     pub(crate) scheduler: Arc<crate::schedule::service::Scheduler>,
     /// On a shared store: this engine's part in the cluster.
     pub(crate) node: Option<Arc<node::Node>>,
+    /// Keys of live executions started with a unique key (stores one engine owns).
+    pub(crate) unique: unique::UniqueKeys,
 }
 
 impl Drop for EngineInner {
@@ -516,7 +520,7 @@ impl DeadLetters<'_> {
         };
         let def = inner.definition(&letter.workflow)?;
         let data: Data = letter.input.clone().into_iter().collect();
-        let started = inner.start_with_id(new, def, data, Trigger::Replay { of: id }, None).await?;
+        let started = inner.start_with_id(new, def, data, Trigger::Replay { of: id }, None, None).await?;
         if !inner.durable {
             // A volatile store records no creation to remove the letter with.
             inner.commit(Write::RemoveDeadLetter(id), "replay a dead letter").await?;
@@ -627,7 +631,7 @@ impl EngineInner {
         trigger: Trigger,
         parent: Option<ParentRef>,
     ) -> Result<ExecutionId, EngineError> {
-        self.start_with_id(ExecutionId::new(), def, data, trigger, parent).await
+        self.start_with_id(ExecutionId::new(), def, data, trigger, parent, None).await
     }
 
     /// Starts the execution of a schedule's tick: the store claims the tick and
@@ -655,6 +659,7 @@ impl EngineInner {
             trigger: trigger.clone(),
             created_at: at,
             start_at: None,
+            unique_key: None,
         };
         if !self.durable {
             // A volatile store (which engines in one process may share) keeps
@@ -702,6 +707,7 @@ impl EngineInner {
         data: Data,
         trigger: Trigger,
         parent: Option<ParentRef>,
+        unique_key: Option<String>,
     ) -> Result<ExecutionId, EngineError> {
         if self.shutdown.is_cancelled() {
             return Err(EngineError::ShutDown);
@@ -717,6 +723,7 @@ impl EngineInner {
                 trigger,
                 created_at: at,
                 start_at: None,
+                unique_key: unique_key.clone(),
             }))
         };
         if let Some(node) = &self.node {
@@ -805,6 +812,7 @@ impl EngineInner {
             trigger,
             created_at: self.clock.now(),
             start_at: Some(at),
+            unique_key: None,
         };
         let (_, ack) = self.journal.submit(Write::Create(Box::new(new.clone())));
         if self.node.is_some() {

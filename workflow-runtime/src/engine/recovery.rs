@@ -69,6 +69,11 @@ impl EngineInner {
         let mut resumed = Vec::new();
         for stored in all {
             let id = stored.execution.id;
+            if self.node.is_none()
+                && let Some(key) = &stored.execution.unique_key
+            {
+                self.unique.hold(&stored.execution.workflow, key, id);
+            }
             let def = self.registry.read().get(&stored.execution.workflow).cloned();
             let outcome = match def {
                 None => Err(format!(

@@ -481,6 +481,7 @@ mod signal_tests {
                 trigger: Trigger::Manual,
                 created_at: at(0),
                 start_at: None,
+                unique_key: None,
             },
             started: true,
             events: events

@@ -237,6 +237,11 @@ pub trait Cluster: Send + Sync + fmt::Debug {
     /// for those who wait for it to end.
     async fn is_unfinished(&self, id: ExecutionId) -> Result<bool, StoreError>;
 
+    /// The live execution of `workflow` created with the unique key `key`, if
+    /// any. [`Write::Create`](super::Write::Create) of an execution whose key a
+    /// live execution of the workflow holds creates nothing.
+    async fn live_with_key(&self, workflow: &str, key: &str) -> Result<Option<ExecutionId>, StoreError>;
+
     /// Every unfinished execution of `workflow`, whoever holds it, oldest first.
     async fn unfinished_of(&self, workflow: &str) -> Result<Vec<SharedExecution>, StoreError>;
 

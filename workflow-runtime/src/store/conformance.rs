@@ -69,6 +69,7 @@ pub fn new_execution(workflow: &str, at: DateTime<Utc>) -> NewExecution {
         trigger: Trigger::Manual,
         created_at: at,
         start_at: None,
+        unique_key: None,
     }
 }
 

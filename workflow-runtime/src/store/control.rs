@@ -220,6 +220,7 @@ impl StoreControl {
                     trigger: Trigger::Replay { of: id },
                     created_at: Utc::now(),
                     start_at: None,
+                    unique_key: None,
                 };
                 // One transaction: the new execution (unheld, so any node claims
                 // it) and the letter's removal.

@@ -226,6 +226,12 @@ pub struct NewExecution {
     /// For a delayed start: when to start. `None`: started at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_at: Option<DateTime<Utc>>,
+    /// The key that no other live execution of the workflow may have
+    /// ([`StartOptions::unique_key`](crate::StartOptions::unique_key)). A shared
+    /// store enforces it: it creates nothing for a key that a live execution of
+    /// the workflow holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_key: Option<String>,
 }
 
 /// The parent of a nested execution.

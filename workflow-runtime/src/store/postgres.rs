@@ -227,6 +227,7 @@ impl PostgresStore {
             let mut created_at = Vec::with_capacity(creates.len());
             let mut start_at: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(creates.len());
             let mut records = Vec::with_capacity(creates.len());
+            let mut keys: Vec<Option<&str>> = Vec::with_capacity(creates.len());
             let mut seen = HashSet::new();
             for n in &creates {
                 if seen.insert(n.id) {
@@ -235,18 +236,20 @@ impl PostgresStore {
                     created_at.push(n.created_at);
                     start_at.push(n.start_at);
                     records.push(to_json(n, "execution record")?);
+                    keys.push(n.unique_key.as_deref());
                 }
             }
             // An id that ended already is not created again either (a replay
-            // started twice).
+            // started twice), nor one whose unique key a live execution of its
+            // workflow holds (`ON CONFLICT` covers both unique indexes).
             tx.execute(
-                "INSERT INTO executions (id, workflow, created_at, start_at, started, record, holder)
-                 SELECT id, workflow, created_at, start_at, start_at IS NULL, record, NULL
-                 FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[])
-                      AS t (id, workflow, created_at, start_at, record)
+                "INSERT INTO executions (id, workflow, created_at, start_at, started, record, holder, unique_key)
+                 SELECT id, workflow, created_at, start_at, start_at IS NULL, record, NULL, unique_key
+                 FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[])
+                      AS t (id, workflow, created_at, start_at, record, unique_key)
                  WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.id = t.id)
-                 ON CONFLICT (id) DO NOTHING",
-                &[&ids, &workflows, &created_at, &start_at, &records],
+                 ON CONFLICT DO NOTHING",
+                &[&ids, &workflows, &created_at, &start_at, &records, &keys],
             )
             .await
             .map_err(&err)?;
@@ -868,6 +871,15 @@ impl Cluster for PostgresStore {
         let row =
             client.query_opt("SELECT 1 FROM executions WHERE id = $1", &[&id.as_uuid()]).await.map_err(self.err())?;
         Ok(row.is_some())
+    }
+
+    async fn live_with_key(&self, workflow: &str, key: &str) -> Result<Option<ExecutionId>, StoreError> {
+        let client = self.reader.get().await?;
+        let row = client
+            .query_opt("SELECT id FROM executions WHERE workflow = $1 AND unique_key = $2", &[&workflow, &key])
+            .await
+            .map_err(self.err())?;
+        Ok(row.map(|r| ExecutionId::from_uuid(r.get(0))))
     }
 
     async fn unfinished_of(&self, workflow: &str) -> Result<Vec<SharedExecution>, StoreError> {

@@ -83,6 +83,9 @@ const MIGRATIONS: &[&str] = &[
     UPDATE history SET ended_at = COALESCE((state::jsonb ->> 'ended_at')::timestamptz, started_at);
     ALTER TABLE history ALTER COLUMN ended_at SET NOT NULL;
     CREATE INDEX history_by_end ON history (workflow, ended_at);",
+    // 4: unique keys: at most one live execution of a workflow per key.
+    "ALTER TABLE executions ADD COLUMN unique_key text;
+    CREATE UNIQUE INDEX executions_by_key ON executions (workflow, unique_key) WHERE unique_key IS NOT NULL;",
 ];
 
 /// The schema version this build writes and reads.

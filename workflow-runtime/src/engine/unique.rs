@@ -1,0 +1,242 @@
+//! Unique starts: at most one live execution of a workflow per key.
+//!
+//! A start with [`StartOptions::unique_key`] finds the live execution of the
+//! workflow that holds the key, if there is one, and returns it (or, with
+//! [`OnDuplicate::Reject`], refuses), instead of starting another. The key is free
+//! again once that execution has ended (its final state committed).
+//!
+//! Where one engine owns the store (memory, an SQLite file, which one engine holds
+//! at a time) the engine's own index of keys decides, under one lock, and is
+//! rebuilt from the store at recovery. On a store that several engines share
+//! (PostgreSQL) the store decides: it creates nothing for a key a live execution
+//! holds, so two nodes racing with one key start one execution.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use super::{Engine, EngineError, input_data};
+use crate::machine::view::Trigger;
+use crate::model::ExecutionId;
+
+/// How [`Engine::start_with`] starts an execution.
+///
+/// ```
+/// use sagaflow_runtime::{OnDuplicate, StartOptions};
+///
+/// let options = StartOptions::new().unique_key("order-1042").on_duplicate(OnDuplicate::Reject);
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct StartOptions {
+    pub(crate) unique_key: Option<String>,
+    pub(crate) on_duplicate: OnDuplicate,
+}
+
+impl StartOptions {
+    /// A plain start.
+    pub fn new() -> Self {
+        StartOptions::default()
+    }
+
+    /// While an execution of the workflow started with this key has not ended,
+    /// no other starts with it (see [`on_duplicate`](Self::on_duplicate)).
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    /// What a start whose key a live execution holds does (default
+    /// [`OnDuplicate::ReturnExisting`]).
+    pub fn on_duplicate(mut self, policy: OnDuplicate) -> Self {
+        self.on_duplicate = policy;
+        self
+    }
+}
+
+/// What a start does when a live execution of the workflow holds its key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnDuplicate {
+    /// Start nothing and answer with the live execution
+    /// ([`Started::existing`] is `true`).
+    #[default]
+    ReturnExisting,
+    /// Start nothing and fail with [`EngineError::Duplicate`]: one execution per
+    /// key at a time, and the caller hears of the second.
+    Reject,
+}
+
+/// What [`Engine::start_with`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Started {
+    /// The execution: the new one, or the live one that holds the key.
+    pub id: ExecutionId,
+    /// Whether it was there already (nothing was started).
+    pub existing: bool,
+}
+
+/// How often a keyed start on a shared store tries again when the execution that
+/// held its key ended between its attempt and its look-up.
+const RACE_RETRIES: usize = 5;
+
+/// The keys of the live executions this engine started or recovered (stores one
+/// engine owns).
+#[derive(Debug, Default)]
+pub(crate) struct UniqueKeys {
+    inner: Mutex<Keys>,
+}
+
+#[derive(Debug, Default)]
+struct Keys {
+    by_key: HashMap<(Arc<str>, String), ExecutionId>,
+    by_id: HashMap<ExecutionId, (Arc<str>, String)>,
+}
+
+impl UniqueKeys {
+    /// Records that `id` holds `key` of `workflow`.
+    pub(crate) fn hold(&self, workflow: &str, key: &str, id: ExecutionId) {
+        let mut keys = self.inner.lock();
+        let entry = (Arc::from(workflow), key.to_owned());
+        keys.by_key.insert(entry.clone(), id);
+        keys.by_id.insert(id, entry);
+    }
+
+    /// Frees the key `id` holds, if any (it ended).
+    pub(crate) fn release(&self, id: ExecutionId) {
+        let mut keys = self.inner.lock();
+        if let Some(entry) = keys.by_id.remove(&id)
+            && keys.by_key.get(&entry) == Some(&id)
+        {
+            keys.by_key.remove(&entry);
+        }
+    }
+
+    /// The live holder of `key` of `workflow` (`live` says whether an id is
+    /// still live), or, when none holds it, the key reserved for `new`.
+    fn claim(
+        &self,
+        workflow: &str,
+        key: &str,
+        new: ExecutionId,
+        live: impl Fn(ExecutionId) -> bool,
+    ) -> Option<ExecutionId> {
+        let mut keys = self.inner.lock();
+        let entry = (Arc::from(workflow), key.to_owned());
+        if let Some(&holder) = keys.by_key.get(&entry) {
+            if live(holder) {
+                return Some(holder);
+            }
+            keys.by_id.remove(&holder);
+        }
+        keys.by_key.insert(entry.clone(), new);
+        keys.by_id.insert(new, entry);
+        None
+    }
+}
+
+impl Engine {
+    /// Starts an execution of `workflow` with `input`, as [`start`](Self::start)
+    /// does, with options: with a [`unique_key`](StartOptions::unique_key), a
+    /// live execution of the workflow that holds the key is answered instead (or
+    /// the start refused, see [`OnDuplicate`]). On PostgreSQL the store enforces
+    /// the key, so it holds across nodes.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`start`](Self::start), and [`EngineError::Duplicate`] under
+    /// [`OnDuplicate::Reject`].
+    ///
+    /// ```
+    /// use sagaflow_runtime::{Engine, Outcome, StartOptions, Step, StepError, Workflow, json};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let def = Workflow::new("refund")
+    ///     .step_with("approve", |_ctx| async { Ok::<_, StepError>(Outcome::await_resume()) },
+    ///         Step::opts().await_approval(true))
+    ///     .build()?;
+    /// let engine = Engine::builder().register(def).build().await?;
+    /// let first = engine.start_with("refund", json!({ "order": 1042 }), StartOptions::new().unique_key("1042")).await?;
+    /// let again = engine.start_with("refund", json!({ "order": 1042 }), StartOptions::new().unique_key("1042")).await?;
+    /// assert!(!first.existing && again.existing);
+    /// assert_eq!(again.id, first.id);
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_with(
+        &self,
+        workflow: &str,
+        input: impl Serialize,
+        options: StartOptions,
+    ) -> Result<Started, EngineError> {
+        let inner = &self.inner;
+        let def = inner.definition(workflow)?;
+        let data = input_data(workflow, input)?;
+        let Some(key) = options.unique_key else {
+            let id = inner.start_new(def, data, Trigger::Manual, None).await?;
+            return Ok(Started { id, existing: false });
+        };
+        let found = |existing: ExecutionId| match options.on_duplicate {
+            OnDuplicate::ReturnExisting => Ok(Started { id: existing, existing: true }),
+            OnDuplicate::Reject => {
+                Err(EngineError::Duplicate { workflow: workflow.to_owned(), key: key.clone(), existing })
+            }
+        };
+        if inner.node.is_none() {
+            let id = ExecutionId::new();
+            let live = |id: ExecutionId| {
+                inner.executions.contains_key(&id) || inner.delayed.contains_key(&id) || inner.parked.contains_key(&id)
+            };
+            if let Some(existing) = inner.unique.claim(workflow, &key, id, live) {
+                return found(existing);
+            }
+            return match inner.start_with_id(id, def, data, Trigger::Manual, None, Some(key.clone())).await {
+                Ok(id) => Ok(Started { id, existing: false }),
+                Err(e) => {
+                    inner.unique.release(id);
+                    Err(e)
+                }
+            };
+        }
+        let cluster = inner.store.cluster().ok_or(EngineError::ShutDown)?;
+        for _ in 0..RACE_RETRIES {
+            if let Some(existing) = cluster.live_with_key(workflow, &key).await? {
+                return found(existing);
+            }
+            let id = ExecutionId::new();
+            inner.start_with_id(id, def.clone(), data.clone(), Trigger::Manual, None, Some(key.clone())).await?;
+            // The store created it unless a live execution holds the key.
+            match cluster.live_with_key(workflow, &key).await? {
+                Some(holder) if holder == id => return Ok(Started { id, existing: false }),
+                Some(existing) => return found(existing),
+                // The holder ended in between and nothing was created: again.
+                None => continue,
+            }
+        }
+        Err(EngineError::Store(crate::store::StoreError::Unavailable(format!(
+            "the executions holding key `{key}` of workflow `{workflow}` kept ending while starting another"
+        ))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_held_until_released_and_a_dead_holder_frees_it() {
+        let keys = UniqueKeys::default();
+        let (a, b, c) = (ExecutionId::new(), ExecutionId::new(), ExecutionId::new());
+        assert_eq!(keys.claim("w", "k", a, |_| true), None, "a free key is reserved");
+        assert_eq!(keys.claim("w", "k", b, |_| true), Some(a), "a live holder answers");
+        assert_eq!(keys.claim("v", "k", b, |_| true), None, "keys are per workflow");
+        keys.release(a);
+        assert_eq!(keys.claim("w", "k", c, |_| true), None, "a released key is free");
+        assert_eq!(keys.claim("w", "k", a, |id| id != c), None, "a holder that is gone frees it");
+        keys.release(c);
+        assert_eq!(keys.claim("w", "k", b, |_| true), Some(a), "releasing a former holder frees nothing");
+    }
+}
