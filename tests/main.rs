@@ -25,6 +25,7 @@ mod patterns;
 mod properties;
 mod proxy;
 mod real_world;
+mod restart;
 mod retention;
 mod scheduling;
 mod semantics;

@@ -303,6 +303,7 @@ fn trigger(t: &Trigger) -> String {
         Trigger::Event { name } => format!("event `{name}`"),
         Trigger::Parent { execution, step } => format!("step `{step}` of {execution}"),
         Trigger::Replay { of } => format!("replay of {of}"),
+        Trigger::Restart { of, from } => format!("restart of {of} from step `{from}`"),
         other => other.kind().to_owned(),
     }
 }

@@ -149,6 +149,18 @@ pub enum EngineError {
         /// The store.
         store: String,
     },
+    /// The workflow declares no step of that name.
+    #[error("workflow `{workflow}` has no step `{step}`{}; its steps: {}", did_you_mean(.suggestion), list(.known))]
+    UnknownStep {
+        /// The workflow.
+        workflow: String,
+        /// The name asked for.
+        step: String,
+        /// The closest step name.
+        suggestion: Option<String>,
+        /// Every step it declares.
+        known: Vec<String>,
+    },
     /// A start with a unique key under [`OnDuplicate::Reject`](crate::OnDuplicate::Reject)
     /// found a live execution of the workflow holding the key.
     #[error("workflow `{workflow}` has a live execution with key `{key}` already: {existing}")]

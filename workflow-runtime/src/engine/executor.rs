@@ -163,6 +163,7 @@ impl Execution {
             created_at: core.machine.started_at,
             start_at: None,
             unique_key: None,
+            kept: Vec::new(),
         })
     }
 

@@ -11,6 +11,7 @@ mod journal;
 mod node;
 mod recovery;
 mod registry;
+mod restart;
 mod retention;
 mod signal;
 mod timers;
@@ -34,6 +35,7 @@ use self::executor::{Execution, drive};
 use self::journal::{Ack, Journal};
 use self::registry::Registry;
 pub use self::registry::{Registration, WorkflowType, registrations};
+use self::restart::Extras;
 pub(crate) use self::signal::query_state;
 pub(crate) use self::timers::sleep_until_woken;
 use self::timers::{TimerTarget, Timers};
@@ -520,7 +522,7 @@ impl DeadLetters<'_> {
         };
         let def = inner.definition(&letter.workflow)?;
         let data: Data = letter.input.clone().into_iter().collect();
-        let started = inner.start_with_id(new, def, data, Trigger::Replay { of: id }, None, None).await?;
+        let started = inner.start_with_id(new, def, data, Trigger::Replay { of: id }, None, Extras::default()).await?;
         if !inner.durable {
             // A volatile store records no creation to remove the letter with.
             inner.commit(Write::RemoveDeadLetter(id), "replay a dead letter").await?;
@@ -568,6 +570,8 @@ fn pending_state(n: &NewExecution) -> ExecutionState {
         trigger: n.trigger.clone(),
         parked: None,
         signals: Vec::new(),
+        input: n.input.clone(),
+        outputs: Map::new(),
     }
 }
 
@@ -631,7 +635,7 @@ impl EngineInner {
         trigger: Trigger,
         parent: Option<ParentRef>,
     ) -> Result<ExecutionId, EngineError> {
-        self.start_with_id(ExecutionId::new(), def, data, trigger, parent, None).await
+        self.start_with_id(ExecutionId::new(), def, data, trigger, parent, Extras::default()).await
     }
 
     /// Starts the execution of a schedule's tick: the store claims the tick and
@@ -660,6 +664,7 @@ impl EngineInner {
             created_at: at,
             start_at: None,
             unique_key: None,
+            kept: Vec::new(),
         };
         if !self.durable {
             // A volatile store (which engines in one process may share) keeps
@@ -667,7 +672,7 @@ impl EngineInner {
             if !self.store.claim_tick(&key, fire_time).await? {
                 return Ok(id);
             }
-            self.launch(id, def, data, trigger, None, at, 0);
+            self.launch(id, def, data, trigger, None, at, 0, None);
             return Ok(id);
         }
         let write = Write::Tick { key, fire_time, execution: Box::new(new) };
@@ -679,7 +684,7 @@ impl EngineInner {
         // One engine holds a durable store (an SQLite file's lock): its ticks
         // are its own to fire.
         let (ticket, ack) = self.journal.submit(write);
-        self.launch(id, def, data, trigger, None, at, ticket);
+        self.launch(id, def, data, trigger, None, at, ticket, None);
         self.acknowledged(ack, "start a scheduled execution").await?;
         Ok(id)
     }
@@ -707,12 +712,13 @@ impl EngineInner {
         data: Data,
         trigger: Trigger,
         parent: Option<ParentRef>,
-        unique_key: Option<String>,
+        extras: Extras,
     ) -> Result<ExecutionId, EngineError> {
         if self.shutdown.is_cancelled() {
             return Err(EngineError::ShutDown);
         }
         let at = self.clock.now();
+        let seed = restart::seed_of(&def, &extras.kept);
         let record = |parent, trigger| {
             Write::Create(Box::new(NewExecution {
                 id,
@@ -723,7 +729,8 @@ impl EngineInner {
                 trigger,
                 created_at: at,
                 start_at: None,
-                unique_key: unique_key.clone(),
+                unique_key: extras.unique_key.clone(),
+                kept: extras.kept.clone(),
             }))
         };
         if let Some(node) = &self.node {
@@ -736,20 +743,21 @@ impl EngineInner {
         // committed (the write-ahead rule): a crash never leaves side effects of
         // an execution the store does not know.
         if !self.durable {
-            self.launch(id, def, data, trigger, parent, at, 0);
+            self.launch(id, def, data, trigger, parent, at, 0, seed);
             return Ok(id);
         }
         let (ticket, ack) = self.journal.submit(record(parent.clone(), trigger.clone()));
-        self.launch(id, def, data, trigger, parent, at, ticket);
+        self.launch(id, def, data, trigger, parent, at, ticket, seed);
         self.acknowledged(ack, "start").await?;
         Ok(id)
     }
 
     /// Creates the execution's state and its driver. `ticket` is the journal
     /// ticket of the write that records the execution's start (0 if none): the
-    /// driver waits for it before running anything.
+    /// driver waits for it before running anything. `seed`: the steps it begins
+    /// with completed (a restart from a step).
     #[allow(clippy::too_many_arguments)] // the parts of a new execution, each distinct
-    fn launch(
+    pub(crate) fn launch(
         self: &Arc<Self>,
         id: ExecutionId,
         def: WorkflowDef,
@@ -758,9 +766,10 @@ impl EngineInner {
         parent: Option<ParentRef>,
         at: DateTime<Utc>,
         ticket: u64,
+        seed: Option<crate::machine::Seed>,
     ) {
         let mut cmds = Vec::new();
-        let machine = Machine::start(&def, data, at, &mut cmds);
+        let machine = Machine::start_seeded(&def, data, seed, at, &mut cmds);
         let trigger_type = trigger.kind();
         let exec = Arc::new(Execution::new(id, def, machine, trigger, parent));
         if self.bus.wanted() {
@@ -813,6 +822,7 @@ impl EngineInner {
             created_at: self.clock.now(),
             start_at: Some(at),
             unique_key: None,
+            kept: Vec::new(),
         };
         let (_, ack) = self.journal.submit(Write::Create(Box::new(new.clone())));
         if self.node.is_some() {
@@ -837,7 +847,8 @@ impl EngineInner {
         let at = self.clock.now();
         let ticket = self.journal.append(Write::Started { id, at });
         let data: Data = d.new.input.into_iter().collect();
-        self.launch(id, d.def, data, d.new.trigger, None, at, ticket);
+        let seed = restart::seed_of(&d.def, &d.new.kept);
+        self.launch(id, d.def, data, d.new.trigger, None, at, ticket, seed);
     }
 
     fn resume_data(&self, id: ExecutionId, context: impl Serialize) -> Result<Map<String, Value>, EngineError> {

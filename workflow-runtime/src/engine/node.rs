@@ -272,7 +272,8 @@ impl EngineInner {
                         ticket = self.journal.append(Write::Upgrade(Box::new(upgrade)));
                     }
                     let data = n.input.into_iter().collect();
-                    self.launch(n.id, def, data, n.trigger, n.parent, n.created_at, ticket);
+                    let seed = super::restart::seed_of(&def, &n.kept);
+                    self.launch(n.id, def, data, n.trigger, n.parent, n.created_at, ticket, seed);
                 }
                 _ => stored.push(c.stored),
             }

@@ -218,7 +218,8 @@ pub(crate) async fn replay(
     let n = &stored.execution;
     let data: Data = n.input.clone().into_iter().collect();
     let mut discard = Vec::new();
-    let mut machine = Machine::start(def, data, n.created_at, &mut discard);
+    let seed = super::restart::seed_of(def, &n.kept);
+    let mut machine = Machine::start_seeded(def, data, seed, n.created_at, &mut discard);
     let mut rewritten = Vec::new();
     for entry in &stored.events {
         let mut event: Event = serde_json::from_str(&entry.event)

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use super::restart::Extras;
 use super::{Engine, EngineError, input_data};
 use crate::machine::view::Trigger;
 use crate::model::ExecutionId;
@@ -193,7 +194,8 @@ impl Engine {
             if let Some(existing) = inner.unique.claim(workflow, &key, id, live) {
                 return found(existing);
             }
-            return match inner.start_with_id(id, def, data, Trigger::Manual, None, Some(key.clone())).await {
+            let extras = Extras { unique_key: Some(key.clone()), ..Extras::default() };
+            return match inner.start_with_id(id, def, data, Trigger::Manual, None, extras).await {
                 Ok(id) => Ok(Started { id, existing: false }),
                 Err(e) => {
                     inner.unique.release(id);
@@ -207,7 +209,8 @@ impl Engine {
                 return found(existing);
             }
             let id = ExecutionId::new();
-            inner.start_with_id(id, def.clone(), data.clone(), Trigger::Manual, None, Some(key.clone())).await?;
+            let extras = Extras { unique_key: Some(key.clone()), ..Extras::default() };
+            inner.start_with_id(id, def.clone(), data.clone(), Trigger::Manual, None, extras).await?;
             // The store created it unless a live execution holds the key.
             match cluster.live_with_key(workflow, &key).await? {
                 Some(holder) if holder == id => return Ok(Started { id, existing: false }),

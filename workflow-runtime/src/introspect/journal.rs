@@ -396,6 +396,8 @@ impl StoredView {
             // Which signals are consumed is known to the engine that holds the
             // execution; the timeline shows the ones sent.
             signals: Vec::new(),
+            input: self.input.clone(),
+            outputs: Map::new(),
         }
     }
 }
@@ -482,6 +484,7 @@ mod signal_tests {
                 created_at: at(0),
                 start_at: None,
                 unique_key: None,
+                kept: Vec::new(),
             },
             started: true,
             events: events

@@ -243,7 +243,16 @@ pub(crate) struct Machine {
     ended_at: Stamp,
     /// Signals sent to the execution (see `signal.rs`; most executions have none).
     signals: Option<Box<signal::Signals>>,
+    /// For an execution restarted from a step of another: the steps it begins
+    /// with completed (see [`Seed`]).
+    seed: Option<Seed>,
 }
+
+/// The steps an execution restarted from a step of an ended one begins with
+/// completed, each with the output it recorded there (`None`: it had none). A
+/// seeded step is completed, not run, when its dependencies are satisfied, in
+/// every attempt of the workflow.
+pub(crate) type Seed = Arc<HashMap<StepId, Option<Value>>>;
 
 thread_local! {
     /// Scratch list of steps to end, reused across transitions.
@@ -252,7 +261,20 @@ thread_local! {
 
 impl Machine {
     /// A new execution of `def` with `input`, started at `at`.
+    #[cfg(test)]
     pub(crate) fn start(def: &WorkflowDef, input: Data, at: DateTime<Utc>, out: &mut Vec<Command>) -> Machine {
+        Machine::start_seeded(def, input, None, at, out)
+    }
+
+    /// A new execution of `def` with `input` that begins with the steps of `seed`
+    /// completed, started at `at`.
+    pub(crate) fn start_seeded(
+        def: &WorkflowDef,
+        input: Data,
+        seed: Option<Seed>,
+        at: DateTime<Utc>,
+        out: &mut Vec<Command>,
+    ) -> Machine {
         let inner = Arc::clone(&def.inner);
         let n = inner.steps.len();
         let mut m = Machine {
@@ -280,6 +302,7 @@ impl Machine {
             started_at: at,
             ended_at: Stamp::NONE,
             signals: None,
+            seed,
         };
         m.begin_attempt(at, out);
         m
@@ -655,6 +678,12 @@ impl Machine {
     }
 
     fn complete(&mut self, step: StepId, output: Option<Value>, at: DateTime<Utc>, out: &mut Vec<Command>) {
+        self.keep(step, output, at);
+        self.end(step, at, out);
+    }
+
+    /// Records `step` completed with `output` (the caller ends it).
+    fn keep(&mut self, step: StepId, output: Option<Value>, at: DateTime<Utc>) {
         if let Some(v) = output {
             self.store_output(step, v);
         }
@@ -666,7 +695,6 @@ impl Machine {
             slot.detail().snapshot = Some(self.data.clone());
         }
         self.completed.push(step);
-        self.end(step, at, out);
     }
 
     fn store_output(&mut self, step: StepId, value: Value) {
@@ -766,6 +794,10 @@ impl Machine {
     /// A step whose dependencies are satisfied: evaluates its condition and queues
     /// it, or marks it skipped and returns it (the caller ends it).
     fn decide(&mut self, step: StepId, at: DateTime<Utc>, out: &mut Vec<Command>) -> Option<StepId> {
+        if let Some(output) = self.seed.as_ref().and_then(|s| s.get(&step)).cloned() {
+            self.keep(step, output, at);
+            return Some(step);
+        }
         let verdict = match &self.step_policy(step).when {
             None => Ok(true),
             Some(cond) => {

@@ -48,10 +48,18 @@ pub enum Trigger {
         /// The dead execution replayed.
         of: ExecutionId,
     },
+    /// `engine.restart_from`: a restart of an ended execution from one of its
+    /// steps.
+    Restart {
+        /// The ended execution.
+        of: ExecutionId,
+        /// The step it restarts from.
+        from: String,
+    },
 }
 
 impl Trigger {
-    /// `manual`, `delayed`, `scheduled`, `event`, `parent` or `replay`.
+    /// `manual`, `delayed`, `scheduled`, `event`, `parent`, `replay` or `restart`.
     pub fn kind(&self) -> &'static str {
         match self {
             Trigger::Manual => "manual",
@@ -60,6 +68,7 @@ impl Trigger {
             Trigger::Event { .. } => "event",
             Trigger::Parent { .. } => "parent",
             Trigger::Replay { .. } => "replay",
+            Trigger::Restart { .. } => "restart",
         }
     }
 }
@@ -254,6 +263,14 @@ pub struct ExecutionState {
     /// Signals not consumed yet, in arrival order (see [`PendingSignal`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signals: Vec<PendingSignal>,
+    /// Its input: the context as it started.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub input: Map<String, Value>,
+    /// What each step that returned an output returned, by step name (what
+    /// `ctx.output_as` reads, and what [`Engine::restart_from`](crate::Engine::restart_from)
+    /// keeps).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub outputs: Map<String, Value>,
 }
 
 impl ExecutionState {
@@ -420,6 +437,8 @@ impl Machine {
             trigger: who.trigger.clone(),
             parked: who.parked,
             signals: self.pending_signals(),
+            input: self.input_map(),
+            outputs: self.outputs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
         }
     }
 }

@@ -70,6 +70,7 @@ pub fn new_execution(workflow: &str, at: DateTime<Utc>) -> NewExecution {
         created_at: at,
         start_at: None,
         unique_key: None,
+        kept: Vec::new(),
     }
 }
 
@@ -98,6 +99,8 @@ pub fn final_state(n: &NewExecution, status: Status, ended: DateTime<Utc>) -> Ex
         trigger: n.trigger.clone(),
         parked: None,
         signals: Vec::new(),
+        input: n.input.clone(),
+        outputs: Map::new(),
     }
 }
 

@@ -221,6 +221,7 @@ impl StoreControl {
                     created_at: Utc::now(),
                     start_at: None,
                     unique_key: None,
+                    kept: Vec::new(),
                 };
                 // One transaction: the new execution (unheld, so any node claims
                 // it) and the letter's removal.

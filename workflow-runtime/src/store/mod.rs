@@ -232,6 +232,22 @@ pub struct NewExecution {
     /// the workflow holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_key: Option<String>,
+    /// For a restart from a step ([`Engine::restart_from`](crate::Engine::restart_from)):
+    /// the steps it begins with completed, with the outputs they recorded in the
+    /// execution it restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<KeptStep>,
+}
+
+/// A step that an execution restarted from a step of another begins with
+/// completed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeptStep {
+    /// The step's name.
+    pub step: String,
+    /// What it returned (`None`: nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
 }
 
 /// The parent of a nested execution.
