@@ -270,6 +270,17 @@ async fn the_command_line_reads_and_controls_an_sqlite_file_an_engine_holds() {
     let purge = sagaflow(store, &["dead-letters", "purge"]).await;
     assert_eq!(purge.code, 2, "{purge:?}");
 
+    // A restart from a step goes to the engine that holds the file.
+    let restarted = sagaflow(store, &["executions", "restart", &letter.to_string(), "--from", "call", "--json"]).await;
+    let restarted = restarted.ok().json();
+    assert_eq!(restarted["applied"], true, "{restarted}");
+    let new: ExecutionId = restarted["effect"].as_str().unwrap().trim_start_matches("new execution ").parse().unwrap();
+    let state = tokio::time::timeout(Duration::from_secs(10), engine.wait(new)).await.unwrap().unwrap();
+    assert_eq!(state.trigger, sagaflow::Trigger::Restart { of: letter, from: "call".into() });
+    let unknown = sagaflow(store, &["executions", "restart", &letter.to_string(), "--from", "cal"]).await;
+    assert_eq!(unknown.code, 4, "{unknown:?}");
+    assert!(unknown.stderr.contains("no step `cal`"), "{}", unknown.stderr);
+
     // Ended executions are purged through the engine; live ones stay.
     let bad_age = sagaflow(store, &["executions", "purge", "--older-than", "a while"]).await;
     assert_eq!(bad_age.code, 2, "{bad_age:?}");
@@ -378,6 +389,20 @@ async fn the_command_line_controls_executions_that_a_cluster_node_holds() {
     assert_eq!((ended.status, ended.cancel_reason.as_deref()), (Status::Cancelled, Some("from ops")));
     let late = sagaflow(store, &["executions", "pause", &awaiting.to_string()]).await;
     assert_eq!(late.code, 5, "{late:?}");
+
+    // A restart from a step is written to the shared tables; a node claims it.
+    let restarted =
+        sagaflow(store, &["executions", "restart", &awaiting.to_string(), "--from", "approve", "--json"]).await;
+    let new: ExecutionId = restarted.ok().json()["new_execution"].as_str().unwrap().parse().unwrap();
+    let state = until(&engine, new, |s| s.status == Status::Awaiting).await;
+    assert_eq!(state.trigger, sagaflow::Trigger::Restart { of: awaiting, from: "approve".into() });
+    assert_eq!(state.step("submit").unwrap().attempts, 0, "the step before `approve` is kept, not run");
+    let unknown = sagaflow(store, &["executions", "restart", &awaiting.to_string(), "--from", "aprove"]).await;
+    assert_eq!(unknown.code, 4, "{unknown:?}");
+    assert!(unknown.stderr.contains("no step `aprove`") && unknown.stderr.contains("approve"), "{}", unknown.stderr);
+    let live = sagaflow(store, &["executions", "restart", &new.to_string(), "--from", "approve"]).await;
+    assert_eq!(live.code, 5, "only an ended execution restarts: {live:?}");
+    engine.cancel(new, CancelOptions::reason("done")).await.unwrap();
 
     let replayed = sagaflow(store, &["dead-letters", "replay", &letter.to_string(), "--json"]).await.ok().json();
     let new: ExecutionId = replayed["new_execution"].as_str().unwrap().parse().unwrap();

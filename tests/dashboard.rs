@@ -207,6 +207,7 @@ fn routes(s: &Served) -> Vec<(&'static str, String, &'static str)> {
         ("POST", format!("/workflows/api/executions/{a}/pause"), "{}"),
         ("POST", format!("/workflows/api/executions/{a}/resume"), r#"{"approver": "ann"}"#),
         ("POST", format!("/workflows/api/executions/{a}/cancel"), r#"{"reason": "duplicate"}"#),
+        ("POST", format!("/workflows/api/executions/{l}/restart"), r#"{"step": "call"}"#),
         ("POST", format!("/workflows/api/dead-letters/{l}/retry"), "{}"),
     ]
 }
@@ -809,4 +810,29 @@ async fn the_dashboards_cancel_takes_the_options_of_engine_cancel() {
     assert_eq!(ended.step("book").unwrap().status, sagaflow::StepStatus::Completed);
     assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
     engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_restarts_an_ended_execution_from_a_step() {
+    let s = serve(guarded).await;
+    let restart = |id: ExecutionId| format!("/workflows/api/executions/{id}/restart");
+    let (status, body) = http(s.addr, "POST", &restart(s.letter), Some(TOKEN), r#"{"step": "call"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let new: ExecutionId = json_of(&body)["execution"].as_str().unwrap().parse().unwrap();
+    let state = s.engine.wait(new).await.unwrap();
+    assert_eq!(state.trigger, sagaflow::Trigger::Restart { of: s.letter, from: "call".into() });
+
+    let (status, body) = http(s.addr, "POST", &restart(s.letter), Some(TOKEN), r#"{"step": "cal"}"#).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(json_of(&body)["error"].as_str().unwrap().contains("did you mean `call`"), "{body}");
+    let (status, body) = http(s.addr, "POST", &restart(s.letter), Some(TOKEN), r#"{"context": {}}"#).await;
+    assert_eq!(status, 400, "the step is required: {body}");
+    let (status, body) =
+        http(s.addr, "POST", &restart(s.letter), Some(TOKEN), r#"{"step": "call", "context": 3}"#).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = http(s.addr, "POST", &restart(s.awaiting), Some(TOKEN), r#"{"step": "approve"}"#).await;
+    assert_eq!(status, 409, "a live execution is not restarted: {body}");
+    let (status, _) = http(s.addr, "POST", &restart(s.letter), None, r#"{"step": "call"}"#).await;
+    assert_eq!(status, 401);
+    s.engine.shutdown().await;
 }

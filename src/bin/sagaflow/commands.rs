@@ -79,6 +79,14 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
             let command = Command::Signal { name: signal_name(&name)?, payload: parse_payload(payload.as_deref())? };
             control(&ctx, Request::Control { execution: parse_id(&id)?, command }, &wait).await
         }
+        Top::Executions(Executions::Restart { id, from, context, wait }) => {
+            let request = Request::RestartFrom {
+                execution: parse_id(&id)?,
+                step: from,
+                context: parse_context(context.as_deref())?,
+            };
+            control(&ctx, request, &wait).await
+        }
         Top::Executions(Executions::Purge { older_than, workflow, wait }) => {
             let age = sagaflow::DurationArg::from(older_than.as_str())
                 .to_duration()
@@ -449,6 +457,7 @@ async fn control(ctx: &Ctx, request: Request, wait: &Wait) -> Result<(), CliErro
             Some(v) => count_events(&v, journaled_as(command)),
             None => 0,
         },
+        Request::RestartFrom { execution, .. } => restarts_of(&control.store(), *execution).await?.len(),
         _ => 0,
     };
     let sent = control.send(request.clone()).await?;
@@ -556,6 +565,22 @@ fn journaled_as(command: &Command) -> &'static str {
     }
 }
 
+/// The executions that restart `id`, live or ended, oldest first.
+async fn restarts_of(store: &Arc<dyn Store>, id: ExecutionId) -> Result<Vec<(DateTime<Utc>, ExecutionId)>, CliError> {
+    let of_it = |t: &Trigger| matches!(t, Trigger::Restart { of, .. } if *of == id);
+    let mut found: Vec<(DateTime<Utc>, ExecutionId)> = store
+        .unfinished()
+        .await?
+        .into_iter()
+        .filter(|s| of_it(&s.execution.trigger))
+        .map(|s| (s.execution.created_at, s.execution.id))
+        .collect();
+    let ended = store.list_finished(&ExecutionQuery { workflow: None, limit: 0 }).await?;
+    found.extend(ended.into_iter().filter(|s| of_it(&s.trigger)).map(|s| (s.started_at, s.id)));
+    found.sort();
+    Ok(found)
+}
+
 fn count_events(v: &StoredView, event: &str) -> usize {
     v.timeline.iter().filter(|e| e.event == event).count()
 }
@@ -609,6 +634,13 @@ async fn effect_of(
         } else {
             Ok("the dead letter is gone".into())
         }),
+        Request::RestartFrom { execution, .. } => {
+            let restarts = restarts_of(store, *execution).await?;
+            Ok(match restarts.get(before..).and_then(|new| new.last()) {
+                Some((_, n)) => Ok(format!("new execution {n}")),
+                None => Err("no new restart of it is in the store".to_owned()),
+            })
+        }
         Request::PurgeHistory { workflow, ended_before } => {
             let query = ExecutionQuery { workflow: workflow.clone(), limit: 0 };
             let left = store

@@ -49,7 +49,7 @@ pub(crate) enum ColorChoice {
 
 #[derive(Debug, Subcommand)]
 enum Top {
-    /// Executions: list, show, cancel, pause, resume, signal, purge.
+    /// Executions: list, show, cancel, pause, resume, signal, restart, purge.
     #[command(subcommand)]
     Executions(Executions),
     /// Dead letters: executions that failed for good in workflows that keep them.
@@ -118,6 +118,20 @@ enum Executions {
         /// What to send, as JSON (default `null`).
         #[arg(long, value_name = "JSON")]
         payload: Option<String>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Starts a new execution that restarts an ended one from a step: the steps
+    /// before it keep their outputs, the step and those after it run again.
+    Restart {
+        /// The ended execution's id.
+        id: String,
+        /// The step to restart from.
+        #[arg(long, value_name = "STEP")]
+        from: String,
+        /// A JSON object merged over the ended execution's input.
+        #[arg(long, value_name = "JSON")]
+        context: Option<String>,
         #[command(flatten)]
         wait: Wait,
     },
@@ -285,8 +299,11 @@ impl From<ControlError> for CliError {
         match e {
             ControlError::UnknownExecution(_)
             | ControlError::UnknownDeadLetter(_)
-            | ControlError::UnknownWorkflow(_) => CliError::NotFound(e.to_string()),
-            ControlError::Ended { .. } | ControlError::NotStarted { .. } => CliError::Conflict(e.to_string()),
+            | ControlError::UnknownWorkflow(_)
+            | ControlError::UnknownStep { .. } => CliError::NotFound(e.to_string()),
+            ControlError::Ended { .. } | ControlError::NotStarted { .. } | ControlError::NotEnded(_) => {
+                CliError::Conflict(e.to_string())
+            }
             ControlError::Store(e) => e.into(),
             other => CliError::Other(other.to_string()),
         }

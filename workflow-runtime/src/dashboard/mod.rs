@@ -15,7 +15,8 @@
 //!   from its store row and its journal as a timeline (never replayed);
 //! - live: pages update without reloading, from a stream of the engine's events
 //!   (server-sent events at `events`), and every few seconds besides;
-//! - actions: cancel, pause, resume (with a JSON context), retry a dead letter.
+//! - actions: cancel, pause, resume (with a JSON context), restart an ended
+//!   execution from a step, retry a dead letter.
 //!
 //! ## Safe to expose
 //!
@@ -62,7 +63,9 @@
 //! `?offset=&limit=` page its executions), `api/executions/{id}` (the execution's
 //! state and its picture as SVG), and the actions `api/executions/{id}/cancel`
 //! (`{"reason": ...}`), `api/executions/{id}/pause`, `api/executions/{id}/resume`
-//! (the context to merge), `api/dead-letters/{id}/retry`, each with a JSON body.
+//! (the context to merge), `api/executions/{id}/restart` (`{"step": ..., "context":
+//! {...}}`: an ended execution restarted from a step), `api/dead-letters/{id}/retry`,
+//! each with a JSON body.
 
 mod auth;
 mod page;
@@ -277,6 +280,7 @@ impl Dashboard {
             .route("/api/executions/{id}/cancel", post(cancel))
             .route("/api/executions/{id}/pause", post(pause))
             .route("/api/executions/{id}/resume", post(resume))
+            .route("/api/executions/{id}/restart", post(restart))
             .route("/api/dead-letters/{id}/retry", post(retry))
             .with_state(self.state.clone())
     }
@@ -531,6 +535,29 @@ async fn resume(
     act(&app, Action::Resume { id, context }).await
 }
 
+/// `{"step": "...", "context": {...}}`: a restart of an ended execution from a
+/// step, with `context` merged over its input.
+async fn restart(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<Map<String, Value>>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = action_body(body)?;
+    let id = parse_id(&id)?;
+    let step = match body.get("step") {
+        Some(Value::String(step)) if !step.is_empty() => step.clone(),
+        _ => return Err(ApiError(StatusCode::BAD_REQUEST, "`step` must name the step to restart from".into())),
+    };
+    let context = match body.get("context") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(context)) => context.clone(),
+        Some(other) => {
+            return Err(ApiError(StatusCode::BAD_REQUEST, format!("`context` must be a JSON object, not {other}")));
+        }
+    };
+    act(&app, Action::Restart { id, step, context }).await
+}
+
 async fn retry(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -553,7 +580,9 @@ struct ApiError(StatusCode, String);
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = match &e {
-            EngineError::UnknownExecution(_) | EngineError::UnknownWorkflow { .. } => StatusCode::NOT_FOUND,
+            EngineError::UnknownExecution(_)
+            | EngineError::UnknownWorkflow { .. }
+            | EngineError::UnknownStep { .. } => StatusCode::NOT_FOUND,
             EngineError::InvalidState { .. } | EngineError::InvalidInput { .. } => StatusCode::CONFLICT,
             EngineError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -573,8 +602,11 @@ impl From<ControlError> for ApiError {
         let status = match &e {
             ControlError::UnknownExecution(_)
             | ControlError::UnknownDeadLetter(_)
-            | ControlError::UnknownWorkflow(_) => StatusCode::NOT_FOUND,
-            ControlError::Ended { .. } | ControlError::NotStarted { .. } => StatusCode::CONFLICT,
+            | ControlError::UnknownWorkflow(_)
+            | ControlError::UnknownStep { .. } => StatusCode::NOT_FOUND,
+            ControlError::Ended { .. } | ControlError::NotStarted { .. } | ControlError::NotEnded(_) => {
+                StatusCode::CONFLICT
+            }
             ControlError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -55,6 +55,7 @@ async function act(path, body) {
   if (res.status === 404 && answer.error === undefined) { flash('actions are not enabled on this dashboard'); return; }
   flash(res.ok ? (answer.note ?? 'done') : (answer.error ?? ('failed: ' + res.status)));
   load();
+  return res.ok ? answer : null;
 }
 const events = new EventSource(BASE + '/events');
 events.onmessage = (m) => { if (concerns(JSON.parse(m.data))) later(); };
@@ -142,6 +143,10 @@ pub(super) fn execution(base: &str, id: ExecutionId) -> String {
 <button id="pause">Pause</button>
 <button id="resume">Resume</button>
 <input id="resume-context" size="40" value="{{}}" aria-label="resume context (JSON)"></p>
+<p id="restart-part" hidden><button id="restart">Restart from</button>
+<select id="restart-step" aria-label="step to restart from"></select>
+<input id="restart-context" size="40" value="{{}}" aria-label="restart context (JSON)">
+<span class="hint">the steps before it keep their outputs; it and the steps after it run again</span></p>
 <div id="dag"></div>
 <h2>Steps</h2>
 <table id="timeline"><thead><tr><th>Step</th><th>Status</th><th>Attempts</th><th>Every attempt (retries, snoozes, rollbacks)</th>
@@ -171,6 +176,13 @@ document.getElementById('resume').onclick = () => {{
   catch (e) {{ flash('the resume context is not JSON: ' + e.message); return; }}
   act('/api/executions/' + ID + '/resume', context);
 }};
+document.getElementById('restart').onclick = () => {{
+  let context;
+  try {{ context = JSON.parse(document.getElementById('restart-context').value || '{{}}'); }}
+  catch (e) {{ flash('the restart context is not JSON: ' + e.message); return; }}
+  act('/api/executions/' + ID + '/restart', {{ step: document.getElementById('restart-step').value, context }})
+    .then((a) => {{ if (a && (a.restarted || a.done === 'restart')) location.href = BASE + '/executions/' + a.execution; }});
+}};
 async function load() {{
   const res = await get('/api/executions/' + ID);
   if (res === null) return;
@@ -184,6 +196,12 @@ async function load() {{
     `<tr><td>${{e.seq}}</td><td>${{esc(e.at)}}</td><td>${{esc(e.event)}}</td><td>${{esc(e.step)}}</td>
      <td>${{e.attempt ?? ''}}</td><td>${{esc(e.outcome)}}</td><td>${{esc(e.detail)}}</td></tr>`).join('');
   document.getElementById('workflow').textContent = state.workflow;
+  const restart = document.getElementById('restart-part'), choice = document.getElementById('restart-step');
+  restart.hidden = !state.ended_at;
+  const declared = state.steps.filter((s) => !s.graft).map((s) => s.name);
+  if (choice.options.length !== declared.length) {{
+    choice.innerHTML = declared.map((n) => `<option value="${{esc(n)}}">${{esc(n)}}</option>`).join('');
+  }}
   const status = document.getElementById('status');
   status.textContent = state.status;
   status.className = 'status ' + state.status;

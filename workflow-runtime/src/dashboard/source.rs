@@ -70,6 +70,7 @@ pub(crate) enum Action {
     Cancel { id: ExecutionId, options: CancelOptions },
     Pause(ExecutionId),
     Resume { id: ExecutionId, context: Map<String, Value> },
+    Restart { id: ExecutionId, step: String, context: Map<String, Value> },
     Retry(ExecutionId),
 }
 
@@ -272,6 +273,9 @@ impl Source for EngineSource {
                 self.0.resume(id, context).await?;
                 json!({ "resumed": id })
             }
+            Action::Restart { id, step, context } => {
+                json!({ "restarted": id, "execution": self.0.restart_from(id, &step, context).await? })
+            }
             Action::Retry(id) => json!({ "execution": self.0.dead_letters().replay(id).await? }),
         })
     }
@@ -380,6 +384,7 @@ impl Source for StoreSource {
             Action::Resume { id, context } => {
                 Request::Control { execution: id, command: Command::Resume { step: None, context } }
             }
+            Action::Restart { id, step, context } => Request::RestartFrom { execution: id, step, context },
             Action::Retry(id) => Request::ReplayDeadLetter { id },
         };
         let action = request.action();

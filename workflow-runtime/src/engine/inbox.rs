@@ -86,6 +86,9 @@ async fn carry_out(inner: &Arc<EngineInner>, request: Request) -> Result<(), sup
         Request::ReplayDeadLetter { id } => engine.dead_letters().replay(id).await.map(drop),
         Request::RemoveDeadLetter { id } => engine.dead_letters().remove(id).await,
         Request::PurgeExpiredDeadLetters => engine.dead_letters().purge_expired().await.map(drop),
+        Request::RestartFrom { execution, step, context } => {
+            engine.restart_from(execution, &step, context).await.map(drop)
+        }
         Request::PurgeHistory { workflow, ended_before } => {
             engine.purge_history(workflow.as_deref(), ended_before).await.map(drop)
         }

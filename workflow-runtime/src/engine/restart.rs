@@ -1,18 +1,12 @@
 //! Restarting from a step: a new execution, linked to an ended one, that keeps
-//! what the ended one's other steps produced and runs the named step and
-//! everything after it again.
-//!
-//! The steps that run again are the named step and every step that depends on
-//! it, directly or not, on the current version of the workflow; grafts, and the
-//! steps after them, always run again (the steps a graft adds are known only once
-//! it ran). Every other step that completed in the ended execution is *kept*: the
-//! new execution begins with it completed and its output merged into the context,
-//! as the original run merged it, and never runs it. Steps that had not
-//! completed (skipped, failed, never reached) are decided again as usual. The
-//! kept steps travel in the new execution's creation record, so recovery and any
-//! node of a cluster rebuild the same execution.
+//! what the ended one's other steps produced (see `machine::restart` for which)
+//! and runs the named step and everything after it again. The new execution
+//! begins with the kept steps completed and their outputs merged into the
+//! context, as the original run merged them, and never runs them. The kept steps
+//! travel in its creation record, so recovery and any node of a cluster rebuild
+//! the same execution.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -20,9 +14,8 @@ use serde::Serialize;
 use super::{Engine, EngineError, input_data};
 use crate::builder::suggest;
 use crate::machine::Seed;
-use crate::machine::state::StepStatus;
+use crate::machine::restart::{NoSuchStep, kept_steps};
 use crate::machine::view::Trigger;
-use crate::model::def::StepKind;
 use crate::model::ids::StepId;
 use crate::model::{ExecutionId, WorkflowDef};
 use crate::store::KeptStep;
@@ -45,22 +38,6 @@ pub(crate) fn seed_of(def: &WorkflowDef, kept: &[KeptStep]) -> Option<Seed> {
     let seed: HashMap<StepId, Option<serde_json::Value>> =
         kept.iter().filter_map(|k| def.inner.by_name.get(k.step.as_str()).map(|&id| (id, k.output.clone()))).collect();
     Some(Arc::new(seed))
-}
-
-/// The declared steps of `def` that a restart from `from` runs again: `from`,
-/// the grafts, and every step after one of them.
-fn run_again(def: &WorkflowDef, from: StepId) -> HashSet<StepId> {
-    let inner = &def.inner;
-    let mut again = HashSet::new();
-    let mut work: Vec<StepId> = std::iter::once(from)
-        .chain((0..inner.steps.len() as StepId).filter(|&i| matches!(inner.steps[i as usize].kind, StepKind::Graft(_))))
-        .collect();
-    while let Some(s) = work.pop() {
-        if again.insert(s) {
-            work.extend(inner.dependents[s as usize].iter().map(|&(d, _)| d));
-        }
-    }
-    again
 }
 
 impl Engine {
@@ -125,25 +102,13 @@ impl Engine {
             });
         };
         let def = inner.definition(&old.workflow)?;
-        let Some(&from) = def.inner.by_name.get(step) else {
-            let known: Vec<String> = def.inner.steps.iter().map(|s| s.name.to_string()).collect();
-            return Err(EngineError::UnknownStep {
+        let kept =
+            kept_steps(&def.snapshot(), step, &old).map_err(|NoSuchStep { known }| EngineError::UnknownStep {
                 workflow: old.workflow.clone(),
                 step: step.to_owned(),
                 suggestion: suggest(step, known.iter().map(String::as_str)),
                 known,
-            });
-        };
-        let again = run_again(&def, from);
-        let kept: Vec<KeptStep> = def
-            .inner
-            .steps
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !again.contains(&(*i as StepId)))
-            .filter(|(_, s)| old.step(&s.name).is_some_and(|o| o.status == StepStatus::Completed && o.graft.is_none()))
-            .map(|(_, s)| KeptStep { step: s.name.to_string(), output: old.outputs.get(&*s.name).cloned() })
-            .collect();
+            })?;
         let mut data = input_data(def.name(), &old.input)?;
         for (k, v) in input_data(def.name(), overrides)?.iter() {
             data.insert(k.clone(), v.clone());

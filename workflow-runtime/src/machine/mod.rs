@@ -7,6 +7,7 @@
 pub(crate) mod command;
 pub(crate) mod event;
 pub(crate) mod report;
+pub(crate) mod restart;
 pub(crate) mod signal;
 pub(crate) mod state;
 pub(crate) mod view;

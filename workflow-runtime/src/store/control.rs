@@ -9,9 +9,10 @@ use chrono::Utc;
 use super::{
     Inbox, NewExecution, PostgresStore, Request, SUPPORTED_URLS, SqliteStore, Store, StoreError, Write, redact_url,
 };
+use crate::machine::restart::{KeptStep, kept_steps};
 use crate::machine::state::Status;
-use crate::machine::view::Trigger;
-use crate::model::ExecutionId;
+use crate::machine::view::{ExecutionState, Trigger};
+use crate::model::{DefinitionSnapshot, ExecutionId};
 
 /// What became of a request a tool sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +76,19 @@ pub enum ControlError {
     /// A dead letter's workflow has no definition in the store.
     #[error("workflow `{0}` has no definition in the store: no engine registered it")]
     UnknownWorkflow(String),
+    /// A restart of an execution that has not ended.
+    #[error("execution {0} has not ended: only an ended execution can be restarted")]
+    NotEnded(ExecutionId),
+    /// A restart from a step the workflow does not declare.
+    #[error("workflow `{workflow}` has no step `{step}`; its steps: {}", .known.join(", "))]
+    UnknownStep {
+        /// The workflow.
+        workflow: String,
+        /// The step asked for.
+        step: String,
+        /// The steps it declares.
+        known: Vec<String>,
+    },
     /// The store takes no requests (an in-memory store).
     #[error("this store takes no control calls: {0}")]
     Unsupported(String),
@@ -160,6 +174,9 @@ impl StoreControl {
                     return Err(ControlError::UnknownDeadLetter(*id));
                 }
             }
+            Request::RestartFrom { execution, step, .. } => {
+                restart_plan(&*store, *execution, step).await?;
+            }
             Request::Control { .. } | Request::PurgeExpiredDeadLetters | Request::PurgeHistory { .. } => {}
         }
         match &self.target {
@@ -236,6 +253,26 @@ impl StoreControl {
                 let removed = pg.purge_dead_letters(Utc::now()).await?;
                 Ok(Sent::Written { execution: None, removed })
             }
+            Request::RestartFrom { execution, step, context } => {
+                let (ended, snapshot, kept) = restart_plan(pg, execution, &step).await?;
+                let mut input = ended.input;
+                input.extend(context);
+                let new = ExecutionId::new();
+                let created = NewExecution {
+                    id: new,
+                    workflow: ended.workflow,
+                    version: snapshot.version,
+                    input,
+                    parent: None,
+                    trigger: Trigger::Restart { of: execution, from: step },
+                    created_at: Utc::now(),
+                    start_at: None,
+                    unique_key: None,
+                    kept,
+                };
+                pg.write(&[Write::Create(Box::new(created))]).await?;
+                Ok(Sent::Written { execution: Some(new), removed: 0 })
+            }
             Request::PurgeHistory { workflow, ended_before } => {
                 let workflows = match workflow {
                     Some(w) => vec![w],
@@ -287,6 +324,34 @@ impl StoreControl {
             Err(e) => e.into(),
         }
     }
+}
+
+/// The ended execution a restart starts from, its workflow's current
+/// definition and the steps the restart keeps; a [`ControlError`] naming what is
+/// wrong otherwise.
+async fn restart_plan(
+    store: &dyn Store,
+    id: ExecutionId,
+    step: &str,
+) -> Result<(ExecutionState, DefinitionSnapshot, Vec<KeptStep>), ControlError> {
+    let Some(ended) = store.finished(id).await? else {
+        return Err(match store.unfinished().await?.into_iter().find(|s| s.execution.id == id) {
+            Some(_) => ControlError::NotEnded(id),
+            None => ControlError::UnknownExecution(id),
+        });
+    };
+    let snapshot = store
+        .definitions()
+        .await?
+        .into_iter()
+        .find(|d| d.name == ended.workflow)
+        .ok_or_else(|| ControlError::UnknownWorkflow(ended.workflow.clone()))?;
+    let kept = kept_steps(&snapshot, step, &ended).map_err(|e| ControlError::UnknownStep {
+        workflow: ended.workflow.clone(),
+        step: step.to_owned(),
+        known: e.known,
+    })?;
+    Ok((ended, snapshot, kept))
 }
 
 fn request_action(command: &super::Command) -> &'static str {

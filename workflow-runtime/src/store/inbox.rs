@@ -21,6 +21,7 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::{Command, StoreError};
 use crate::model::ExecutionId;
@@ -51,6 +52,17 @@ pub enum Request {
     /// Removes the dead letters past their `dead_letter_ttl`
     /// ([`DeadLetters::purge_expired`](crate::DeadLetters::purge_expired)).
     PurgeExpiredDeadLetters,
+    /// Starts a new execution that restarts an ended one from a step
+    /// ([`Engine::restart_from`](crate::Engine::restart_from)).
+    RestartFrom {
+        /// The ended execution.
+        execution: ExecutionId,
+        /// The step to restart from.
+        step: String,
+        /// Merged over the ended execution's input.
+        #[serde(default, skip_serializing_if = "Map::is_empty")]
+        context: Map<String, Value>,
+    },
     /// Deletes ended executions that ended before `ended_before`
     /// ([`Engine::purge_history`](crate::Engine::purge_history)).
     PurgeHistory {
@@ -65,14 +77,14 @@ impl Request {
     /// The execution (or dead letter) the request is about.
     pub fn execution(&self) -> Option<ExecutionId> {
         match self {
-            Request::Control { execution, .. } => Some(*execution),
+            Request::Control { execution, .. } | Request::RestartFrom { execution, .. } => Some(*execution),
             Request::ReplayDeadLetter { id } | Request::RemoveDeadLetter { id } => Some(*id),
             Request::PurgeExpiredDeadLetters | Request::PurgeHistory { .. } => None,
         }
     }
 
     /// What it does, in a word or two: `cancel`, `pause`, `resume`, `signal`,
-    /// `replay`, `remove`, `purge`, `purge history`.
+    /// `replay`, `remove`, `purge`, `restart`, `purge history`.
     pub fn action(&self) -> &'static str {
         match self {
             Request::Control { command: Command::Cancel { .. }, .. } => "cancel",
@@ -82,6 +94,7 @@ impl Request {
             Request::ReplayDeadLetter { .. } => "replay",
             Request::RemoveDeadLetter { .. } => "remove",
             Request::PurgeExpiredDeadLetters => "purge",
+            Request::RestartFrom { .. } => "restart",
             Request::PurgeHistory { .. } => "purge history",
         }
     }

@@ -39,6 +39,7 @@ pub use self::memory::MemoryStore;
 pub use self::postgres::PostgresStore;
 pub use self::secrets::{redact_secrets, redact_url};
 pub use self::sqlite::{SqliteOptions, SqliteStore, Synchronous};
+pub use crate::machine::restart::KeptStep;
 use crate::machine::view::{ExecutionState, Trigger};
 use crate::model::{DefinitionSnapshot, ExecutionId, StepError};
 
@@ -237,17 +238,6 @@ pub struct NewExecution {
     /// execution it restarts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept: Vec<KeptStep>,
-}
-
-/// A step that an execution restarted from a step of another begins with
-/// completed.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct KeptStep {
-    /// The step's name.
-    pub step: String,
-    /// What it returned (`None`: nothing).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
 }
 
 /// The parent of a nested execution.
