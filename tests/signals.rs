@@ -522,10 +522,14 @@ async fn on_sqlite_a_step_never_sees_a_signal_whose_taking_was_not_committed() {
     // The process dies right after committing the step's taking of the signal,
     // before it learns that the commit succeeded.
     store.crash_after(|w| is_event(w, "signal_taken"));
-    engine.signal(id, "n", 7).await.unwrap();
+    // The signal may be committed in the batch that crashes, so its call may
+    // never be answered: it is not awaited.
+    let sender = engine.clone();
+    let sent = tokio::spawn(async move { sender.signal(id, "n", 7).await });
     until_crashed(&store).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(seen.runs.lock().unwrap().is_empty(), "the step waited for the commit, which never answered");
+    sent.abort();
     drop(engine);
 
     seen.generation.store(2, Ordering::SeqCst);
