@@ -33,5 +33,6 @@ mod signals;
 mod telemetry;
 mod testing_kit;
 mod tools;
+mod traces;
 mod ui;
 mod unique;

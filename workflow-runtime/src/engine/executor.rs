@@ -37,6 +37,7 @@ use crate::machine::report::report_of;
 use crate::machine::state::Status;
 use crate::machine::view::{ExecutionState, Identity, Trigger};
 use crate::machine::{Machine, Runnable, TransitionError};
+use crate::model::TraceContext;
 use crate::model::context::ExecMeta;
 use crate::model::ids::StepId;
 use crate::model::{
@@ -53,6 +54,8 @@ pub(crate) struct Execution {
     pub(crate) meta: Arc<ExecMeta>,
     /// How it was started; `None` for a manual start (kept small: most are).
     trigger: Option<Box<Trigger>>,
+    /// The trace its spans join (see `engine::trace`).
+    pub(crate) trace: Option<Box<TraceContext>>,
     pub(crate) core: Mutex<Core>,
     /// Wakes the driver when an outside event queued commands.
     pub(crate) wake: Wake,
@@ -91,6 +94,7 @@ impl Execution {
         machine: Machine,
         trigger: Trigger,
         parent: Option<ParentRef>,
+        trace: Option<TraceContext>,
     ) -> Self {
         let meta = Arc::new(ExecMeta {
             id,
@@ -105,13 +109,23 @@ impl Execution {
             execution_id = %id,
             trigger_type = trigger.kind(),
             state = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            parent_span_id = tracing::field::Empty,
         );
+        if let Some(t) = &trace
+            && !span.is_disabled()
+        {
+            span.record("trace_id", t.trace_id.as_str());
+            span.record("parent_span_id", t.span_id.as_str());
+            super::trace::adopt(&span, t);
+        }
         let span = (!span.is_disabled()).then(|| Box::new(span));
         Execution {
             id,
             def,
             meta,
             trigger: (trigger != Trigger::Manual).then(|| Box::new(trigger)),
+            trace: trace.map(Box::new),
             core: Mutex::new(Core {
                 machine,
                 pending: Vec::new(),
@@ -164,6 +178,7 @@ impl Execution {
             start_at: None,
             unique_key: None,
             kept: Vec::new(),
+            trace: None,
         })
     }
 

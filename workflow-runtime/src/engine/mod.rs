@@ -15,6 +15,7 @@ mod restart;
 mod retention;
 mod signal;
 mod timers;
+mod trace;
 mod unique;
 
 use std::sync::{Arc, Weak};
@@ -654,6 +655,7 @@ impl EngineInner {
         }
         let id = ExecutionId::new();
         let at = self.clock.now();
+        let trace = trace::for_new(None);
         let new = NewExecution {
             id,
             workflow: def.name().to_owned(),
@@ -665,6 +667,7 @@ impl EngineInner {
             start_at: None,
             unique_key: None,
             kept: Vec::new(),
+            trace: Some(trace.clone()),
         };
         if !self.durable {
             // A volatile store (which engines in one process may share) keeps
@@ -672,7 +675,7 @@ impl EngineInner {
             if !self.store.claim_tick(&key, fire_time).await? {
                 return Ok(id);
             }
-            self.launch(id, def, data, trigger, None, at, 0, None);
+            self.launch(id, def, data, trigger, None, at, 0, None, Some(trace));
             return Ok(id);
         }
         let write = Write::Tick { key, fire_time, execution: Box::new(new) };
@@ -684,7 +687,7 @@ impl EngineInner {
         // One engine holds a durable store (an SQLite file's lock): its ticks
         // are its own to fire.
         let (ticket, ack) = self.journal.submit(write);
-        self.launch(id, def, data, trigger, None, at, ticket, None);
+        self.launch(id, def, data, trigger, None, at, ticket, None, Some(trace));
         self.acknowledged(ack, "start a scheduled execution").await?;
         Ok(id)
     }
@@ -719,6 +722,7 @@ impl EngineInner {
         }
         let at = self.clock.now();
         let seed = restart::seed_of(&def, &extras.kept);
+        let trace = trace::for_new(extras.trace.as_ref());
         let record = |parent, trigger| {
             Write::Create(Box::new(NewExecution {
                 id,
@@ -731,6 +735,7 @@ impl EngineInner {
                 start_at: None,
                 unique_key: extras.unique_key.clone(),
                 kept: extras.kept.clone(),
+                trace: Some(trace.clone()),
             }))
         };
         if let Some(node) = &self.node {
@@ -743,11 +748,11 @@ impl EngineInner {
         // committed (the write-ahead rule): a crash never leaves side effects of
         // an execution the store does not know.
         if !self.durable {
-            self.launch(id, def, data, trigger, parent, at, 0, seed);
+            self.launch(id, def, data, trigger, parent, at, 0, seed, Some(trace));
             return Ok(id);
         }
         let (ticket, ack) = self.journal.submit(record(parent.clone(), trigger.clone()));
-        self.launch(id, def, data, trigger, parent, at, ticket, seed);
+        self.launch(id, def, data, trigger, parent, at, ticket, seed, Some(trace));
         self.acknowledged(ack, "start").await?;
         Ok(id)
     }
@@ -767,11 +772,12 @@ impl EngineInner {
         at: DateTime<Utc>,
         ticket: u64,
         seed: Option<crate::machine::Seed>,
+        trace: Option<crate::model::TraceContext>,
     ) {
         let mut cmds = Vec::new();
         let machine = Machine::start_seeded(&def, data, seed, at, &mut cmds);
         let trigger_type = trigger.kind();
-        let exec = Arc::new(Execution::new(id, def, machine, trigger, parent));
+        let exec = Arc::new(Execution::new(id, def, machine, trigger, parent, trace));
         if self.bus.wanted() {
             self.bus.emit(Telemetry::WorkflowStart {
                 workflow_name: Arc::clone(exec.workflow()),
@@ -801,7 +807,10 @@ impl EngineInner {
         parent: ParentRef,
     ) -> Result<ExecutionId, EngineError> {
         let def = self.definition(workflow)?;
-        self.start_new(def, data, trigger, Some(parent)).await
+        // Without an OpenTelemetry span to join, the child joins its parent's trace.
+        let trace = self.executions.get(&parent.execution).and_then(|p| p.trace.as_deref().cloned());
+        let extras = Extras { trace, ..Extras::default() };
+        self.start_with_id(ExecutionId::new(), def, data, trigger, Some(parent), extras).await
     }
 
     async fn schedule(
@@ -823,6 +832,7 @@ impl EngineInner {
             start_at: Some(at),
             unique_key: None,
             kept: Vec::new(),
+            trace: Some(trace::for_new(None)),
         };
         let (_, ack) = self.journal.submit(Write::Create(Box::new(new.clone())));
         if self.node.is_some() {
@@ -848,7 +858,7 @@ impl EngineInner {
         let ticket = self.journal.append(Write::Started { id, at });
         let data: Data = d.new.input.into_iter().collect();
         let seed = restart::seed_of(&d.def, &d.new.kept);
-        self.launch(id, d.def, data, d.new.trigger, None, at, ticket, seed);
+        self.launch(id, d.def, data, d.new.trigger, None, at, ticket, seed, d.new.trace);
     }
 
     fn resume_data(&self, id: ExecutionId, context: impl Serialize) -> Result<Map<String, Value>, EngineError> {

@@ -273,7 +273,7 @@ impl EngineInner {
                     }
                     let data = n.input.into_iter().collect();
                     let seed = super::restart::seed_of(&def, &n.kept);
-                    self.launch(n.id, def, data, n.trigger, n.parent, n.created_at, ticket, seed);
+                    self.launch(n.id, def, data, n.trigger, n.parent, n.created_at, ticket, seed, n.trace);
                 }
                 _ => stored.push(c.stored),
             }
@@ -464,7 +464,7 @@ impl EngineInner {
             return Err(format!("it runs version {} of `{}`, this node has {}", n.version, n.workflow, def.version()));
         }
         let machine = super::recovery::replay(&def, &shared.stored, None).await?.0;
-        Ok(Arc::new(Execution::new(n.id, def, machine, n.trigger.clone(), n.parent.clone())))
+        Ok(Arc::new(Execution::new(n.id, def, machine, n.trigger.clone(), n.parent.clone(), n.trace.clone())))
     }
 
     /// The state of an execution held elsewhere, as its journal shows it.

@@ -27,6 +27,9 @@ pub(crate) struct Extras {
     pub(crate) unique_key: Option<String>,
     /// The steps it begins with completed (a restart from a step).
     pub(crate) kept: Vec<KeptStep>,
+    /// The trace it joins when it is not started inside an OpenTelemetry span:
+    /// a nested execution's parent's.
+    pub(crate) trace: Option<crate::model::TraceContext>,
 }
 
 /// The machine's seed for the kept steps of a record, on `def` (kept steps that

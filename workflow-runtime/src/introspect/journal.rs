@@ -485,6 +485,7 @@ mod signal_tests {
                 start_at: None,
                 unique_key: None,
                 kept: Vec::new(),
+                trace: None,
             },
             started: true,
             events: events

@@ -16,6 +16,7 @@ pub(crate) mod serde_duration;
 pub(crate) mod signal;
 pub(crate) mod step;
 pub(crate) mod task;
+pub(crate) mod trace;
 
 pub use context::Context;
 pub use def::{
@@ -36,3 +37,4 @@ pub use step::{
     IntoStepFn, StepBody, StepErrorHandler, SyncFnMarker, Worker, WorkerMarker,
 };
 pub use task::Task;
+pub use trace::TraceContext;

@@ -239,6 +239,7 @@ impl StoreControl {
                     start_at: None,
                     unique_key: None,
                     kept: Vec::new(),
+                    trace: Some(crate::model::TraceContext::fresh()),
                 };
                 // One transaction: the new execution (unheld, so any node claims
                 // it) and the letter's removal.
@@ -269,6 +270,7 @@ impl StoreControl {
                     start_at: None,
                     unique_key: None,
                     kept,
+                    trace: Some(crate::model::TraceContext::fresh()),
                 };
                 pg.write(&[Write::Create(Box::new(created))]).await?;
                 Ok(Sent::Written { execution: Some(new), removed: 0 })

@@ -238,6 +238,10 @@ pub struct NewExecution {
     /// execution it restarts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kept: Vec<KeptStep>,
+    /// The trace its spans join, wherever and whenever it runs (`None` in
+    /// records written before traces were kept: it gets a new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::model::TraceContext>,
 }
 
 /// The parent of a nested execution.
