@@ -600,9 +600,17 @@ async fn a_dashboard_over_a_store_shows_and_controls_what_an_engine_runs() {
     let control = StoreControl::sqlite(SqliteStore::open_control(&path).await.unwrap());
     let addr = listen(Dashboard::over_store(reads, Some(control)).bearer_token(TOKEN).unwrap().router()).await;
 
-    let (status, body) = http(addr, "GET", "/workflows/api/overview", Some(TOKEN), "").await;
-    assert_eq!(status, 200, "{body}");
-    let overview = json_of(&body);
+    // The engine knows the step awaits before its journal's entry is committed.
+    let mut overview = Value::Null;
+    for _ in 0..100 {
+        let (status, body) = http(addr, "GET", "/workflows/api/overview", Some(TOKEN), "").await;
+        assert_eq!(status, 200, "{body}");
+        overview = json_of(&body);
+        if overview["running"][0]["status"] == "awaiting" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(overview["running"][0]["id"], awaiting.to_string());
     assert_eq!(overview["running"][0]["status"], "awaiting", "as its journal shows");
     assert_eq!(overview["running"][0]["stored"], true);

@@ -722,7 +722,9 @@ impl EngineInner {
         }
         let at = self.clock.now();
         let seed = restart::seed_of(&def, &extras.kept);
-        let trace = trace::for_new(extras.trace.as_ref());
+        // The trace matters where the execution outlives this process or moves
+        // between nodes; in memory its spans nest under the caller's anyway.
+        let trace = (self.durable || self.node.is_some()).then(|| trace::for_new(extras.trace.as_ref()));
         let record = |parent, trigger| {
             Write::Create(Box::new(NewExecution {
                 id,
@@ -735,7 +737,7 @@ impl EngineInner {
                 start_at: None,
                 unique_key: extras.unique_key.clone(),
                 kept: extras.kept.clone(),
-                trace: Some(trace.clone()),
+                trace: trace.clone(),
             }))
         };
         if let Some(node) = &self.node {
@@ -748,11 +750,11 @@ impl EngineInner {
         // committed (the write-ahead rule): a crash never leaves side effects of
         // an execution the store does not know.
         if !self.durable {
-            self.launch(id, def, data, trigger, parent, at, 0, seed, Some(trace));
+            self.launch(id, def, data, trigger, parent, at, 0, seed, trace);
             return Ok(id);
         }
         let (ticket, ack) = self.journal.submit(record(parent.clone(), trigger.clone()));
-        self.launch(id, def, data, trigger, parent, at, ticket, seed, Some(trace));
+        self.launch(id, def, data, trigger, parent, at, ticket, seed, trace);
         self.acknowledged(ack, "start").await?;
         Ok(id)
     }
