@@ -107,3 +107,14 @@ impl Recorder {
         }
     }
 }
+
+/// Waits (at most 10 s) until the execution waits for an approval.
+pub async fn until_awaiting(engine: &sagaflow::Engine, id: sagaflow::ExecutionId) {
+    for _ in 0..1000 {
+        if engine.get_state(id).await.expect("its state").status == sagaflow::Status::Awaiting {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("execution {id} did not wait for its approval within 10 s");
+}

@@ -12,6 +12,8 @@ use sagaflow::store::ClusterOptions;
 use sagaflow::{EngineError, ExecutionState, StepStatus, Trigger, WorkflowDef};
 use serde_json::Value;
 
+use crate::common::until_awaiting;
+
 /// How many times each step ran.
 #[derive(Clone, Default)]
 struct Runs(Arc<Mutex<HashMap<String, usize>>>);
@@ -148,16 +150,6 @@ fn booking(runs: &Runs) -> WorkflowDef {
         )
         .build()
         .unwrap()
-}
-
-async fn until_awaiting(engine: &Engine, id: ExecutionId) {
-    for _ in 0..1000 {
-        if engine.get_state(id).await.unwrap().status == Status::Awaiting {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("execution {id} did not wait for its approval");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,8 @@ use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 
+use crate::common::until_awaiting;
+
 /// Builds the worker example and returns its path.
 fn worker() -> PathBuf {
     let out = Command::new(env!("CARGO"))
@@ -115,16 +117,6 @@ fn review() -> sagaflow::WorkflowDef {
         .step("read", |_ctx: Context| async { Ok::<_, StepError>(json!({ "read": true })) })
         .build()
         .unwrap()
-}
-
-async fn until_awaiting(engine: &Engine, id: ExecutionId) {
-    for _ in 0..1000 {
-        if engine.get_state(id).await.unwrap().status == Status::Awaiting {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("execution {id} never waited");
 }
 
 // One thread: the subscriber set for this test sees every span of its engines.

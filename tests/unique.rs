@@ -25,12 +25,7 @@ fn keyed(key: &str) -> StartOptions {
 }
 
 async fn approve(engine: &Engine, id: ExecutionId) {
-    for _ in 0..500 {
-        if engine.get_state(id).await.unwrap().status == Status::Awaiting {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    crate::common::until_awaiting(engine, id).await;
     engine.resume(id, json!({})).await.expect("resumes");
     let ended = tokio::time::timeout(Duration::from_secs(30), engine.wait(id)).await.expect("in time").unwrap();
     assert_eq!(ended.status, Status::Completed);
