@@ -67,12 +67,12 @@ impl Engine {
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let def = Workflow::new("import")
-    ///     .step("download", |_ctx| async { Ok::<_, StepError>(json!({ "rows": 3 }).into()) })
+    ///     .step("download", |_ctx| async { Ok::<_, StepError>(json!({ "rows": 3 })) })
     ///     .step_with("load", |ctx: sagaflow_runtime::Context| async move {
     ///         if !ctx.get_or("fixed", false) {
     ///             return Err(StepError::new("bad_row", "row 2 is malformed").permanent());
     ///         }
-    ///         Ok(json!({ "loaded": ctx.get::<u64>("rows")? }).into())
+    ///         Ok::<_, StepError>(json!({ "loaded": ctx.get::<u64>("rows")? }))
     ///     }, Step::opts().after("download"))
     ///     .build()?;
     /// let engine = Engine::builder().register(def).build().await?;
