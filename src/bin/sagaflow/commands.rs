@@ -565,9 +565,11 @@ fn journaled_as(command: &Command) -> &'static str {
     }
 }
 
-/// The executions that restart `id`, live or ended, oldest first.
+/// The executions that restart `id`, live or ended (among the 200 newest ended
+/// of its workflow), oldest first.
 async fn restarts_of(store: &Arc<dyn Store>, id: ExecutionId) -> Result<Vec<(DateTime<Utc>, ExecutionId)>, CliError> {
     let of_it = |t: &Trigger| matches!(t, Trigger::Restart { of, .. } if *of == id);
+    let workflow = store.finished(id).await?.map(|s| s.workflow);
     let mut found: Vec<(DateTime<Utc>, ExecutionId)> = store
         .unfinished()
         .await?
@@ -575,7 +577,7 @@ async fn restarts_of(store: &Arc<dyn Store>, id: ExecutionId) -> Result<Vec<(Dat
         .filter(|s| of_it(&s.execution.trigger))
         .map(|s| (s.execution.created_at, s.execution.id))
         .collect();
-    let ended = store.list_finished(&ExecutionQuery { workflow: None, limit: 0 }).await?;
+    let ended = store.list_finished(&ExecutionQuery { workflow, limit: 200 }).await?;
     found.extend(ended.into_iter().filter(|s| of_it(&s.trigger)).map(|s| (s.started_at, s.id)));
     found.sort();
     Ok(found)

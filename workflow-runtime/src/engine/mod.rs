@@ -655,7 +655,7 @@ impl EngineInner {
         }
         let id = ExecutionId::new();
         let at = self.clock.now();
-        let trace = trace::for_new(None);
+        let trace = self.trace_for_new(None);
         let new = NewExecution {
             id,
             workflow: def.name().to_owned(),
@@ -667,7 +667,7 @@ impl EngineInner {
             start_at: None,
             unique_key: None,
             kept: Vec::new(),
-            trace: Some(trace.clone()),
+            trace: trace.clone(),
         };
         if !self.durable {
             // A volatile store (which engines in one process may share) keeps
@@ -675,7 +675,7 @@ impl EngineInner {
             if !self.store.claim_tick(&key, fire_time).await? {
                 return Ok(id);
             }
-            self.launch(id, def, data, trigger, None, at, 0, None, Some(trace));
+            self.launch(id, def, data, trigger, None, at, 0, &[], trace);
             return Ok(id);
         }
         let write = Write::Tick { key, fire_time, execution: Box::new(new) };
@@ -687,7 +687,7 @@ impl EngineInner {
         // One engine holds a durable store (an SQLite file's lock): its ticks
         // are its own to fire.
         let (ticket, ack) = self.journal.submit(write);
-        self.launch(id, def, data, trigger, None, at, ticket, None, Some(trace));
+        self.launch(id, def, data, trigger, None, at, ticket, &[], trace);
         self.acknowledged(ack, "start a scheduled execution").await?;
         Ok(id)
     }
@@ -706,6 +706,13 @@ impl EngineInner {
         }
     }
 
+    /// The trace a new execution joins (see `engine::trace`), kept where the
+    /// execution may outlive this process or move between nodes; in memory its
+    /// spans nest under the caller's anyway.
+    fn trace_for_new(&self, inherited: Option<&crate::model::TraceContext>) -> Option<crate::model::TraceContext> {
+        (self.durable || self.node.is_some()).then(|| trace::for_new(inherited))
+    }
+
     /// Starts an execution under a given id. Starting an id that runs already
     /// starts nothing more (the store, too, creates an id once).
     pub(crate) async fn start_with_id(
@@ -721,10 +728,7 @@ impl EngineInner {
             return Err(EngineError::ShutDown);
         }
         let at = self.clock.now();
-        let seed = restart::seed_of(&def, &extras.kept);
-        // The trace matters where the execution outlives this process or moves
-        // between nodes; in memory its spans nest under the caller's anyway.
-        let trace = (self.durable || self.node.is_some()).then(|| trace::for_new(extras.trace.as_ref()));
+        let trace = self.trace_for_new(extras.trace.as_ref());
         let record = |parent, trigger| {
             Write::Create(Box::new(NewExecution {
                 id,
@@ -750,21 +754,21 @@ impl EngineInner {
         // committed (the write-ahead rule): a crash never leaves side effects of
         // an execution the store does not know.
         if !self.durable {
-            self.launch(id, def, data, trigger, parent, at, 0, seed, trace);
+            self.launch(id, def, data, trigger, parent, at, 0, &extras.kept, trace);
             return Ok(id);
         }
         let (ticket, ack) = self.journal.submit(record(parent.clone(), trigger.clone()));
-        self.launch(id, def, data, trigger, parent, at, ticket, seed, trace);
+        self.launch(id, def, data, trigger, parent, at, ticket, &extras.kept, trace);
         self.acknowledged(ack, "start").await?;
         Ok(id)
     }
 
     /// Creates the execution's state and its driver. `ticket` is the journal
     /// ticket of the write that records the execution's start (0 if none): the
-    /// driver waits for it before running anything. `seed`: the steps it begins
+    /// driver waits for it before running anything. `kept`: the steps it begins
     /// with completed (a restart from a step).
     #[allow(clippy::too_many_arguments)] // the parts of a new execution, each distinct
-    pub(crate) fn launch(
+    fn launch(
         self: &Arc<Self>,
         id: ExecutionId,
         def: WorkflowDef,
@@ -773,11 +777,11 @@ impl EngineInner {
         parent: Option<ParentRef>,
         at: DateTime<Utc>,
         ticket: u64,
-        seed: Option<crate::machine::Seed>,
+        kept: &[crate::store::KeptStep],
         trace: Option<crate::model::TraceContext>,
     ) {
         let mut cmds = Vec::new();
-        let machine = Machine::start_seeded(&def, data, seed, at, &mut cmds);
+        let machine = Machine::start_seeded(&def, data, restart::seed_of(&def, kept), at, &mut cmds);
         let trigger_type = trigger.kind();
         let exec = Arc::new(Execution::new(id, def, machine, trigger, parent, trace));
         if self.bus.wanted() {
@@ -834,7 +838,7 @@ impl EngineInner {
             start_at: Some(at),
             unique_key: None,
             kept: Vec::new(),
-            trace: Some(trace::for_new(None)),
+            trace: self.trace_for_new(None),
         };
         let (_, ack) = self.journal.submit(Write::Create(Box::new(new.clone())));
         if self.node.is_some() {
@@ -859,8 +863,7 @@ impl EngineInner {
         let at = self.clock.now();
         let ticket = self.journal.append(Write::Started { id, at });
         let data: Data = d.new.input.into_iter().collect();
-        let seed = restart::seed_of(&d.def, &d.new.kept);
-        self.launch(id, d.def, data, d.new.trigger, None, at, ticket, seed, d.new.trace);
+        self.launch(id, d.def, data, d.new.trigger, None, at, ticket, &d.new.kept, d.new.trace);
     }
 
     fn resume_data(&self, id: ExecutionId, context: impl Serialize) -> Result<Map<String, Value>, EngineError> {

@@ -272,8 +272,7 @@ impl EngineInner {
                         ticket = self.journal.append(Write::Upgrade(Box::new(upgrade)));
                     }
                     let data = n.input.into_iter().collect();
-                    let seed = super::restart::seed_of(&def, &n.kept);
-                    self.launch(n.id, def, data, n.trigger, n.parent, n.created_at, ticket, seed, n.trace);
+                    self.launch(n.id, def, data, n.trigger, n.parent, n.created_at, ticket, &n.kept, n.trace);
                 }
                 _ => stored.push(c.stored),
             }
