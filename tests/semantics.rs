@@ -317,3 +317,96 @@ async fn every_attempt_of_every_step_and_compensation_is_kept_for_the_timeline()
     assert!(fail.history.is_empty(), "a step that ran once has no history");
     assert_eq!(fail.error.as_ref().unwrap().kind(), "fatal");
 }
+
+/// The tokio task each step ran in, by step name.
+type TaskLog = Arc<Mutex<Vec<(String, Option<tokio::task::Id>)>>>;
+
+/// Step bodies that record the tokio task they run in (`wait` sleeps a minute).
+fn task_recorder(tasks: &TaskLog) -> impl Fn(&str) -> StepFn + '_ {
+    move |name: &str| {
+        let (tasks, name) = (Arc::clone(tasks), name.to_owned());
+        Arc::new(move |_ctx: Context| {
+            let (tasks, name) = (Arc::clone(&tasks), name.clone());
+            Box::pin(async move {
+                tasks.lock().unwrap().push((name.clone(), tokio::task::try_id()));
+                if name == "wait" {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                Ok::<_, StepError>(Outcome::Output(json!({ name: true })))
+            })
+        })
+    }
+}
+
+type StepFn = Arc<dyn Fn(Context) -> futures::future::BoxFuture<'static, StepResult> + Send + Sync>;
+
+#[tokio::test(start_paused = true)]
+async fn run_takes_a_short_execution_to_its_end_in_the_calling_task() {
+    let tasks = TaskLog::default();
+    let step = task_recorder(&tasks);
+    let (a, b, c) = (step("a"), step("b"), step("c"));
+    let def = Workflow::new("short")
+        .step("a", move |ctx| a(ctx))
+        .step_with("b", move |ctx| b(ctx), Step::opts().after("a"))
+        .step_with("c", move |ctx| c(ctx), Step::opts().after("a"))
+        .build()
+        .unwrap();
+    let engine = Engine::builder().register(def).build().await.unwrap();
+    let (caller, state) = tokio::spawn(async move {
+        let state = engine.run("short", json!({ "order": 7 })).await.unwrap();
+        (tokio::task::id(), state)
+    })
+    .await
+    .unwrap();
+    assert_eq!(state.status, Status::Completed, "{state:?}");
+    assert_eq!((state.context["order"].clone(), state.context["b"].clone()), (json!(7), json!(true)));
+    let tasks = tasks.lock().unwrap().clone();
+    assert_eq!(tasks.len(), 3);
+    assert!(tasks.iter().all(|(_, t)| *t == Some(caller)), "every step ran in the caller's task: {tasks:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_hands_an_execution_that_waits_to_a_task_of_its_own() {
+    let tasks = TaskLog::default();
+    let step = task_recorder(&tasks);
+    let (first, wait, last) = (step("first"), step("wait"), step("last"));
+    let def = Workflow::new("slow")
+        .step("first", move |ctx| first(ctx))
+        .step_with("wait", move |ctx| wait(ctx), Step::opts().after("first").timeout("2m"))
+        .step_with("last", move |ctx| last(ctx), Step::opts().after("wait"))
+        .build()
+        .unwrap();
+    let engine = Engine::builder().register(def).build().await.unwrap();
+    let started = Instant::now();
+    let (caller, state) = tokio::spawn(async move {
+        let state = engine.run("slow", json!({})).await.unwrap();
+        (tokio::task::id(), state)
+    })
+    .await
+    .unwrap();
+    assert_eq!(state.status, Status::Completed, "{state:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(60), "the sleeping step's wake-up reached its new task");
+    let tasks = tasks.lock().unwrap().clone();
+    let task_of = |name: &str| tasks.iter().find(|(n, _)| n == name).and_then(|(_, t)| *t);
+    assert_eq!(task_of("first"), Some(caller), "the first turn ran in the caller");
+    assert_ne!(task_of("last"), Some(caller), "after the wait the driver ran in a task of its own");
+    assert!(task_of("last").is_some());
+}
+
+#[tokio::test]
+async fn run_on_a_durable_store_returns_the_committed_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("run.db").display());
+    let def = Workflow::new("short")
+        .step("a", |_ctx| async { Ok::<_, StepError>(json!({ "a": 1 })) })
+        .step_with("b", |_ctx| async { Ok::<_, StepError>(json!({ "b": 2 })) }, Step::opts().after("a"))
+        .build()
+        .unwrap();
+    let engine = Engine::builder().store_url(&url).register(def).build().await.unwrap();
+    let state = engine.run("short", json!({})).await.unwrap();
+    assert_eq!(state.status, Status::Completed, "{state:?}");
+    let stored = engine.get_state(state.id).await.unwrap();
+    assert_eq!((stored.status, stored.context["b"].clone()), (Status::Completed, json!(2)), "the end is committed");
+    let err = engine.run("nope", json!({})).await.unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+}

@@ -13,8 +13,8 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -151,6 +151,8 @@ pub(crate) struct Journal {
     /// Executions one of whose writes the store refused: their later writes are
     /// refused too, so that their journals have no gap.
     poisoned: Mutex<HashSet<ExecutionId>>,
+    /// What a commit tells the engine (set once, before the writer starts).
+    hooks: OnceLock<Hooks>,
 }
 
 /// A write was queued after the journal closed (the engine shut down): it will
@@ -175,6 +177,7 @@ impl Journal {
             waiters: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
             poisoned: Mutex::new(HashSet::new()),
+            hooks: OnceLock::new(),
         })
     }
 
@@ -228,6 +231,24 @@ impl Journal {
                 let _ = ack.send(Err(WriteError::Closed));
             }
             return ticket;
+        }
+        // Nothing queued or being committed: a store that commits without waiting
+        // takes the write here, in order, and saves the writer task a wake-up.
+        if buf.writes.is_empty()
+            && self.durable.load(Ordering::Acquire) + 1 == ticket
+            && let Some(hooks) = self.hooks.get()
+        {
+            let batch = std::slice::from_ref(&write);
+            if let Some(Ok(())) = self.store.write_now(batch) {
+                // Published under the lock: no later ticket can be durable yet.
+                self.publish(ticket);
+                drop(buf);
+                (hooks.on_flush)(batch);
+                if let Some(ack) = ack {
+                    let _ = ack.send(Ok(()));
+                }
+                return ticket;
+            }
         }
         buf.writes.push(write);
         buf.acks.push(ack);
@@ -312,8 +333,17 @@ impl Journal {
 
     /// The writer task: takes what accumulated, commits it (see the module
     /// documentation for what happens to writes that fail), tells `hooks`, and
-    /// marks the batch's tickets durable.
-    pub(crate) async fn run(self: Arc<Self>, hooks: Hooks) {
+    /// marks the batch's tickets durable. The hooks are in place when this
+    /// returns, before the task first runs.
+    pub(crate) fn run(self: Arc<Self>, hooks: Hooks) -> impl Future<Output = ()> + Send + 'static {
+        if self.hooks.set(hooks).is_err() {
+            tracing::error!("the journal's writer was started twice");
+        }
+        self.write_loop()
+    }
+
+    async fn write_loop(self: Arc<Self>) {
+        let Some(hooks) = self.hooks.get() else { return };
         loop {
             let notified = self.wake.notified();
             let taken = {
@@ -343,7 +373,7 @@ impl Journal {
                 notified.await;
                 continue;
             };
-            self.commit(chunk, &hooks).await;
+            self.commit(chunk, hooks).await;
             self.publish(ticket);
         }
     }

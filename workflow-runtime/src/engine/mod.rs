@@ -6,6 +6,7 @@ mod clock;
 mod error;
 pub(crate) mod executor;
 mod inbox;
+mod inline;
 mod introspect;
 mod journal;
 mod node;
@@ -235,6 +236,40 @@ impl Engine {
         let def = self.inner.definition(workflow)?;
         let data = input_data(workflow, input)?;
         self.inner.start_new(def, data, Trigger::Manual, None).await
+    }
+
+    /// Starts an execution of `workflow` with `input` and waits for its end:
+    /// [`start`](Self::start) then [`wait`](Self::wait), in one call, for a
+    /// service that runs a short workflow per request.
+    ///
+    /// On a volatile store (memory) the execution's steps start in the calling
+    /// task, and a workflow whose steps finish without waiting runs to its end
+    /// there, with no task hand-off; whatever has to wait carries on in a task of
+    /// its own, as after `start`. On a durable store it is `start` then `wait`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sagaflow_runtime::{Context, Engine, Outcome, Status, StepError, Workflow};
+    /// use serde_json::json;
+    ///
+    /// let def = Workflow::new("greet")
+    ///     .step("hello", |ctx: Context| async move {
+    ///         let name: String = ctx.get("name")?;
+    ///         Ok::<_, StepError>(Outcome::Output(json!({ "greeting": format!("hello, {name}") })))
+    ///     })
+    ///     .build()?;
+    /// let engine = Engine::builder().register(def).build().await?;
+    /// let state = engine.run("greet", json!({ "name": "ada" })).await?;
+    /// assert_eq!(state.status, Status::Completed);
+    /// assert_eq!(state.context["greeting"], "hello, ada");
+    /// # Ok(()) }
+    /// ```
+    pub async fn run(&self, workflow: &str, input: impl Serialize) -> Result<ExecutionState, EngineError> {
+        let def = self.inner.definition(workflow)?;
+        let data = input_data(workflow, input)?;
+        let extras = Extras { in_caller: true, ..Extras::default() };
+        let id = self.inner.start_with_id(ExecutionId::new(), def, data, Trigger::Manual, None, extras).await?;
+        self.inner.wait_for(id).await
     }
 
     /// Starts an execution later: at an instant, or after a delay.
@@ -675,7 +710,7 @@ impl EngineInner {
             if !self.store.claim_tick(&key, fire_time).await? {
                 return Ok(id);
             }
-            self.launch(id, def, data, trigger, None, at, 0, &[], trace);
+            self.launch(id, def, data, trigger, None, at, 0, &Extras::default(), trace);
             return Ok(id);
         }
         let write = Write::Tick { key, fire_time, execution: Box::new(new) };
@@ -687,7 +722,7 @@ impl EngineInner {
         // One engine holds a durable store (an SQLite file's lock): its ticks
         // are its own to fire.
         let (ticket, ack) = self.journal.submit(write);
-        self.launch(id, def, data, trigger, None, at, ticket, &[], trace);
+        self.launch(id, def, data, trigger, None, at, ticket, &Extras::default(), trace);
         self.acknowledged(ack, "start a scheduled execution").await?;
         Ok(id)
     }
@@ -754,11 +789,11 @@ impl EngineInner {
         // committed (the write-ahead rule): a crash never leaves side effects of
         // an execution the store does not know.
         if !self.durable {
-            self.launch(id, def, data, trigger, parent, at, 0, &extras.kept, trace);
+            self.launch(id, def, data, trigger, parent, at, 0, &extras, trace);
             return Ok(id);
         }
         let (ticket, ack) = self.journal.submit(record(parent.clone(), trigger.clone()));
-        self.launch(id, def, data, trigger, parent, at, ticket, &extras.kept, trace);
+        self.launch(id, def, data, trigger, parent, at, ticket, &extras, trace);
         self.acknowledged(ack, "start").await?;
         Ok(id)
     }
@@ -777,11 +812,11 @@ impl EngineInner {
         parent: Option<ParentRef>,
         at: DateTime<Utc>,
         ticket: u64,
-        kept: &[crate::store::KeptStep],
+        extras: &Extras,
         trace: Option<crate::model::TraceContext>,
     ) {
         let mut cmds = Vec::new();
-        let machine = Machine::start_seeded(&def, data, restart::seed_of(&def, kept), at, &mut cmds);
+        let machine = Machine::start_seeded(&def, data, restart::seed_of(&def, &extras.kept), at, &mut cmds);
         let trigger_type = trigger.kind();
         let exec = Arc::new(Execution::new(id, def, machine, trigger, parent, trace));
         if self.bus.wanted() {
@@ -802,7 +837,14 @@ impl EngineInner {
         }
         core.driver = true;
         drop(core);
-        tokio::spawn(drive(Arc::clone(self), exec));
+        let driver = drive(Arc::clone(self), exec);
+        if extras.in_caller && ticket == 0 {
+            // Nothing to commit before the first steps, and the caller waits
+            // for the end anyway: they start here.
+            inline::run_then_spawn(driver);
+        } else {
+            tokio::spawn(driver);
+        }
     }
 
     pub(crate) async fn start_child(
@@ -863,7 +905,8 @@ impl EngineInner {
         let at = self.clock.now();
         let ticket = self.journal.append(Write::Started { id, at });
         let data: Data = d.new.input.into_iter().collect();
-        self.launch(id, d.def, data, d.new.trigger, None, at, ticket, &d.new.kept, d.new.trace);
+        let extras = Extras { kept: d.new.kept, ..Extras::default() };
+        self.launch(id, d.def, data, d.new.trigger, None, at, ticket, &extras, d.new.trace);
     }
 
     fn resume_data(&self, id: ExecutionId, context: impl Serialize) -> Result<Map<String, Value>, EngineError> {

@@ -272,7 +272,8 @@ impl EngineInner {
                         ticket = self.journal.append(Write::Upgrade(Box::new(upgrade)));
                     }
                     let data = n.input.into_iter().collect();
-                    self.launch(n.id, def, data, n.trigger, n.parent, n.created_at, ticket, &n.kept, n.trace);
+                    let extras = super::Extras { kept: n.kept, ..Default::default() };
+                    self.launch(n.id, def, data, n.trigger, n.parent, n.created_at, ticket, &extras, n.trace);
                 }
                 _ => stored.push(c.stored),
             }

@@ -30,6 +30,10 @@ pub(crate) struct Extras {
     /// The trace it joins when it is not started inside an OpenTelemetry span:
     /// a nested execution's parent's.
     pub(crate) trace: Option<crate::model::TraceContext>,
+    /// The caller waits for the end ([`Engine::run`](crate::Engine::run)): on a
+    /// volatile store the driver's first turn runs in the caller (see
+    /// `engine::inline`).
+    pub(crate) in_caller: bool,
 }
 
 /// The machine's seed for the kept steps of a record, on `def` (kept steps that

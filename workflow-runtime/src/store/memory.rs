@@ -78,13 +78,9 @@ fn create(inner: &mut Inner, n: &NewExecution) {
     }
 }
 
-#[async_trait]
-impl Store for MemoryStore {
-    fn durability(&self) -> Durability {
-        Durability::Volatile
-    }
-
-    async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+impl MemoryStore {
+    /// Applies a batch entirely or not at all.
+    fn apply(&self, batch: &[Write]) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
         // Validate first so a batch is applied entirely or not at all: walk the
         // batch in order, tracking which executions it creates and finishes.
@@ -171,6 +167,21 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn durability(&self) -> Durability {
+        Durability::Volatile
+    }
+
+    async fn write(&self, batch: &[Write]) -> Result<(), StoreError> {
+        self.apply(batch)
+    }
+
+    fn write_now(&self, batch: &[Write]) -> Option<Result<(), StoreError>> {
+        Some(self.apply(batch))
     }
 
     async fn unfinished(&self) -> Result<Vec<StoredExecution>, StoreError> {

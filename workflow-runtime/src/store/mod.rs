@@ -443,6 +443,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Applies a batch atomically.
     async fn write(&self, batch: &[Write]) -> Result<(), StoreError>;
 
+    /// Applies a batch atomically here and now, if the store can do so without
+    /// waiting (a store in memory); `None` if it cannot, and the engine's writer
+    /// task calls [`write`](Self::write) instead. An `Err` must leave the store as
+    /// it was: the engine then hands the batch to `write`, whose error it handles.
+    fn write_now(&self, batch: &[Write]) -> Option<Result<(), StoreError>> {
+        let _ = batch;
+        None
+    }
+
     /// Executions that have not ended, with their journals, oldest first.
     async fn unfinished(&self) -> Result<Vec<StoredExecution>, StoreError>;
 
