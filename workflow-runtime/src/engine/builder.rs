@@ -192,6 +192,7 @@ impl EngineBuilder {
         let durable = store.durability() == Durability::Durable;
         let node = store.cluster().is_some().then(|| super::node::Node::new(self.cluster.clone()));
         let journal = Journal::new(Arc::clone(&store));
+        let limits = super::limits::Limiter::new(node.is_some().then(|| Arc::clone(&store)));
         let inner = Arc::new(EngineInner {
             registry: RwLock::new(Registry::default()),
             executions: DashMap::new(),
@@ -205,6 +206,7 @@ impl EngineBuilder {
             clock: self.clock.unwrap_or_default(),
             timers: Arc::new(Timers::default()),
             breakers: Default::default(),
+            limits,
             bus: Bus::tapped(self.tap),
             shutdown: CancellationToken::new(),
             scheduler: Default::default(),

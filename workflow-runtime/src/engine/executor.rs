@@ -30,6 +30,7 @@ use tracing::Instrument;
 use super::EngineInner;
 use super::breaker::{Permit, Ticket};
 use super::journal::Ack;
+use super::limits::{Admission, Keys};
 use super::timers::TimerTarget;
 use crate::machine::command::{Command, Notice};
 use crate::machine::event::{Event, HandlerKind};
@@ -42,7 +43,7 @@ use crate::model::context::ExecMeta;
 use crate::model::ids::StepId;
 use crate::model::{
     BoxStepFuture, BreakerOptions, CancelHandler, Context, ExecutionId, Outcome, StepBody, StepError, StepErrorHandler,
-    StepResult, Timeout, WorkflowDef, guard, kinds,
+    StepLimits, StepResult, Timeout, WorkflowDef, guard, kinds,
 };
 use crate::store::{JournalEntry, ParentRef, Write};
 use crate::telemetry::Event as Telemetry;
@@ -57,6 +58,8 @@ pub(crate) struct Execution {
     /// The trace its spans join (see `engine::trace`).
     pub(crate) trace: Option<Box<TraceContext>>,
     pub(crate) core: Mutex<Core>,
+    /// Where it waits, higher goes first ([`StartOptions::priority`](crate::StartOptions::priority)).
+    pub(crate) priority: i32,
     /// Wakes the driver when an outside event queued commands.
     pub(crate) wake: Wake,
     /// Wakes `wait()` callers when the execution ends.
@@ -95,6 +98,7 @@ impl Execution {
         trigger: Trigger,
         parent: Option<ParentRef>,
         trace: Option<TraceContext>,
+        priority: i32,
     ) -> Self {
         let meta = Arc::new(ExecMeta {
             id,
@@ -126,6 +130,7 @@ impl Execution {
             meta,
             trigger: (trigger != Trigger::Manual).then(|| Box::new(trigger)),
             trace: trace.map(Box::new),
+            priority,
             core: Mutex::new(Core {
                 machine,
                 pending: Vec::new(),
@@ -178,6 +183,7 @@ impl Execution {
             start_at: None,
             unique_key: None,
             kept: Vec::new(),
+            priority: 0,
             trace: None,
         })
     }
@@ -262,6 +268,16 @@ struct Job {
     waker: Option<Waker>,
     started: Instant,
     span: tracing::Span,
+    /// A limited step's admission (see `engine::limits`), before its function runs.
+    gate: Option<Box<Gate>>,
+}
+
+/// A job that waits for its step's concurrency slot and rate limit turn first:
+/// its timeout counts from its admission, on a timer of its own.
+struct Gate {
+    admit: Pin<Box<dyn Future<Output = Result<Admission, StepError>> + Send>>,
+    admitted: Option<Admission>,
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Job {
@@ -275,7 +291,46 @@ impl Job {
             waker: None,
             started,
             span,
+            gate: None,
         }
+    }
+
+    /// A job that runs `fut` once `admit` let it.
+    fn gated(
+        tag: JobTag,
+        fut: JobFuture,
+        limit: Option<Duration>,
+        span: tracing::Span,
+        started: Instant,
+        admit: Pin<Box<dyn Future<Output = Result<Admission, StepError>> + Send>>,
+    ) -> Self {
+        let mut job = Job::new(tag, fut, None, span, started);
+        job.limit = limit;
+        job.gate = Some(Box::new(Gate { admit, admitted: None, timer: None }));
+        job
+    }
+
+    /// For a gated job: `Ready(Some(result))` when it ends before running
+    /// (refused, or timed out on its own timer), `Pending` while it waits.
+    fn poll_gate(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<StepResult>> {
+        let Some(gate) = &mut self.gate else { return Poll::Ready(None) };
+        if gate.admitted.is_none() {
+            match gate.admit.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Ok(admission)) => {
+                    gate.admitted = Some(admission);
+                    self.started = Instant::now();
+                    gate.timer = self.limit.map(|l| Box::pin(tokio::time::sleep(l)));
+                }
+            }
+        }
+        if let Some(timer) = &mut gate.timer
+            && timer.as_mut().poll(cx).is_ready()
+        {
+            self.expired = true;
+        }
+        Poll::Ready(None)
     }
 
     /// Marks the job timed out and wakes it so that it reports so.
@@ -398,6 +453,13 @@ impl Future for Job {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Finished> {
         let this = &mut *self;
+        match this.poll_gate(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(result)) => {
+                return Poll::Ready(Finished { tag: this.tag.clone(), result, started: this.started });
+            }
+            Poll::Ready(None) => {}
+        }
         if this.expired {
             // Drop the step's future now: the timed-out work stops here.
             this.fut = JobFuture::Plain(Box::pin(std::future::pending()));
@@ -458,6 +520,7 @@ enum Action {
         timeout: Timeout,
         cancellable: bool,
         breaker: Option<(Arc<str>, BreakerOptions)>,
+        limits: Option<Arc<StepLimits>>,
     },
     Child {
         step: StepId,
@@ -468,6 +531,7 @@ enum Action {
         ctx: Context,
         existing: Option<ExecutionId>,
         timeout: Timeout,
+        limits: Option<Arc<StepLimits>>,
     },
     /// Interrupt a cancellable step once its grace period has passed.
     Interrupt(StepId, Duration),
@@ -645,6 +709,7 @@ impl EngineInner {
                         timeout: policy.timeout.clone(),
                         cancellable: policy.cancellable,
                         breaker: policy.circuit_breaker.clone(),
+                        limits: policy.limits.clone(),
                     });
                 }
                 Command::StartChild { step, attempt } => {
@@ -658,6 +723,7 @@ impl EngineInner {
                             ctx: exec.step_context(m, step, attempt),
                             existing: m.current_child(step),
                             timeout: m.step_policy(step).timeout.clone(),
+                            limits: m.step_policy(step).limits.clone(),
                         });
                     }
                 }
@@ -860,7 +926,7 @@ impl EngineInner {
     ) {
         let Running { jobs, aborts, hooks } = running;
         match action {
-            Action::Run { step, attempt, name, body, ctx, timeout, cancellable, breaker } => {
+            Action::Run { step, attempt, name, body, ctx, timeout, cancellable, breaker, limits } => {
                 if self.bus.wanted() {
                     self.bus.emit(Telemetry::StepStart {
                         workflow_name: Arc::clone(exec.workflow()),
@@ -898,18 +964,29 @@ impl EngineInner {
                         return;
                     }
                 };
+                let admit = match self.admission(exec, &name, limits.as_ref(), &ctx) {
+                    Ok(admit) => admit,
+                    Err(err) => {
+                        immediate.push(Finished { tag, result: Err(err), started: now });
+                        return;
+                    }
+                };
                 let span = step_span(exec, &name, attempt);
-                let fut: BoxStepFuture = match hooks.remove(&step) {
-                    // An `on_step_error` hook for the attempt before ends first;
-                    // only then is the step's function called.
-                    Some(hook) => Box::pin(async move {
-                        let _ = hook.await;
+                let hook = hooks.remove(&step);
+                let fut: BoxStepFuture = match hook {
+                    // An `on_step_error` hook for the attempt before ends first,
+                    // and a limited step is admitted first: only then is the
+                    // step's function called.
+                    hook if hook.is_some() || admit.is_some() => Box::pin(async move {
+                        if let Some(hook) = hook {
+                            let _ = hook.await;
+                        }
                         match guard::call(|| body(ctx)) {
                             Ok(f) => f.await,
                             Err(panicked) => Err(panicked.into_error(None)),
                         }
                     }),
-                    None => match guard::call(|| body(ctx)) {
+                    _ => match guard::call(|| body(ctx)) {
                         Ok(f) => f,
                         Err(panicked) => {
                             immediate.push(Finished { tag, result: Err(panicked.into_error(None)), started: now });
@@ -924,9 +1001,12 @@ impl EngineInner {
                 } else {
                     JobFuture::Plain(fut)
                 };
-                jobs.push(Job::new(tag, fut, limit, span, now));
+                jobs.push(match admit {
+                    None => Job::new(tag, fut, limit, span, now),
+                    Some(admit) => Job::gated(tag, fut, limit, span, now, admit),
+                });
             }
-            Action::Child { step, attempt, name, workflow, input, ctx, existing, timeout } => {
+            Action::Child { step, attempt, name, workflow, input, ctx, existing, timeout, limits } => {
                 if self.bus.wanted() {
                     self.bus.emit(Telemetry::StepStart {
                         workflow_name: Arc::clone(exec.workflow()),
@@ -943,10 +1023,22 @@ impl EngineInner {
                         return;
                     }
                 };
+                let admit = match self.admission(exec, &name, limits.as_ref(), &ctx) {
+                    Ok(admit) => admit,
+                    Err(err) => {
+                        let tag = JobTag::Step { step, attempt, name, breaker: None };
+                        immediate.push(Finished { tag, result: Err(err), started: now });
+                        return;
+                    }
+                };
                 let span = step_span(exec, &name, attempt);
                 let fut = run_child(Arc::clone(self), Arc::clone(exec), step, attempt, workflow, input, ctx, existing);
                 let tag = JobTag::Step { step, attempt, name, breaker: None };
-                jobs.push(Job::new(tag, JobFuture::Plain(Box::pin(fut)), limit, span, now));
+                let fut = JobFuture::Plain(Box::pin(fut));
+                jobs.push(match admit {
+                    None => Job::new(tag, fut, limit, span, now),
+                    Some(admit) => Job::gated(tag, fut, limit, span, now, admit),
+                });
             }
             Action::Interrupt(step, grace) => {
                 // The step saw the cancellation already (`SignalCancel`); it gets
@@ -1037,6 +1129,25 @@ impl EngineInner {
             Action::Emit(event) => self.bus.emit(event),
             Action::Finish(state) => self.finish(exec, state),
         }
+    }
+
+    /// The admission a limited step's attempt waits for (`None`: not limited).
+    ///
+    /// # Errors
+    ///
+    /// The context lacks a field a limit counts by.
+    #[allow(clippy::type_complexity)] // the gate's future, named where it is built
+    fn admission(
+        &self,
+        exec: &Execution,
+        step: &str,
+        limits: Option<&Arc<StepLimits>>,
+        ctx: &Context,
+    ) -> Result<Option<Pin<Box<dyn Future<Output = Result<Admission, StepError>> + Send>>>, StepError> {
+        let Some(limits) = limits else { return Ok(None) };
+        let keys = Keys::of(step, limits, ctx)?;
+        let scope: Arc<str> = Arc::from(format!("{}.{step}", exec.workflow()));
+        Ok(Some(Box::pin(Arc::clone(&self.limits).admit(scope, Arc::clone(limits), keys, exec.priority))))
     }
 
     fn finish(self: &Arc<Self>, exec: &Arc<Execution>, state: Arc<ExecutionState>) {

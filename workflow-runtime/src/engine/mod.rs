@@ -9,6 +9,7 @@ mod inbox;
 mod inline;
 mod introspect;
 mod journal;
+mod limits;
 mod node;
 mod recovery;
 mod registry;
@@ -157,6 +158,8 @@ pub(crate) struct EngineInner {
     pub(crate) clock: Clock,
     pub(crate) timers: Arc<Timers>,
     pub(crate) breakers: breaker::Breakers,
+    /// Steps' concurrency and rate limits.
+    pub(crate) limits: Arc<limits::Limiter>,
     pub(crate) bus: Bus,
     pub(crate) shutdown: CancellationToken,
     pub(crate) scheduler: Arc<crate::schedule::service::Scheduler>,
@@ -702,6 +705,7 @@ impl EngineInner {
             start_at: None,
             unique_key: None,
             kept: Vec::new(),
+            priority: 0,
             trace: trace.clone(),
         };
         if !self.durable {
@@ -776,6 +780,7 @@ impl EngineInner {
                 start_at: None,
                 unique_key: extras.unique_key.clone(),
                 kept: extras.kept.clone(),
+                priority: extras.priority,
                 trace: trace.clone(),
             }))
         };
@@ -818,7 +823,7 @@ impl EngineInner {
         let mut cmds = Vec::new();
         let machine = Machine::start_seeded(&def, data, restart::seed_of(&def, &extras.kept), at, &mut cmds);
         let trigger_type = trigger.kind();
-        let exec = Arc::new(Execution::new(id, def, machine, trigger, parent, trace));
+        let exec = Arc::new(Execution::new(id, def, machine, trigger, parent, trace, extras.priority));
         if self.bus.wanted() {
             self.bus.emit(Telemetry::WorkflowStart {
                 workflow_name: Arc::clone(exec.workflow()),
@@ -856,8 +861,11 @@ impl EngineInner {
     ) -> Result<ExecutionId, EngineError> {
         let def = self.definition(workflow)?;
         // Without an OpenTelemetry span to join, the child joins its parent's trace.
-        let trace = self.executions.get(&parent.execution).and_then(|p| p.trace.as_deref().cloned());
-        let extras = Extras { trace, ..Extras::default() };
+        let (trace, priority) = match self.executions.get(&parent.execution) {
+            Some(p) => (p.trace.as_deref().cloned(), p.priority),
+            None => (None, 0),
+        };
+        let extras = Extras { trace, priority, ..Extras::default() };
         self.start_with_id(ExecutionId::new(), def, data, trigger, Some(parent), extras).await
     }
 
@@ -880,6 +888,7 @@ impl EngineInner {
             start_at: Some(at),
             unique_key: None,
             kept: Vec::new(),
+            priority: 0,
             trace: self.trace_for_new(None),
         };
         let (_, ack) = self.journal.submit(Write::Create(Box::new(new.clone())));
@@ -905,7 +914,7 @@ impl EngineInner {
         let at = self.clock.now();
         let ticket = self.journal.append(Write::Started { id, at });
         let data: Data = d.new.input.into_iter().collect();
-        let extras = Extras { kept: d.new.kept, ..Extras::default() };
+        let extras = Extras { kept: d.new.kept, priority: d.new.priority, ..Extras::default() };
         self.launch(id, d.def, data, d.new.trigger, None, at, ticket, &extras, d.new.trace);
     }
 

@@ -464,7 +464,15 @@ impl EngineInner {
             return Err(format!("it runs version {} of `{}`, this node has {}", n.version, n.workflow, def.version()));
         }
         let machine = super::recovery::replay(&def, &shared.stored, None).await?.0;
-        Ok(Arc::new(Execution::new(n.id, def, machine, n.trigger.clone(), n.parent.clone(), n.trace.clone())))
+        Ok(Arc::new(Execution::new(
+            n.id,
+            def,
+            machine,
+            n.trigger.clone(),
+            n.parent.clone(),
+            n.trace.clone(),
+            n.priority,
+        )))
     }
 
     /// The state of an execution held elsewhere, as its journal shows it.

@@ -193,7 +193,15 @@ impl EngineInner {
             let upgrade = Upgrade { id: n.id, version: def.version().to_owned(), events: rewritten };
             self.journal.append(Write::Upgrade(Box::new(upgrade)));
         }
-        let exec = Arc::new(Execution::new(n.id, def, machine, n.trigger.clone(), n.parent.clone(), n.trace.clone()));
+        let exec = Arc::new(Execution::new(
+            n.id,
+            def,
+            machine,
+            n.trigger.clone(),
+            n.parent.clone(),
+            n.trace.clone(),
+            n.priority,
+        ));
         let mut core = exec.core.lock();
         core.seq = stored.events.last().map_or(0, |e| e.seq);
         let mut cmds = Vec::new();

@@ -34,6 +34,8 @@ pub(crate) struct Extras {
     /// volatile store the driver's first turn runs in the caller (see
     /// `engine::inline`).
     pub(crate) in_caller: bool,
+    /// See [`StartOptions::priority`](crate::StartOptions::priority).
+    pub(crate) priority: i32,
 }
 
 /// The machine's seed for the kept steps of a record, on `def` (kept steps that

@@ -35,6 +35,7 @@ use crate::model::ExecutionId;
 pub struct StartOptions {
     pub(crate) unique_key: Option<String>,
     pub(crate) on_duplicate: OnDuplicate,
+    pub(crate) priority: i32,
 }
 
 impl StartOptions {
@@ -47,6 +48,24 @@ impl StartOptions {
     /// no other starts with it (see [`on_duplicate`](Self::on_duplicate)).
     pub fn unique_key(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
+        self
+    }
+
+    /// The execution's priority (default 0; higher goes first): where
+    /// executions wait — for a slot of a step's
+    /// [`concurrency`](crate::StepOptions::concurrency) limit, or, on PostgreSQL,
+    /// for a node to claim them — those of higher priority are served first,
+    /// and among equals the one that waited longest. Its nested executions
+    /// inherit it. Without such a wait it changes nothing.
+    ///
+    /// ```
+    /// use sagaflow_runtime::StartOptions;
+    ///
+    /// let urgent = StartOptions::new().priority(10);
+    /// # let _ = urgent;
+    /// ```
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
         self
     }
 
@@ -176,8 +195,10 @@ impl Engine {
         let inner = &self.inner;
         let def = inner.definition(workflow)?;
         let data = input_data(workflow, input)?;
+        let priority = options.priority;
         let Some(key) = options.unique_key else {
-            let id = inner.start_new(def, data, Trigger::Manual, None).await?;
+            let extras = Extras { priority, ..Extras::default() };
+            let id = inner.start_with_id(ExecutionId::new(), def, data, Trigger::Manual, None, extras).await?;
             return Ok(Started { id, existing: false });
         };
         let found = |existing: ExecutionId| match options.on_duplicate {
@@ -194,7 +215,7 @@ impl Engine {
             if let Some(existing) = inner.unique.claim(workflow, &key, id, live) {
                 return found(existing);
             }
-            let extras = Extras { unique_key: Some(key.clone()), ..Extras::default() };
+            let extras = Extras { unique_key: Some(key.clone()), priority, ..Extras::default() };
             return match inner.start_with_id(id, def, data, Trigger::Manual, None, extras).await {
                 Ok(id) => Ok(Started { id, existing: false }),
                 Err(e) => {
@@ -209,7 +230,7 @@ impl Engine {
                 return found(existing);
             }
             let id = ExecutionId::new();
-            let extras = Extras { unique_key: Some(key.clone()), ..Extras::default() };
+            let extras = Extras { unique_key: Some(key.clone()), priority, ..Extras::default() };
             inner.start_with_id(id, def.clone(), data.clone(), Trigger::Manual, None, extras).await?;
             // The store created it unless a live execution holds the key.
             match cluster.live_with_key(workflow, &key).await? {

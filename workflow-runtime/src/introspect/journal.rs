@@ -485,6 +485,7 @@ mod signal_tests {
                 start_at: None,
                 unique_key: None,
                 kept: Vec::new(),
+                priority: 0,
                 trace: None,
             },
             started: true,

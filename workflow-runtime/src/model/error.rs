@@ -50,6 +50,9 @@ pub mod kinds {
     /// A signal was read from a context that belongs to no running execution (a
     /// step function called directly, without [`Context::with_signal`](crate::Context::with_signal)).
     pub const SIGNAL_UNAVAILABLE: &str = "signal_unavailable";
+    /// A step with a `concurrency` or `rate_limit` counted by a context field
+    /// (`concurrency_key`, `rate_limit_key`) ran in a context without that field.
+    pub const LIMIT_KEY_MISSING: &str = "limit_key_missing";
 }
 
 /// The failure of one step attempt.

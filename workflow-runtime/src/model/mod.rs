@@ -8,6 +8,7 @@ pub(crate) mod duration;
 pub(crate) mod error;
 pub(crate) mod guard;
 pub(crate) mod ids;
+pub(crate) mod limits;
 pub(crate) mod name;
 pub(crate) mod options;
 pub(crate) mod outcome;
@@ -27,6 +28,7 @@ pub use duration::{
 };
 pub use error::{StepError, StepResultExt, kinds};
 pub use ids::{ExecutionId, ParseExecutionIdError};
+pub use limits::{ConcurrencyLimit, RateLimit, RateLimitError, StepLimits, parse_rate_limit};
 pub use name::StepName;
 pub use options::{Backoff, BreakerOptions, IntoNames, OnError, RetryPolicy, Step, StepOptions, StepPolicy, defaults};
 pub use outcome::{AwaitRequest, IntoOutcome, IntoStepResult, Outcome, StepResult};

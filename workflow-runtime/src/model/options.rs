@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::context::Context;
 use super::duration::{DurationArg, Timeout};
 use super::error::StepError;
+use super::limits::{ConcurrencyLimit, RateLimit, StepLimits};
 use super::step::{Condition, IntoStepFn, Named, StepBody, fn_name};
 
 /// What happens when a step has failed for good (after its retries).
@@ -162,6 +163,10 @@ pub struct StepOptions {
     pub(crate) circuit_breaker: Option<String>,
     pub(crate) circuit_breaker_opts: Option<BreakerOptions>,
     pub(crate) description: Option<String>,
+    pub(crate) concurrency: Option<u32>,
+    pub(crate) concurrency_key: Option<String>,
+    pub(crate) rate_limit: Option<(u32, DurationArg)>,
+    pub(crate) rate_limit_key: Option<String>,
 }
 
 /// Entry point for step options: `Step::opts()`.
@@ -400,6 +405,61 @@ impl StepOptions {
         self.description = Some(text.into());
         self
     }
+
+    /// At most `n` attempts of this step run at once across every execution of
+    /// the workflow (on PostgreSQL, across every node), counted per
+    /// [`concurrency_key`](Self::concurrency_key) when one is named. An attempt
+    /// beyond the limit waits for a slot before its function is called (its
+    /// timeout counts from then); waiting attempts get slots by the priority of
+    /// their execution ([`StartOptions::priority`](crate::StartOptions::priority)),
+    /// then in the order they began to wait, so no key and no execution is
+    /// starved by another.
+    ///
+    /// ```
+    /// use sagaflow_runtime::Step;
+    ///
+    /// // Two charges per tenant at a time, whatever the number of executions.
+    /// let opts = Step::opts().concurrency(2).concurrency_key("tenant_id");
+    /// # let _ = opts;
+    /// ```
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = Some(n);
+        self
+    }
+
+    /// The context field whose value keys the [`concurrency`](Self::concurrency)
+    /// limit: each value (each tenant) gets its own `n` slots. An attempt whose
+    /// context lacks the field fails with kind `limit_key_missing`.
+    pub fn concurrency_key(mut self, field: impl Into<String>) -> Self {
+        self.concurrency_key = Some(field.into());
+        self
+    }
+
+    /// At most `count` attempts of this step start per `per` across every
+    /// execution of the workflow (on PostgreSQL, across every node), counted per
+    /// [`rate_limit_key`](Self::rate_limit_key) — or per
+    /// [`concurrency_key`](Self::concurrency_key) when only that is named: no
+    /// window of `per` holds more than `count` starts. An attempt beyond it
+    /// waits (in the order the attempts came) until the window has room, before
+    /// its function is called; its timeout counts from then.
+    ///
+    /// ```
+    /// use sagaflow_runtime::Step;
+    ///
+    /// // The mail provider takes 100 requests a minute per account.
+    /// let opts = Step::opts().rate_limit(100, "1m").rate_limit_key("account");
+    /// # let _ = opts;
+    /// ```
+    pub fn rate_limit(mut self, count: u32, per: impl Into<DurationArg>) -> Self {
+        self.rate_limit = Some((count, per.into()));
+        self
+    }
+
+    /// The context field whose value keys the [`rate_limit`](Self::rate_limit).
+    pub fn rate_limit_key(mut self, field: impl Into<String>) -> Self {
+        self.rate_limit_key = Some(field.into());
+        self
+    }
 }
 
 impl fmt::Debug for StepOptions {
@@ -527,6 +587,7 @@ pub struct StepPolicy {
     pub(crate) group: Option<Arc<str>>,
     pub(crate) circuit_breaker: Option<(Arc<str>, BreakerOptions)>,
     pub(crate) description: Option<String>,
+    pub(crate) limits: Option<Arc<StepLimits>>,
 }
 
 impl StepPolicy {
@@ -581,6 +642,10 @@ impl StepPolicy {
     /// The description.
     pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
+    }
+    /// Its concurrency and rate limits, when it has any.
+    pub fn limits(&self) -> Option<&StepLimits> {
+        self.limits.as_deref()
     }
 }
 
@@ -656,6 +721,7 @@ pub(crate) fn resolve_step_policy(o: &StepOptions, wf: &super::def::WorkflowPoli
     if cancel_grace.is_some() && !o.cancellable {
         return Err(PolicyError::Conflict("`cancel_grace` is set but `cancellable` is off".into()));
     }
+    let limits = resolve_limits(o)?;
     let await_timeout = match (&o.timeout, &timeout) {
         (Some(_), Timeout::After(d)) => Some(*d),
         _ => None,
@@ -686,7 +752,46 @@ pub(crate) fn resolve_step_policy(o: &StepOptions, wf: &super::def::WorkflowPoli
             .as_deref()
             .map(|n| (Arc::from(n), o.circuit_breaker_opts.clone().unwrap_or_default())),
         description: o.description.clone(),
+        limits,
     })
+}
+
+/// The step's concurrency and rate limits, checked.
+fn resolve_limits(o: &StepOptions) -> Result<Option<Arc<StepLimits>>, PolicyError> {
+    let key = |option: &'static str, field: &Option<String>| -> Result<Option<Arc<str>>, PolicyError> {
+        match field {
+            Some(f) if f.trim().is_empty() => Err(PolicyError::Invalid(option, "the field name is empty".into())),
+            f => Ok(f.as_deref().map(Arc::from)),
+        }
+    };
+    if o.concurrency_key.is_some() && o.concurrency.is_none() {
+        return Err(PolicyError::Conflict("`concurrency_key` is set without `concurrency`".into()));
+    }
+    if o.rate_limit_key.is_some() && o.rate_limit.is_none() {
+        return Err(PolicyError::Conflict("`rate_limit_key` is set without `rate_limit`".into()));
+    }
+    let concurrency_key = key("concurrency_key", &o.concurrency_key)?;
+    let concurrency = match o.concurrency {
+        None => None,
+        Some(0) => return Err(PolicyError::Invalid("concurrency", "must be at least 1".into())),
+        Some(limit) => Some(ConcurrencyLimit { limit, key: concurrency_key.clone() }),
+    };
+    let rate = match &o.rate_limit {
+        None => None,
+        Some((0, _)) => return Err(PolicyError::Invalid("rate_limit", "the count must be at least 1".into())),
+        Some((count, per)) => {
+            let per = per.to_duration().map_err(|e| PolicyError::Invalid("rate_limit", e.to_string()))?;
+            if per.is_zero() {
+                return Err(PolicyError::Invalid("rate_limit", "the interval must be longer than zero".into()));
+            }
+            let key = key("rate_limit_key", &o.rate_limit_key)?.or(concurrency_key);
+            Some(RateLimit { count: *count, per, key })
+        }
+    };
+    if concurrency.is_none() && rate.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(StepLimits { concurrency, rate })))
 }
 
 #[cfg(test)]

@@ -237,6 +237,25 @@ pub trait Cluster: Send + Sync + fmt::Debug {
     /// for those who wait for it to end.
     async fn is_unfinished(&self, id: ExecutionId) -> Result<bool, StoreError>;
 
+    /// Queues this node for a slot of the concurrency limit `scope` (a workflow's
+    /// step) under `key`, at `priority`; returns the ticket that
+    /// [`take_slot`](Self::take_slot) and [`free_slot`](Self::free_slot) name.
+    async fn queue_for_slot(&self, scope: &str, key: &str, priority: i32) -> Result<i64, StoreError>;
+
+    /// Turns `ticket` into a held slot if fewer than `limit` slots of `scope`
+    /// and `key` are held and no ticket before it (higher priority, then queued
+    /// earlier) waits; returns whether it holds one now. Tickets and slots of
+    /// nodes whose lease expired count for nothing and are removed.
+    async fn take_slot(&self, ticket: i64, scope: &str, key: &str, limit: u32) -> Result<bool, StoreError>;
+
+    /// Gives a slot back, or leaves the queue for one.
+    async fn free_slot(&self, ticket: i64) -> Result<(), StoreError>;
+
+    /// Reserves a start under the rate limit `scope` and `key` (at most `count`
+    /// starts in any `per`): returns how long to wait, on the database's clock,
+    /// before the start is due.
+    async fn reserve_start(&self, scope: &str, key: &str, count: u32, per: Duration) -> Result<Duration, StoreError>;
+
     /// The live execution of `workflow` created with the unique key `key`, if
     /// any. [`Write::Create`](super::Write::Create) of an execution whose key a
     /// live execution of the workflow holds creates nothing.

@@ -71,6 +71,7 @@ pub fn new_execution(workflow: &str, at: DateTime<Utc>) -> NewExecution {
         start_at: None,
         unique_key: None,
         kept: Vec::new(),
+        priority: 0,
         trace: None,
     }
 }

@@ -239,6 +239,7 @@ impl StoreControl {
                     start_at: None,
                     unique_key: None,
                     kept: Vec::new(),
+                    priority: 0,
                     trace: Some(crate::model::TraceContext::fresh()),
                 };
                 // One transaction: the new execution (unheld, so any node claims
@@ -270,6 +271,7 @@ impl StoreControl {
                     start_at: None,
                     unique_key: None,
                     kept,
+                    priority: 0,
                     trace: Some(crate::model::TraceContext::fresh()),
                 };
                 pg.write(&[Write::Create(Box::new(created))]).await?;

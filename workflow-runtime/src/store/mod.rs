@@ -242,6 +242,14 @@ pub struct NewExecution {
     /// records written before traces were kept: it gets a new one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<crate::model::TraceContext>,
+    /// Its priority ([`StartOptions::priority`](crate::StartOptions::priority)):
+    /// higher first where executions wait (a step's concurrency slot, a claim).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 /// The parent of a nested execution.

@@ -1,6 +1,7 @@
 //! [`PostgresStore`]: one PostgreSQL database shared by any number of engines.
 
 mod conn;
+mod limits;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -228,6 +229,7 @@ impl PostgresStore {
             let mut start_at: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(creates.len());
             let mut records = Vec::with_capacity(creates.len());
             let mut keys: Vec<Option<&str>> = Vec::with_capacity(creates.len());
+            let mut priorities: Vec<i32> = Vec::with_capacity(creates.len());
             let mut seen = HashSet::new();
             for n in &creates {
                 if seen.insert(n.id) {
@@ -237,19 +239,21 @@ impl PostgresStore {
                     start_at.push(n.start_at);
                     records.push(to_json(n, "execution record")?);
                     keys.push(n.unique_key.as_deref());
+                    priorities.push(n.priority);
                 }
             }
             // An id that ended already is not created again either (a replay
             // started twice), nor one whose unique key a live execution of its
             // workflow holds (`ON CONFLICT` covers both unique indexes).
             tx.execute(
-                "INSERT INTO executions (id, workflow, created_at, start_at, started, record, holder, unique_key)
-                 SELECT id, workflow, created_at, start_at, start_at IS NULL, record, NULL, unique_key
-                 FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[])
-                      AS t (id, workflow, created_at, start_at, record, unique_key)
+                "INSERT INTO executions (id, workflow, created_at, start_at, started, record, holder, unique_key, priority)
+                 SELECT id, workflow, created_at, start_at, start_at IS NULL, record, NULL, unique_key, priority
+                 FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[],
+                             $7::integer[])
+                      AS t (id, workflow, created_at, start_at, record, unique_key, priority)
                  WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.id = t.id)
                  ON CONFLICT DO NOTHING",
-                &[&ids, &workflows, &created_at, &start_at, &records, &keys],
+                &[&ids, &workflows, &created_at, &start_at, &records, &keys, &priorities],
             )
             .await
             .map_err(&err)?;
@@ -751,7 +755,7 @@ impl Cluster for PostgresStore {
                      WHERE holder IS NULL AND workflow = ANY($2)
                        AND (((started OR start_at <= clock_timestamp()) AND (NOT parked OR wake_at <= clock_timestamp()))
                             OR EXISTS (SELECT 1 FROM commands c WHERE c.execution = e.id AND c.state = 'queued'))
-                     ORDER BY created_at, id
+                     ORDER BY priority DESC, created_at, id
                      LIMIT $3
                      FOR UPDATE SKIP LOCKED)
                  UPDATE executions e SET holder = $1, claims = e.claims + 1, parked = false, wake_at = NULL
@@ -761,11 +765,12 @@ impl Cluster for PostgresStore {
             )
             .await
             .map_err(self.err())?;
-        let mut claimed: Vec<(DateTime<Utc>, Uuid, Claimed)> = Vec::with_capacity(rows.len());
+        let mut claimed: Vec<((std::cmp::Reverse<i32>, DateTime<Utc>), Uuid, Claimed)> = Vec::with_capacity(rows.len());
         for row in &rows {
             let execution: NewExecution = from_json(row.get(1), "execution record")?;
+            let order = (std::cmp::Reverse(execution.priority), row.get(3));
             let stored = StoredExecution { execution, started: row.get(2), events: Vec::new() };
-            claimed.push((row.get(3), row.get(0), Claimed { stored, fresh: row.get::<_, i32>(4) == 1 }));
+            claimed.push((order, row.get(0), Claimed { stored, fresh: row.get::<_, i32>(4) == 1 }));
         }
         claimed.sort_by_key(|c| (c.0, c.1));
         let ids: Vec<Uuid> = claimed.iter().map(|c| c.1).collect();
@@ -871,6 +876,22 @@ impl Cluster for PostgresStore {
         let row =
             client.query_opt("SELECT 1 FROM executions WHERE id = $1", &[&id.as_uuid()]).await.map_err(self.err())?;
         Ok(row.is_some())
+    }
+
+    async fn queue_for_slot(&self, scope: &str, key: &str, priority: i32) -> Result<i64, StoreError> {
+        self.queue_slot(scope, key, priority).await
+    }
+
+    async fn take_slot(&self, ticket: i64, scope: &str, key: &str, limit: u32) -> Result<bool, StoreError> {
+        self.try_slot(ticket, scope, key, limit).await
+    }
+
+    async fn free_slot(&self, ticket: i64) -> Result<(), StoreError> {
+        self.drop_slot(ticket).await
+    }
+
+    async fn reserve_start(&self, scope: &str, key: &str, count: u32, per: Duration) -> Result<Duration, StoreError> {
+        self.reserve(scope, key, count, per).await
     }
 
     async fn live_with_key(&self, workflow: &str, key: &str) -> Result<Option<ExecutionId>, StoreError> {

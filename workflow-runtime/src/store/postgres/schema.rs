@@ -86,6 +86,26 @@ const MIGRATIONS: &[&str] = &[
     // 4: unique keys: at most one live execution of a workflow per key.
     "ALTER TABLE executions ADD COLUMN unique_key text;
     CREATE UNIQUE INDEX executions_by_key ON executions (workflow, unique_key) WHERE unique_key IS NOT NULL;",
+    // 5: priorities (claims take higher ones first), the slots of steps'
+    // concurrency limits (queued or holding, per node, so that a dead node's
+    // come back with its lease) and the recent starts of their rate limits.
+    "ALTER TABLE executions ADD COLUMN priority integer NOT NULL DEFAULT 0;
+    CREATE INDEX executions_claim_order ON executions (priority DESC, created_at, id) WHERE holder IS NULL;
+    CREATE TABLE limit_slots (
+        ticket   bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        scope    text NOT NULL,
+        key      text NOT NULL,
+        priority integer NOT NULL,
+        node     uuid NOT NULL,
+        holding  boolean NOT NULL DEFAULT false
+    );
+    CREATE INDEX limit_slots_by_key ON limit_slots (scope, key);
+    CREATE TABLE rate_windows (
+        scope  text NOT NULL,
+        key    text NOT NULL,
+        starts timestamptz[] NOT NULL,
+        PRIMARY KEY (scope, key)
+    );",
 ];
 
 /// The schema version this build writes and reads.
