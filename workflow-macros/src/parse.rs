@@ -11,7 +11,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ImplItem, ItemImpl, Lit, LitInt, LitStr, Meta, ReceiverKind, Type};
 
 use crate::suggest;
-use crate::values::{self, BackoffValue, DurationLit, Name, TimeoutValue, error, ident_text};
+use crate::values::{self, BackoffValue, DurationLit, Name, RateLit, TimeoutValue, error, ident_text};
 
 /// One option as written: the key (errors about the option point at it) and the value.
 #[derive(Clone, Debug)]
@@ -156,6 +156,10 @@ pub(crate) struct StepAttr {
     pub(crate) circuit_breaker: Option<Opt<Name>>,
     pub(crate) circuit_breaker_opts: Option<Opt<BreakerAttr>>,
     pub(crate) description: Option<Opt<LitStr>>,
+    pub(crate) concurrency: Option<Opt<LitInt>>,
+    pub(crate) concurrency_key: Option<Opt<Name>>,
+    pub(crate) rate_limit: Option<Opt<RateLit>>,
+    pub(crate) rate_limit_key: Option<Opt<Name>>,
 }
 
 /// Options accepted by `#[step]`, `#[graft]` and `#[subworkflow]`.
@@ -185,6 +189,10 @@ pub(crate) const STEP_OPTIONS: &[&str] = &[
     "circuit_breaker",
     "circuit_breaker_opts",
     "description",
+    "concurrency",
+    "concurrency_key",
+    "rate_limit",
+    "rate_limit_key",
 ];
 
 /// `circuit_breaker_opts(failure_threshold = 5, reset_timeout = "30s")`.
@@ -848,6 +856,10 @@ fn parse_step_attr(kind_name: &'static str, attr: &syn::Attribute, acc: &mut Acc
         circuit_breaker: None,
         circuit_breaker_opts: None,
         description: None,
+        concurrency: None,
+        concurrency_key: None,
+        rate_limit: None,
+        rate_limit_key: None,
     };
     let attr_name = s.kind.attr();
     each_option(options, attr_name, STEP_OPTIONS, &[], acc, |name, key, meta, acc| match name {
@@ -876,6 +888,10 @@ fn parse_step_attr(kind_name: &'static str, attr: &syn::Attribute, acc: &mut Acc
         "circuit_breaker" => set(&mut s.circuit_breaker, key, values::name(meta, name, "a circuit breaker name"), acc),
         "circuit_breaker_opts" => set(&mut s.circuit_breaker_opts, key, breaker(meta, acc), acc),
         "description" => set(&mut s.description, key, values::string(meta, name), acc),
+        "concurrency" => set(&mut s.concurrency, key, values::count(meta, name), acc),
+        "concurrency_key" => set(&mut s.concurrency_key, key, values::name(meta, name, "a context field"), acc),
+        "rate_limit" => set(&mut s.rate_limit, key, values::rate_limit(meta, name), acc),
+        "rate_limit_key" => set(&mut s.rate_limit_key, key, values::name(meta, name, "a context field"), acc),
         _ => unreachable!("every accepted option is handled"),
     });
     Some(s)

@@ -237,6 +237,41 @@ pub(crate) fn duration(meta: &Meta, key: &str, infinity: bool) -> darling::Resul
     duration_of(value_of(meta, key, "\"30s\"")?, key, infinity)
 }
 
+/// `rate_limit = "10/1s"`: at most `count` starts in any window of `per`.
+pub(crate) struct RateLit {
+    pub(crate) count: u32,
+    pub(crate) per: DurationLit,
+    pub(crate) span: Span,
+}
+
+/// `"<count>/<interval>"`: a count of at least 1 and a non-zero duration.
+pub(crate) fn rate_limit(meta: &Meta, key: &str) -> darling::Result<RateLit> {
+    let s = string(meta, key)?;
+    let text = s.value();
+    let Some((count, per)) = text.split_once('/') else {
+        return Err(error(
+            s.span(),
+            format!("`{key}` is `\"<count>/<interval>\"`, such as `\"10/1s\"` or `\"100/1m\"`"),
+        ));
+    };
+    let count: u32 = match count.trim().parse() {
+        Ok(0) => return Err(error(s.span(), format!("the count of `{key}` must be at least 1"))),
+        Ok(n) => n,
+        Err(_) => {
+            return Err(error(s.span(), format!("the count `{}` of `{key}` is not a whole number", count.trim())));
+        }
+    };
+    let value = match parse_duration(per.trim()) {
+        Ok(Some(d)) if !d.is_zero() => d,
+        Ok(_) => {
+            return Err(error(s.span(), format!("the interval of `{key}` must be a finite duration longer than zero")));
+        }
+        Err(reason) => return Err(error(s.span(), format!("the interval of `{key}`: {reason}"))),
+    };
+    let per = DurationLit::Text { lit: LitStr::new(per.trim(), s.span()), value: Some(value) };
+    Ok(RateLit { count, per, span: s.span() })
+}
+
 /// A timeout: a duration literal, `infinity`, or a method of the context.
 #[derive(Clone, Debug)]
 pub(crate) enum TimeoutValue {
