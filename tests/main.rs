@@ -20,6 +20,7 @@ mod failures;
 mod faults;
 mod introspection;
 mod kill;
+mod limits;
 mod macros;
 mod patterns;
 mod properties;

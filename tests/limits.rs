@@ -1,0 +1,273 @@
+//! Steps' concurrency and rate limits by key, and priorities: the limit holds
+//! across executions (and across nodes on PostgreSQL), keys get fair shares
+//! whatever order their work arrives in, freed slots go to the highest priority
+//! first, a missing key fails the step by name.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sagaflow::prelude::*;
+use sagaflow::store::ClusterOptions;
+use sagaflow::{ExecutionState, StartOptions, Status, WorkflowDef};
+
+/// What the limited step saw: how many ran at once per tenant, at most, and the
+/// order attempts finished in.
+#[derive(Default)]
+struct Tracker {
+    running: HashMap<String, usize>,
+    most: HashMap<String, usize>,
+    finished: Vec<String>,
+    /// The `name` of each attempt, in the order they started.
+    started: Vec<String>,
+}
+
+/// The tracker, and a gate the step waits at before it counts itself (closed:
+/// the attempts that took slots wait until every execution has been started).
+struct Probe {
+    t: Mutex<Tracker>,
+    go: tokio::sync::watch::Sender<bool>,
+}
+
+type Shared = Arc<Probe>;
+
+fn probe(open: bool) -> Shared {
+    Arc::new(Probe { t: Mutex::default(), go: tokio::sync::watch::channel(open).0 })
+}
+
+/// `charge`: one step limited to `limit` at once per `tenant_id`, taking `ms`.
+fn charge(tracker: &Shared, limit: u32, ms: u64) -> WorkflowDef {
+    let tracker = Arc::clone(tracker);
+    Workflow::new("charge")
+        .step_with(
+            "charge",
+            move |ctx: Context| {
+                let tracker = Arc::clone(&tracker);
+                async move {
+                    let tenant: String = ctx.get("tenant_id")?;
+                    let mut go = tracker.go.subscribe();
+                    let _ = go.wait_for(|open| *open).await;
+                    {
+                        let mut t = tracker.t.lock().unwrap();
+                        let now = t.running.entry(tenant.clone()).or_default();
+                        *now += 1;
+                        let now = *now;
+                        let most = t.most.entry(tenant.clone()).or_default();
+                        *most = (*most).max(now);
+                        t.started.push(ctx.get_or("name", String::new()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let mut t = tracker.t.lock().unwrap();
+                    *t.running.get_mut(&tenant).expect("counted") -= 1;
+                    t.finished.push(tenant);
+                    Ok::<_, StepError>(json!({ "charged": true }))
+                }
+            },
+            Step::opts().concurrency(limit).concurrency_key("tenant_id"),
+        )
+        .build()
+        .expect("valid")
+}
+
+async fn wait_all(engine: &Engine, ids: &[ExecutionId]) -> Vec<ExecutionState> {
+    let mut ended = Vec::with_capacity(ids.len());
+    for id in ids {
+        let state = tokio::time::timeout(Duration::from_secs(120), engine.wait(*id)).await.expect("in time").unwrap();
+        assert_eq!(state.status, Status::Completed, "{:?}", state.failure);
+        ended.push(state);
+    }
+    ended
+}
+
+/// Starts `per_key` executions for each of `keys` tenants, all of the first
+/// tenant first, then all of the second, and so on: the order that starves the
+/// later tenants under a first-come, first-served queue.
+async fn start_by_tenant(engines: &[&Engine], keys: usize, per_key: usize) -> Vec<(usize, ExecutionId)> {
+    let mut ids = Vec::new();
+    for k in 0..keys {
+        for i in 0..per_key {
+            let engine = engines[(k * per_key + i) % engines.len()];
+            ids.push((k, engine.start("charge", json!({ "tenant_id": format!("t{k}") })).await.unwrap()));
+        }
+    }
+    ids
+}
+
+/// Every tenant ran at most `limit` at once and reached it; among the first
+/// `rounds × limit × keys` attempts to finish, each tenant has its equal share
+/// within ±10 %.
+fn assert_limited_and_fair(tracker: &Shared, keys: usize, limit: usize, rounds: usize) {
+    let t = tracker.t.lock().unwrap();
+    for k in 0..keys {
+        let most = t.most.get(&format!("t{k}")).copied().unwrap_or(0);
+        assert_eq!(most, limit, "tenant t{k} ran {most} at once (limit {limit})");
+    }
+    let window = rounds * limit * keys;
+    let mut shares: HashMap<&str, usize> = HashMap::new();
+    for tenant in &t.finished[..window] {
+        *shares.entry(tenant.as_str()).or_default() += 1;
+    }
+    let equal = (rounds * limit) as f64;
+    for k in 0..keys {
+        let share = shares.get(format!("t{k}").as_str()).copied().unwrap_or(0) as f64;
+        assert!(
+            (share - equal).abs() <= equal * 0.1,
+            "tenant t{k} finished {share} of the first {window} (equal share {equal}): {shares:?}"
+        );
+    }
+}
+
+async fn limits_hold_and_tenants_share_fairly(engine: &Engine, tracker: &Shared) {
+    let ids = start_by_tenant(&[engine], 10, 8).await;
+    tracker.go.send_replace(true);
+    let ids: Vec<ExecutionId> = ids.into_iter().map(|(_, id)| id).collect();
+    wait_all(engine, &ids).await;
+    assert_limited_and_fair(tracker, 10, 2, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_limit_holds_across_executions_and_every_tenant_gets_its_share() {
+    let tracker = probe(false);
+    let engine = Engine::builder().register(charge(&tracker, 2, 40)).build().await.unwrap();
+    limits_hold_and_tenants_share_fairly(&engine, &tracker).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_keyed_limit_holds_and_tenants_share_fairly() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("limits.db").display());
+    let tracker = probe(false);
+    let engine = Engine::builder().store_url(&url).register(charge(&tracker, 2, 40)).build().await.unwrap();
+    limits_hold_and_tenants_share_fairly(&engine, &tracker).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freed_slots_go_to_the_highest_priority_first() {
+    let tracker = probe(true);
+    let engine = Engine::builder().register(charge(&tracker, 1, 60)).build().await.unwrap();
+    let mut ids = Vec::new();
+    let first = engine.start("charge", json!({ "tenant_id": "first" })).await.unwrap();
+    ids.push(first);
+    // Wait until it holds the one slot, so that the others queue.
+    let began = Instant::now();
+    while tracker.t.lock().unwrap().started.is_empty() {
+        assert!(began.elapsed() < Duration::from_secs(10), "the first attempt starts");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for (name, priority) in [("low_a", 0), ("low_b", 0), ("urgent", 10), ("low_c", 0)] {
+        // One tenant for all of them: one queue.
+        let options = StartOptions::new().priority(priority);
+        let started = engine.start_with("charge", json!({ "tenant_id": "first", "name": name }), options).await;
+        ids.push(started.unwrap().id);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_all(&engine, &ids).await;
+    let t = tracker.t.lock().unwrap();
+    assert_eq!(t.started[1..], ["urgent", "low_a", "low_b", "low_c"], "priority first, then the order they waited in");
+    assert_eq!(t.most["first"], 1, "one at a time");
+    drop(t);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_lets_count_start_per_window_per_key() {
+    let starts: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let seen = Arc::clone(&starts);
+    let def = Workflow::new("notify")
+        .step_with(
+            "send",
+            move |ctx: Context| {
+                let seen = Arc::clone(&seen);
+                async move {
+                    seen.lock().unwrap().push((ctx.get::<String>("account")?, Instant::now()));
+                    Ok::<_, StepError>(())
+                }
+            },
+            Step::opts().rate_limit(2, "400ms").rate_limit_key("account"),
+        )
+        .build()
+        .unwrap();
+    let engine = Engine::builder().register(def).build().await.unwrap();
+    let began = Instant::now();
+    let mut ids = Vec::new();
+    for account in ["a", "a", "a", "a", "a", "b", "b"] {
+        ids.push(engine.start("notify", json!({ "account": account })).await.unwrap());
+    }
+    wait_all(&engine, &ids).await;
+    let starts = starts.lock().unwrap();
+    let after = |account: &str| -> Vec<Duration> {
+        let mut at: Vec<Duration> =
+            starts.iter().filter(|(a, _)| a == account).map(|(_, t)| t.duration_since(began)).collect();
+        at.sort();
+        at
+    };
+    let a = after("a");
+    assert_eq!(a.len(), 5);
+    // Two per 400 ms: the third and fourth wait a window, the fifth two.
+    assert!(a[1] < Duration::from_millis(300), "a burst of two goes at once: {a:?}");
+    assert!(a[2] >= Duration::from_millis(400) && a[3] >= Duration::from_millis(400), "{a:?}");
+    assert!(a[4] >= Duration::from_millis(800), "{a:?}");
+    let b = after("b");
+    assert!(b[1] < Duration::from_millis(300), "another account has its own window: {b:?}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_key_fails_the_step_naming_it_and_bad_limits_do_not_build() {
+    let tracker = probe(true);
+    let engine = Engine::builder().register(charge(&tracker, 2, 1)).build().await.unwrap();
+    let id = engine.start("charge", json!({ "customer": "c1" })).await.unwrap();
+    let ended = engine.wait(id).await.unwrap();
+    assert_eq!(ended.status, Status::Failed);
+    let failure = ended.failure.expect("a failure");
+    assert_eq!(failure.error.kind(), "limit_key_missing", "{failure:?}");
+    assert!(
+        failure.error.message().contains("step `charge`") && failure.error.message().contains("`tenant_id`"),
+        "{}",
+        failure.error.message()
+    );
+    engine.shutdown().await;
+
+    let noop = |_ctx: Context| async { Ok::<_, StepError>(()) };
+    let zero = Workflow::new("w").step_with("s", noop, Step::opts().concurrency(0)).build().unwrap_err();
+    assert!(zero.to_string().contains("concurrency") && zero.to_string().contains("`s`"), "{zero}");
+    let keyless = Workflow::new("w").step_with("s", noop, Step::opts().concurrency_key("tenant")).build().unwrap_err();
+    assert!(keyless.to_string().contains("`concurrency_key` is set without `concurrency`"), "{keyless}");
+    let rate = Workflow::new("w").step_with("s", noop, Step::opts().rate_limit(5, "soon")).build().unwrap_err();
+    assert!(rate.to_string().contains("rate_limit"), "{rate}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_three_nodes_hold_one_limit_and_share_it_fairly() {
+    let Some(url) = crate::cluster::database() else { return };
+    let schema = crate::cluster::Schema::new(url);
+    let tracker = probe(false);
+    let options = ClusterOptions::default().poll(Duration::from_millis(50));
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        let node = Engine::builder()
+            .store_url(schema.store_url())
+            .cluster(options.clone())
+            .register(charge(&tracker, 2, 150))
+            .build()
+            .await;
+        nodes.push(node.expect("a node starts"));
+    }
+    let refs: Vec<&Engine> = nodes.iter().collect();
+    let ids = start_by_tenant(&refs, 10, 8).await;
+    tracker.go.send_replace(true);
+    for (_, id) in &ids {
+        let state = tokio::time::timeout(Duration::from_secs(180), nodes[0].wait(*id)).await.expect("in time").unwrap();
+        assert_eq!(state.status, Status::Completed, "{:?}", state.failure);
+    }
+    assert_limited_and_fair(&tracker, 10, 2, 2);
+    let client = schema.client().await;
+    let left: i64 =
+        client.query_one(&format!("SELECT count(*) FROM {}.limit_slots", schema.name), &[]).await.unwrap().get(0);
+    assert_eq!(left, 0, "every slot was given back");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
