@@ -18,14 +18,16 @@
 //! to that file, the `end` line also when the step's future is dropped
 //! unfinished; `RUST_LOG=info` shows what the node does.
 //!
-//! The node registers three workflows:
+//! The node registers four workflows:
 //! - `fan_out`: `split`, then `part_0` … `part_7` in parallel, then `join`. Every
 //!   step first inserts `(execution, step, attempt, node)` into the table
 //!   `{schema}.step_runs`, created if missing, whose primary key is all four: a
 //!   node that ran one attempt twice would fail on it;
 //! - `hold`: one cancellable step that sleeps for an hour;
 //! - `approval`: `request` awaits approval, then `finish` copies `approver` into
-//!   its output.
+//!   its output;
+//! - `limited`: one step, `charge`, that records its run like `fan_out`'s and
+//!   sleeps as long, at most two at once per input `tenant` across the cluster.
 //!
 //! It prints `ready <node id>` once it takes part in the cluster; a line `drain`
 //! on its input (or the end of its input) drains it: it finishes what it runs,
@@ -168,6 +170,26 @@ fn fan_out(runs: &Runs, step_ms: u64) -> Result<WorkflowDef, BuildError> {
     wf.step_with("join", step(runs), Step::opts().after(parts)).build()
 }
 
+/// `limited`: one step, `charge`, at most two at once per `tenant` across the
+/// cluster, that records its run and then sleeps like the `fan_out` steps.
+fn limited(runs: &Runs, step_ms: u64) -> Result<WorkflowDef, BuildError> {
+    let runs = runs.clone();
+    Workflow::new("limited")
+        .step_with(
+            "charge",
+            move |ctx: Context| {
+                let runs = runs.clone();
+                async move {
+                    runs.record(&ctx).await?;
+                    tokio::time::sleep(Duration::from_millis(step_ms)).await;
+                    Ok::<_, StepError>(())
+                }
+            },
+            Step::opts().concurrency(2).concurrency_key("tenant"),
+        )
+        .build()
+}
+
 fn hold() -> Result<WorkflowDef, BuildError> {
     Workflow::new("hold")
         .step_with(
@@ -227,6 +249,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .register(fan_out(&runs, step_ms)?)
         .register(hold()?)
         .register(approval()?)
+        .register(limited(&runs, step_ms)?)
         .build()
         .await?;
     let _ = runs.engine.set(engine.clone());

@@ -189,7 +189,11 @@ pub fn definitions() -> Vec<WorkflowDef> {
         .step_with("finish", noop, Step::opts().after("request"))
         .build()
         .expect("valid");
-    vec![fan_out, hold, approval]
+    let limited = Workflow::new("limited")
+        .step_with("charge", noop, Step::opts().concurrency(2).concurrency_key("tenant"))
+        .build()
+        .expect("valid");
+    vec![fan_out, hold, approval, limited]
 }
 
 /// An engine on the schema that submits and controls, and runs nothing.

@@ -164,10 +164,15 @@ async fn freed_slots_go_to_the_highest_priority_first() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     wait_all(&engine, &ids).await;
-    let t = tracker.t.lock().unwrap();
-    assert_eq!(t.started[1..], ["urgent", "low_a", "low_b", "low_c"], "priority first, then the order they waited in");
-    assert_eq!(t.most["first"], 1, "one at a time");
-    drop(t);
+    {
+        let t = tracker.t.lock().unwrap();
+        assert_eq!(
+            t.started[1..],
+            ["urgent", "low_a", "low_b", "low_c"],
+            "priority first, then the order they waited in"
+        );
+        assert_eq!(t.most["first"], 1, "one at a time");
+    }
     engine.shutdown().await;
 }
 
@@ -196,7 +201,7 @@ async fn a_rate_limit_lets_count_start_per_window_per_key() {
         ids.push(engine.start("notify", json!({ "account": account })).await.unwrap());
     }
     wait_all(&engine, &ids).await;
-    let starts = starts.lock().unwrap();
+    let starts = starts.lock().unwrap().clone();
     let after = |account: &str| -> Vec<Duration> {
         let mut at: Vec<Duration> =
             starts.iter().filter(|(a, _)| a == account).map(|(_, t)| t.duration_since(began)).collect();
@@ -269,5 +274,57 @@ async fn on_postgres_three_nodes_hold_one_limit_and_share_it_fairly() {
     assert_eq!(left, 0, "every slot was given back");
     for node in nodes {
         node.shutdown().await;
+    }
+}
+
+/// The nodes' `charge` runs of tenant `t` recorded so far, per node.
+async fn charges(client: &tokio_postgres::Client, schema: &crate::cluster::Schema) -> Vec<String> {
+    crate::cluster::runs(client, schema).await.into_iter().filter(|r| r.step == "charge").map(|r| r.node).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_killed_node_s_slots_return_within_its_lease() {
+    use crate::cluster::{Node, node_binary, submitter};
+    let Some(url) = crate::cluster::database() else { return };
+    let schema = crate::cluster::Schema::new(url);
+    let binary = node_binary();
+    const LEASE_MS: u64 = 1_500;
+    // `b` holds both slots of tenant `t` with steps that never end.
+    let mut b = Node::start(&binary, &schema, "b", 3_600_000, LEASE_MS);
+    let engine = submitter(&schema).await;
+    let client = schema.client().await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(engine.start("limited", json!({ "tenant": "t" })).await.unwrap());
+    }
+    let began = Instant::now();
+    while charges(&client, &schema).await.len() < 2 {
+        assert!(began.elapsed() < Duration::from_secs(30), "node b takes both slots");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let others: Vec<Node> = ["a", "c"].iter().map(|n| Node::start(&binary, &schema, n, 20, LEASE_MS)).collect();
+    for _ in 0..3 {
+        ids.push(engine.start("limited", json!({ "tenant": "t" })).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(charges(&client, &schema).await, ["b", "b"], "while b lives, its two slots are the tenant's two");
+
+    b.child.kill().expect("SIGKILL");
+    b.child.wait().expect("the node is gone");
+    let killed = Instant::now();
+    while charges(&client, &schema).await.len() < 3 {
+        assert!(killed.elapsed() < Duration::from_secs(30), "another node runs the tenant's next charge");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let returned = killed.elapsed();
+    // Within the lease, plus the pause between two asks for a slot and a claim.
+    assert!(returned < Duration::from_millis(LEASE_MS + 2_000), "the slots came back after {returned:?}");
+    for id in &ids {
+        let state = tokio::time::timeout(Duration::from_secs(60), engine.wait(*id)).await.expect("in time").unwrap();
+        assert_eq!(state.status, Status::Completed, "{:?}", state.failure);
+    }
+    eprintln!("a killed node's slots came back {returned:?} after the kill (lease {LEASE_MS} ms)");
+    for node in others {
+        node.drain();
     }
 }
