@@ -233,6 +233,22 @@ pub async fn until_ended(client: &tokio_postgres::Client, schema: &Schema, n: i6
     }
 }
 
+/// Waits until `n` attempts hold or wait for a slot of a concurrency limit
+/// (every execution was claimed and queued): from then on, who goes next is
+/// the limit's choice alone, not how fast each node claimed its share.
+pub async fn until_queued_for_slots(client: &tokio_postgres::Client, schema: &Schema, n: i64) {
+    let began = Instant::now();
+    loop {
+        let sql = format!("SELECT count(*) FROM {}.limit_slots", schema.name);
+        let queued: i64 = client.query_one(&sql, &[]).await.expect("counts").get(0);
+        if queued >= n {
+            return;
+        }
+        assert!(began.elapsed() < Duration::from_secs(60), "{queued} of {n} attempts queued for a slot");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// One row of `step_runs`.
 #[derive(Debug, Clone)]
 pub struct Run {

@@ -262,13 +262,14 @@ async fn on_postgres_three_nodes_hold_one_limit_and_share_it_fairly() {
     }
     let refs: Vec<&Engine> = nodes.iter().collect();
     let ids = start_by_tenant(&refs, 10, 8).await;
+    let client = schema.client().await;
+    crate::cluster::until_queued_for_slots(&client, &schema, 80).await;
     tracker.go.send_replace(true);
     for (_, id) in &ids {
         let state = tokio::time::timeout(Duration::from_secs(180), nodes[0].wait(*id)).await.expect("in time").unwrap();
         assert_eq!(state.status, Status::Completed, "{:?}", state.failure);
     }
     assert_limited_and_fair(&tracker, 10, 2, 2);
-    let client = schema.client().await;
     let left: i64 =
         client.query_one(&format!("SELECT count(*) FROM {}.limit_slots", schema.name), &[]).await.unwrap().get(0);
     assert_eq!(left, 0, "every slot was given back");

@@ -37,3 +37,4 @@ mod tools;
 mod traces;
 mod ui;
 mod unique;
+mod workflow_limits;

@@ -32,6 +32,10 @@ pub struct Everything {
     tags = ["critical", "daily"],
     metadata(owner = "data-team", tier = 1, big = 10_000_000_000, offset = -3, ratio = 0.5, public = false),
     step_concurrency = 4,
+    concurrency = 3,
+    concurrency_key = "tenant_id",
+    rate_limit = "20/1m",
+    rate_limit_key = "account",
     description = "exercises every option",
     version = "2025.1",
     schedule(cron = "0 6 * * *"),
@@ -219,6 +223,10 @@ fn builder_version() -> WorkflowDef {
         .metadata("ratio", 0.5)
         .metadata("public", false)
         .step_concurrency(4)
+        .concurrency(3)
+        .concurrency_key("tenant_id")
+        .rate_limit(20, "1m")
+        .rate_limit_key("account")
         .description("exercises every option")
         .version("2025.1")
         .schedule(Schedule::cron("0 6 * * *").unwrap())
@@ -335,6 +343,12 @@ fn workflow_policies_match() {
     assert_eq!(p.dead_letter_ttl(), q.dead_letter_ttl());
     assert_eq!(p.dead_letter_ttl(), Duration::from_secs(7 * 86_400));
     assert_eq!(p.step_concurrency(), Some(4));
+    assert_eq!(p.limits(), q.limits());
+    let limits = p.limits().expect("the workflow's own limits");
+    let concurrency = limits.concurrency().expect("a concurrency limit");
+    assert_eq!((concurrency.limit(), concurrency.key()), (3, Some("tenant_id")));
+    let rate = limits.rate().expect("a rate limit");
+    assert_eq!((rate.count(), rate.per(), rate.key()), (20, Duration::from_secs(60), Some("account")));
     assert_eq!(p.description(), Some("exercises every option"));
     assert_eq!(p.metadata(), q.metadata());
     assert_eq!(p.metadata()["big"], json!(10_000_000_000u64));

@@ -43,6 +43,7 @@ pub(crate) struct WorkflowAttr {
     pub(crate) tags: Option<Opt<Vec<Name>>>,
     pub(crate) metadata: Option<Opt<Vec<(Ident, Lit)>>>,
     pub(crate) step_concurrency: Option<Opt<LitInt>>,
+    pub(crate) limits: LimitAttrs,
     pub(crate) description: Option<Opt<LitStr>>,
     pub(crate) version: Option<Opt<LitStr>>,
     pub(crate) schedules: Vec<Opt<ScheduleAttr>>,
@@ -74,6 +75,10 @@ pub(crate) const WORKFLOW_OPTIONS: &[&str] = &[
     "tags",
     "metadata",
     "step_concurrency",
+    "concurrency",
+    "concurrency_key",
+    "rate_limit",
+    "rate_limit_key",
     "description",
     "version",
     "schedule",
@@ -156,6 +161,13 @@ pub(crate) struct StepAttr {
     pub(crate) circuit_breaker: Option<Opt<Name>>,
     pub(crate) circuit_breaker_opts: Option<Opt<BreakerAttr>>,
     pub(crate) description: Option<Opt<LitStr>>,
+    pub(crate) limits: LimitAttrs,
+}
+
+/// `concurrency`, `concurrency_key`, `rate_limit` and `rate_limit_key`: a
+/// step's or a workflow's limits across executions.
+#[derive(Default)]
+pub(crate) struct LimitAttrs {
     pub(crate) concurrency: Option<Opt<LitInt>>,
     pub(crate) concurrency_key: Option<Opt<Name>>,
     pub(crate) rate_limit: Option<Opt<RateLit>>,
@@ -638,6 +650,23 @@ fn set<T>(slot: &mut Option<Opt<T>>, key: &Ident, value: darling::Result<T>, acc
     }
 }
 
+/// One of the four limit options, into `limits` (`field`: what the keys name).
+fn limit_option(
+    limits: &mut LimitAttrs,
+    name: &str,
+    key: &Ident,
+    meta: &Meta,
+    field: &'static str,
+    acc: &mut Accumulator,
+) {
+    match name {
+        "concurrency" => set(&mut limits.concurrency, key, values::count(meta, name), acc),
+        "concurrency_key" => set(&mut limits.concurrency_key, key, values::name(meta, name, field), acc),
+        "rate_limit" => set(&mut limits.rate_limit, key, values::rate_limit(meta, name), acc),
+        _ => set(&mut limits.rate_limit_key, key, values::name(meta, name, field), acc),
+    }
+}
+
 fn parse_workflow_attr(args: TokenStream, acc: &mut Accumulator) -> WorkflowAttr {
     let mut w = WorkflowAttr::default();
     let Some(items) = acc.handle(NestedMeta::parse_meta_list(args).map_err(darling::Error::from)) else {
@@ -673,6 +702,9 @@ fn parse_workflow_attr(args: TokenStream, acc: &mut Accumulator) -> WorkflowAttr
         "tags" => set(&mut w.tags, key, values::names(meta, name, "tag"), acc),
         "metadata" => set(&mut w.metadata, key, metadata(meta, acc), acc),
         "step_concurrency" => set(&mut w.step_concurrency, key, values::count(meta, name), acc),
+        "concurrency" | "concurrency_key" | "rate_limit" | "rate_limit_key" => {
+            limit_option(&mut w.limits, name, key, meta, "an input field", acc);
+        }
         "description" => set(&mut w.description, key, values::string(meta, name), acc),
         "version" => set(&mut w.version, key, values::string(meta, name), acc),
         "schedule" => match schedule_events(meta) {
@@ -856,10 +888,7 @@ fn parse_step_attr(kind_name: &'static str, attr: &syn::Attribute, acc: &mut Acc
         circuit_breaker: None,
         circuit_breaker_opts: None,
         description: None,
-        concurrency: None,
-        concurrency_key: None,
-        rate_limit: None,
-        rate_limit_key: None,
+        limits: LimitAttrs::default(),
     };
     let attr_name = s.kind.attr();
     each_option(options, attr_name, STEP_OPTIONS, &[], acc, |name, key, meta, acc| match name {
@@ -888,10 +917,9 @@ fn parse_step_attr(kind_name: &'static str, attr: &syn::Attribute, acc: &mut Acc
         "circuit_breaker" => set(&mut s.circuit_breaker, key, values::name(meta, name, "a circuit breaker name"), acc),
         "circuit_breaker_opts" => set(&mut s.circuit_breaker_opts, key, breaker(meta, acc), acc),
         "description" => set(&mut s.description, key, values::string(meta, name), acc),
-        "concurrency" => set(&mut s.concurrency, key, values::count(meta, name), acc),
-        "concurrency_key" => set(&mut s.concurrency_key, key, values::name(meta, name, "a context field"), acc),
-        "rate_limit" => set(&mut s.rate_limit, key, values::rate_limit(meta, name), acc),
-        "rate_limit_key" => set(&mut s.rate_limit_key, key, values::name(meta, name, "a context field"), acc),
+        "concurrency" | "concurrency_key" | "rate_limit" | "rate_limit_key" => {
+            limit_option(&mut s.limits, name, key, meta, "a context field", acc);
+        }
         _ => unreachable!("every accepted option is handled"),
     });
     Some(s)

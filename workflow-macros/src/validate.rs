@@ -13,7 +13,7 @@ use syn::{Ident, Lit, LitInt, LitStr, Type, parse_quote};
 
 use crate::flow::{Absence, Flow, Node, Order};
 use crate::parse::{
-    Input, Method, Param, ParamAttr, Receiver, ScheduleAttr, StepAttr, StepKind, Trigger, WorkflowAttr,
+    Input, LimitAttrs, Method, Param, ParamAttr, Receiver, ScheduleAttr, StepAttr, StepKind, Trigger, WorkflowAttr,
 };
 use crate::plan::{Arg, Bound, BoundParam, Call, Plan, QueryPlan, Shape, Source, StepKindPlan, StepPlan, TypedParam};
 use crate::suggest;
@@ -830,6 +830,7 @@ impl Checker<'_> {
             }
             calls.push(call("step_concurrency", vec![u32_arg(&n.value)]));
         }
+        self.limits(&w.limits, &mut calls, acc);
         if let Some(d) = &w.description {
             calls.push(call("description", vec![Arg::LitStr(d.value.clone())]));
         }
@@ -955,7 +956,7 @@ impl Checker<'_> {
     }
 
     /// `concurrency`, `concurrency_key`, `rate_limit`, `rate_limit_key`.
-    fn limits(&self, a: &StepAttr, calls: &mut Vec<Call>, acc: &mut Accumulator) {
+    fn limits(&self, a: &LimitAttrs, calls: &mut Vec<Call>, acc: &mut Accumulator) {
         let call = |method: &'static str, args: Vec<Arg>| Call { method, args };
         if let Some(n) = &a.concurrency {
             if count_value(&n.value) == 0 {
@@ -1123,7 +1124,7 @@ impl Checker<'_> {
         if let Some(d) = &a.description {
             calls.push(call("description", vec![Arg::LitStr(d.value.clone())]));
         }
-        self.limits(a, &mut calls, acc);
+        self.limits(&a.limits, &mut calls, acc);
         calls
     }
 }

@@ -13,7 +13,7 @@ use crate::model::def::{Declared, DefInner, QueryFn, StepKind, Triggers, version
 use crate::model::duration::{DurationArg, Timeout};
 use crate::model::ids::StepId;
 use crate::model::options::{
-    Backoff, PolicyError, RetryPolicy, StepOptions, StepPolicy, defaults, resolve_step_policy,
+    Backoff, PolicyError, RetryPolicy, StepOptions, StepPolicy, defaults, resolve_limit_options, resolve_step_policy,
 };
 use crate::model::step::{IntoCancelHandler, IntoStepErrorHandler, IntoStepFn, Named, StepBody, fn_name};
 use crate::model::{Schedule, StepDef, Task, WorkflowDef, WorkflowPolicy};
@@ -202,6 +202,10 @@ pub struct Workflow {
     tags: Vec<String>,
     metadata: Map<String, Value>,
     step_concurrency: Option<u32>,
+    concurrency: Option<u32>,
+    concurrency_key: Option<String>,
+    rate_limit: Option<(u32, DurationArg)>,
+    rate_limit_key: Option<String>,
     description: Option<String>,
     version: Option<String>,
     triggers: Triggers,
@@ -241,6 +245,10 @@ impl Workflow {
             tags: Vec::new(),
             metadata: Map::new(),
             step_concurrency: None,
+            concurrency: None,
+            concurrency_key: None,
+            rate_limit: None,
+            rate_limit_key: None,
             description: None,
             version: None,
             triggers: Triggers::default(),
@@ -550,6 +558,79 @@ impl Workflow {
         self
     }
 
+    /// At most `n` executions of this workflow run at once (on PostgreSQL,
+    /// across every node), counted per
+    /// [`concurrency_key`](Self::concurrency_key) when one is named: one `n` for
+    /// each tenant, say. An execution beyond the limit is created (durably, like
+    /// any other) and waits for a slot before its first step; waiting
+    /// executions take freed slots by their
+    /// [`priority`](crate::StartOptions::priority), then in the order they began
+    /// to wait, so no key starves another. An execution holds its slot while it
+    /// has work in progress: one that waits — for a timer, a signal, an approval
+    /// — gives it up and waits for one again to go on, and one that is
+    /// cancelled while it waits ends at once. A node that dies holding slots
+    /// frees them when its lease expires. With a limit of 1 this makes a
+    /// singleton per key: one at a time, the others queued in order.
+    ///
+    /// A nested execution of the same workflow and key counts too: a parent
+    /// that runs it as a step holds its own slot meanwhile.
+    ///
+    /// ```
+    /// use sagaflow_runtime::{Outcome, StepError, Workflow};
+    ///
+    /// // Two imports per tenant at a time, however many are started.
+    /// let def = Workflow::new("import")
+    ///     .concurrency(2)
+    ///     .concurrency_key("tenant")
+    ///     .step("load", |_ctx| async { Ok::<_, StepError>(Outcome::Done) })
+    ///     .build()?;
+    /// let limit = def.policy().limits().and_then(|l| l.concurrency()).expect("a limit");
+    /// assert_eq!((limit.limit(), limit.key()), (2, Some("tenant")));
+    /// # Ok::<(), sagaflow_runtime::BuildError>(())
+    /// ```
+    pub fn concurrency(mut self, n: u32) -> Self {
+        self.concurrency = Some(n);
+        self
+    }
+
+    /// The input field whose value keys the workflow's
+    /// [`concurrency`](Self::concurrency) limit. A start whose input lacks the
+    /// field is refused with [`EngineError::InvalidInput`](crate::EngineError::InvalidInput).
+    pub fn concurrency_key(mut self, field: impl Into<String>) -> Self {
+        self.concurrency_key = Some(field.into());
+        self
+    }
+
+    /// At most `count` executions of this workflow begin per `per` (on
+    /// PostgreSQL, across every node), counted per
+    /// [`rate_limit_key`](Self::rate_limit_key) — or per
+    /// [`concurrency_key`](Self::concurrency_key) when only that is named. An
+    /// execution beyond it waits, in the order they came, until the window has
+    /// room before its first step; one that goes on after a wait counts again.
+    ///
+    /// ```
+    /// use sagaflow_runtime::{Outcome, StepError, Workflow};
+    ///
+    /// let def = Workflow::new("sync")
+    ///     .rate_limit(10, "1m")
+    ///     .rate_limit_key("account")
+    ///     .step("pull", |_ctx| async { Ok::<_, StepError>(Outcome::Done) })
+    ///     .build()?;
+    /// assert_eq!(def.policy().limits().and_then(|l| l.rate()).map(|r| r.count()), Some(10));
+    /// # Ok::<(), sagaflow_runtime::BuildError>(())
+    /// ```
+    pub fn rate_limit(mut self, count: u32, per: impl Into<DurationArg>) -> Self {
+        self.rate_limit = Some((count, per.into()));
+        self
+    }
+
+    /// The input field whose value keys the workflow's
+    /// [`rate_limit`](Self::rate_limit).
+    pub fn rate_limit_key(mut self, field: impl Into<String>) -> Self {
+        self.rate_limit_key = Some(field.into());
+        self
+    }
+
     /// A description.
     pub fn description(mut self, text: impl Into<String>) -> Self {
         self.description = Some(text.into());
@@ -798,6 +879,11 @@ impl Validator {
                 "must be longer than zero (leave it unset to keep executions)",
             ));
         }
+        let limits = resolve_limit_options(wf.concurrency, &wf.concurrency_key, &wf.rate_limit, &wf.rate_limit_key)
+            .map_err(|e| match e {
+                PolicyError::Invalid(option, reason) => self.invalid(None, option, reason),
+                PolicyError::Conflict(reason) => self.conflict(None, reason),
+            })?;
         if wf.max_retries.unwrap_or(0) == 0
             && (wf.retry_delay.is_some() || wf.retry_backoff.is_some() || wf.retry_max_delay.is_some())
         {
@@ -827,6 +913,7 @@ impl Validator {
             tags: wf.tags.clone(),
             metadata: wf.metadata.clone(),
             step_concurrency: wf.step_concurrency,
+            limits,
             description: wf.description.clone(),
             version: wf.version.clone(),
         })

@@ -83,6 +83,9 @@ pub(crate) struct Core {
     /// On a shared store: the node is letting go of the waiting execution (its
     /// `Park` write is queued); calls about it go through the store.
     pub(crate) parking: bool,
+    /// The execution was cancelled while it waited for its workflow's slot:
+    /// the next turn begins none of the steps it was about to start.
+    pub(crate) withdrawing: bool,
     /// The final state, once ended.
     pub(crate) final_state: Option<Arc<ExecutionState>>,
     /// The `sagaflow.execution` span: one per execution, closed when it ends (none
@@ -139,6 +142,7 @@ impl Execution {
                 ticket: 0,
                 abandoned: false,
                 parking: false,
+                withdrawing: false,
                 final_state: None,
                 span,
             }),
@@ -241,7 +245,7 @@ impl Wake {
         self.waker.wake();
     }
 
-    fn poll(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
+    pub(crate) fn poll(&self, cx: &mut TaskContext<'_>) -> Poll<()> {
         self.waker.register(cx.waker());
         if self.signalled.swap(false, std::sync::atomic::Ordering::AcqRel) { Poll::Ready(()) } else { Poll::Pending }
     }
@@ -535,6 +539,13 @@ enum Action {
     },
     /// Interrupt a cancellable step once its grace period has passed.
     Interrupt(StepId, Duration),
+    /// A step start interrupted before it began: it reports the interruption
+    /// without its function being called.
+    Withdrawn {
+        step: StepId,
+        attempt: u32,
+        name: Arc<str>,
+    },
     CancelChild(ExecutionId, String),
     Compensate {
         step: StepId,
@@ -735,7 +746,19 @@ impl EngineInner {
                 }
                 Command::Interrupt { step, graceful } => {
                     // A cancel gives the step its grace period; a failing execution
-                    // (a workflow timeout, a failed step) interrupts it at once.
+                    // (a workflow timeout, a failed step) interrupts it at once. An
+                    // execution cancelled while it waited for its workflow's slot
+                    // begins none of the steps it was about to start.
+                    let held = match core.withdrawing {
+                        true => actions.iter().position(|a| matches!(a, Action::Run { step: s, .. } if *s == step)),
+                        false => None,
+                    };
+                    if let Some(at) = held
+                        && let Action::Run { step, attempt, name, .. } = actions.remove(at)
+                    {
+                        actions.insert(at, Action::Withdrawn { step, attempt, name });
+                        continue;
+                    }
                     let grace = if graceful { m.step_policy(step).cancel_grace } else { Duration::ZERO };
                     actions.push(Action::Interrupt(step, grace));
                 }
@@ -797,6 +820,7 @@ impl EngineInner {
                 }
             }
         }
+        core.withdrawing = false;
     }
 
     fn telemetry_of(&self, exec: &Execution, core: &Core, notice: Notice) -> Option<Telemetry> {
@@ -1039,6 +1063,11 @@ impl EngineInner {
                     None => Job::new(tag, fut, limit, span, now),
                     Some(admit) => Job::gated(tag, fut, limit, span, now, admit),
                 });
+            }
+            Action::Withdrawn { step, attempt, name } => {
+                let tag = JobTag::Step { step, attempt, name, breaker: None };
+                let err = StepError::new(kinds::CANCELLED, "interrupted before it began: the execution was cancelled");
+                immediate.push(Finished { tag, result: Err(err.permanent()), started: now });
             }
             Action::Interrupt(step, grace) => {
                 // The step saw the cancellation already (`SignalCancel`); it gets
@@ -1319,7 +1348,13 @@ impl Drop for CancelOnDrop {
 /// `"engine_panic"`, so that `wait` and `cancel` answer and the engine carries on.
 pub(crate) async fn drive(engine: Arc<EngineInner>, exec: Arc<Execution>) {
     let span = exec.core.lock().span.as_deref().cloned().unwrap_or_else(tracing::Span::none);
-    let driven = guard::run(run_driver(Arc::clone(&engine), Arc::clone(&exec))).instrument(span).await;
+    let driven = guard::run(async {
+        // Held until the driver returns: while the execution has work in progress.
+        let _slot = super::limits::workflow_turn(&engine.limits, &exec).await;
+        run_driver(Arc::clone(&engine), Arc::clone(&exec)).await;
+    })
+    .instrument(span)
+    .await;
     if let Err(panicked) = driven {
         engine.driver_failed(&exec, panicked);
     }

@@ -22,8 +22,12 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 
-use crate::model::limits::{StepLimits, key_value, next_start};
-use crate::model::{StepError, kinds};
+use super::EngineError;
+use super::executor::Execution;
+use crate::machine::state::Status;
+use crate::model::context::Data;
+use crate::model::limits::{StepLimits, key_text, key_value, next_start};
+use crate::model::{StepError, WorkflowDef, kinds};
 use crate::store::{Store, StoreError};
 
 /// A scope (`workflow.step`) and a key's value.
@@ -284,6 +288,82 @@ impl Limiter {
             }
             limiter.freed.notify_waiters();
         });
+    }
+}
+
+/// Refuses a start of `def` whose input lacks a field the workflow's own limits
+/// count by ([`Workflow::concurrency_key`](crate::Workflow::concurrency_key)).
+pub(crate) fn check_input(def: &WorkflowDef, input: &Data) -> Result<(), EngineError> {
+    let Some(limits) = def.policy().limits() else { return Ok(()) };
+    for (option, field) in limits.key_fields() {
+        if key_text(input.get(field)).is_none() {
+            return Err(EngineError::InvalidInput {
+                workflow: def.name().to_owned(),
+                reason: format!("the workflow's `{option}` is the input field `{field}`, which is not set"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// How long a driver waits before it asks again for its workflow's slot after
+/// the store refused it for good.
+const REFUSED_PAUSE: Duration = Duration::from_secs(1);
+
+/// Waits until `exec` may go on under its workflow's own limits and returns
+/// the slot it holds meanwhile (none for a workflow without a concurrency
+/// limit). An execution that will end without running a step (cancelled, or
+/// taken over by another node) goes on at once without one.
+pub(crate) async fn workflow_turn(limiter: &Arc<Limiter>, exec: &Execution) -> Option<Admission> {
+    let limits = exec.def.inner.policy.limits.as_ref()?;
+    let scope: Arc<str> = Arc::from(format!("workflow {}", exec.workflow()));
+    let keys = {
+        let core = exec.core.lock();
+        let key =
+            |field: Option<&Arc<str>>| field.and_then(|f| key_text(core.machine.input_value(f))).unwrap_or_default();
+        Keys {
+            concurrency: key(limits.concurrency.as_ref().and_then(|c| c.key.as_ref())),
+            rate: key(limits.rate.as_ref().and_then(|r| r.key.as_ref())),
+        }
+    };
+    let needs_no_turn = || {
+        let mut core = exec.core.lock();
+        let ending = !matches!(core.machine.status(), Status::Running | Status::Paused | Status::Awaiting);
+        core.withdrawing = ending;
+        core.abandoned || ending
+    };
+    loop {
+        if needs_no_turn() {
+            return None;
+        }
+        let mut admit = std::pin::pin!(Arc::clone(limiter).admit(
+            Arc::clone(&scope),
+            Arc::clone(limits),
+            keys.clone(),
+            exec.priority
+        ));
+        let admitted = std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(admitted) = admit.as_mut().poll(cx) {
+                return std::task::Poll::Ready(Some(admitted));
+            }
+            // An outside event (a cancellation) may end it while it waits; the
+            // driver reads the queued commands whatever consumed the signal.
+            while exec.wake.poll(cx).is_ready() {
+                if needs_no_turn() {
+                    return std::task::Poll::Ready(None);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await;
+        match admitted {
+            None => return None,
+            Some(Ok(admission)) => return Some(admission),
+            Some(Err(e)) => {
+                tracing::error!(execution_id = %exec.id, error = %e, "the workflow's concurrency slot was refused; asking again");
+                tokio::time::sleep(REFUSED_PAUSE).await;
+            }
+        }
     }
 }
 

@@ -691,6 +691,7 @@ impl EngineInner {
         if self.shutdown.is_cancelled() {
             return Err(EngineError::ShutDown);
         }
+        limits::check_input(&def, &data)?;
         let id = ExecutionId::new();
         let at = self.clock.now();
         let trace = self.trace_for_new(None);
@@ -766,6 +767,7 @@ impl EngineInner {
         if self.shutdown.is_cancelled() {
             return Err(EngineError::ShutDown);
         }
+        limits::check_input(&def, &data)?;
         let at = self.clock.now();
         let trace = self.trace_for_new(extras.trace.as_ref());
         let record = |parent, trigger| {
@@ -876,6 +878,7 @@ impl EngineInner {
         trigger: Trigger,
         at: DateTime<Utc>,
     ) -> Result<ExecutionId, EngineError> {
+        limits::check_input(&def, &data)?;
         let id = ExecutionId::new();
         let new = NewExecution {
             id,

@@ -40,7 +40,9 @@ pub(crate) enum Command {
     ArmTimer { timer: TimerId, due: DateTime<Utc> },
     /// The timer is no longer needed.
     CancelTimer { timer: TimerId, due: DateTime<Utc> },
-    /// Drop a running cancellable step's future.
+    /// Stop a running step: a step that has not begun never does, a
+    /// cancellable one's future is dropped, a step that is not cancellable
+    /// runs to its end.
     Interrupt {
         step: StepId,
         /// Cancelled (not failing): the step gets its grace period first.

@@ -455,6 +455,11 @@ impl Machine {
         ctx
     }
 
+    /// A field of the execution's input.
+    pub(crate) fn input_value(&self, field: &str) -> Option<&Value> {
+        self.input.get(field)
+    }
+
     /// The execution's input as a JSON map (for dead letters and replay).
     pub(crate) fn input_map(&self) -> Map<String, Value> {
         self.input.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
@@ -999,7 +1004,6 @@ impl Machine {
             out.push(Command::CancelTimer { timer, due });
         }
         for id in 0..self.slots.len() as StepId {
-            let cancellable = self.step_policy(id).cancellable;
             let slot = &mut self.slots[id as usize];
             match slot.status {
                 StepStatus::Ready | StepStatus::Retrying | StepStatus::Snoozed | StepStatus::Awaiting => {
@@ -1011,7 +1015,7 @@ impl Machine {
                         let reason =
                             self.cancel.as_ref().map(|c| c.reason.clone()).unwrap_or_else(|| "parent failed".into());
                         out.push(Command::CancelChild { child, reason });
-                    } else if cancellable {
+                    } else {
                         out.push(Command::Interrupt { step: id, graceful: self.cancel.is_some() });
                     }
                 }

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::duration::{Timeout, format_duration};
 use super::ids::StepId;
+use super::limits::StepLimits;
 use super::options::{OnError, RetryPolicy, StepPolicy};
 use super::schedule::Schedule;
 use super::step::{CancelHandler, Named, StepBody, StepErrorHandler};
@@ -133,6 +134,8 @@ pub struct WorkflowPolicy {
     pub(crate) tags: Vec<String>,
     pub(crate) metadata: Map<String, Value>,
     pub(crate) step_concurrency: Option<u32>,
+    /// The workflow's own concurrency and rate limits, across executions.
+    pub(crate) limits: Option<Arc<StepLimits>>,
     pub(crate) description: Option<String>,
     pub(crate) version: Option<String>,
 }
@@ -179,6 +182,12 @@ impl WorkflowPolicy {
     pub fn step_concurrency(&self) -> Option<u32> {
         self.step_concurrency
     }
+    /// How many executions run at once and begin per interval, per key
+    /// ([`Workflow::concurrency`](crate::Workflow::concurrency),
+    /// [`Workflow::rate_limit`](crate::Workflow::rate_limit)), if limited.
+    pub fn limits(&self) -> Option<&StepLimits> {
+        self.limits.as_deref()
+    }
     /// The description.
     pub fn description(&self) -> Option<&str> {
         self.description.as_deref()
@@ -211,6 +220,7 @@ impl fmt::Debug for WorkflowPolicy {
             .field("retention", &self.retention)
             .field("tags", &self.tags)
             .field("step_concurrency", &self.step_concurrency)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }

@@ -82,14 +82,31 @@ impl StepLimits {
 /// field when the context has no such field (or it is `null`).
 pub(crate) fn key_value(step: &str, option: &str, field: Option<&str>, ctx: &Context) -> Result<String, StepError> {
     let Some(field) = field else { return Ok(String::new()) };
-    match ctx.value(field) {
-        None | Some(Value::Null) => Err(StepError::new(
+    key_text(ctx.value(field)).ok_or_else(|| {
+        StepError::new(
             super::error::kinds::LIMIT_KEY_MISSING,
             format!("step `{step}` counts its `{option}` by the context field `{field}`, which is not set"),
         )
-        .permanent()),
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(other) => Ok(other.to_string()),
+        .permanent()
+    })
+}
+
+/// The key a field's value gives: a string as it is, anything else as JSON
+/// text; `None` for a missing or `null` field.
+pub(crate) fn key_text(value: Option<&Value>) -> Option<String> {
+    match value {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    }
+}
+
+impl StepLimits {
+    /// The input fields these limits count by, with the option naming each.
+    pub(crate) fn key_fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let concurrency = self.concurrency.as_ref().and_then(|c| c.key.as_deref()).map(|f| ("concurrency_key", f));
+        let rate = self.rate.as_ref().and_then(|r| r.key.as_deref()).map(|f| ("rate_limit_key", f));
+        concurrency.into_iter().chain(rate)
     }
 }
 

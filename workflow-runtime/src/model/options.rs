@@ -758,25 +758,35 @@ pub(crate) fn resolve_step_policy(o: &StepOptions, wf: &super::def::WorkflowPoli
 
 /// The step's concurrency and rate limits, checked.
 fn resolve_limits(o: &StepOptions) -> Result<Option<Arc<StepLimits>>, PolicyError> {
+    resolve_limit_options(o.concurrency, &o.concurrency_key, &o.rate_limit, &o.rate_limit_key)
+}
+
+/// Concurrency and rate limit options (a step's or a workflow's), checked.
+pub(crate) fn resolve_limit_options(
+    concurrency: Option<u32>,
+    concurrency_key: &Option<String>,
+    rate_limit: &Option<(u32, DurationArg)>,
+    rate_limit_key: &Option<String>,
+) -> Result<Option<Arc<StepLimits>>, PolicyError> {
     let key = |option: &'static str, field: &Option<String>| -> Result<Option<Arc<str>>, PolicyError> {
         match field {
             Some(f) if f.trim().is_empty() => Err(PolicyError::Invalid(option, "the field name is empty".into())),
             f => Ok(f.as_deref().map(Arc::from)),
         }
     };
-    if o.concurrency_key.is_some() && o.concurrency.is_none() {
+    if concurrency_key.is_some() && concurrency.is_none() {
         return Err(PolicyError::Conflict("`concurrency_key` is set without `concurrency`".into()));
     }
-    if o.rate_limit_key.is_some() && o.rate_limit.is_none() {
+    if rate_limit_key.is_some() && rate_limit.is_none() {
         return Err(PolicyError::Conflict("`rate_limit_key` is set without `rate_limit`".into()));
     }
-    let concurrency_key = key("concurrency_key", &o.concurrency_key)?;
-    let concurrency = match o.concurrency {
+    let concurrency_key = key("concurrency_key", concurrency_key)?;
+    let concurrency = match concurrency {
         None => None,
         Some(0) => return Err(PolicyError::Invalid("concurrency", "must be at least 1".into())),
         Some(limit) => Some(ConcurrencyLimit { limit, key: concurrency_key.clone() }),
     };
-    let rate = match &o.rate_limit {
+    let rate = match rate_limit {
         None => None,
         Some((0, _)) => return Err(PolicyError::Invalid("rate_limit", "the count must be at least 1".into())),
         Some((count, per)) => {
@@ -784,7 +794,7 @@ fn resolve_limits(o: &StepOptions) -> Result<Option<Arc<StepLimits>>, PolicyErro
             if per.is_zero() {
                 return Err(PolicyError::Invalid("rate_limit", "the interval must be longer than zero".into()));
             }
-            let key = key("rate_limit_key", &o.rate_limit_key)?.or(concurrency_key);
+            let key = key("rate_limit_key", rate_limit_key)?.or(concurrency_key);
             Some(RateLimit { count: *count, per, key })
         }
     };
