@@ -167,8 +167,17 @@ async fn a_node_cut_off_from_the_database_stops_before_its_work_is_taken_over() 
     let client = schema.client().await;
     let ids = start_many(&engine, 60).await;
     until_started(&files[2], 5, "the node behind the proxy").await;
+    let nodes_sql = format!("SELECT count(*) FROM {}.nodes", schema.name);
+    let before: i64 = client.query_one(&nodes_sql, &[]).await.unwrap().get(0);
     let a = Node::start_with(&binary, &schema, &url, "a", &node_env(LEASE_MS, STEP_MS, &files[0]));
     let b = Node::start_with(&binary, &schema, &url, "b", &node_env(LEASE_MS, STEP_MS, &files[1]));
+    // The fault hits a running cluster: on a loaded machine the other nodes may
+    // take a while to join.
+    let joining = Instant::now();
+    while client.query_one(&nodes_sql, &[]).await.unwrap().get::<_, i64>(0) < before + 2 {
+        assert!(joining.elapsed() < Duration::from_secs(60), "nodes a and b join the cluster");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     proxy.blackhole();
     let cut = unix_us();
     tokio::time::sleep(Duration::from_millis(3 * LEASE_MS)).await;
