@@ -548,6 +548,15 @@ impl Store for Unreachable {
     ) -> Result<usize, StoreError> {
         self.inner.prune_finished(workflow, ended_before, limit).await
     }
+
+    async fn ended_with_key(
+        &self,
+        workflow: &str,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<ExecutionId>, StoreError> {
+        self.inner.ended_with_key(workflow, key, since).await
+    }
     async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError> {
         Ok(vec![expense().snapshot()])
     }

@@ -221,6 +221,15 @@ impl Store for FaultStore {
         self.inner()?.prune_finished(workflow, ended_before, limit).await
     }
 
+    async fn ended_with_key(
+        &self,
+        workflow: &str,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<ExecutionId>, StoreError> {
+        self.inner()?.ended_with_key(workflow, key, since).await
+    }
+
     async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError> {
         self.inner()?.definitions().await
     }

@@ -14,6 +14,7 @@ mod common;
 mod control;
 mod crash;
 mod dashboard;
+mod debounce;
 mod diagrams;
 mod durability;
 mod failures;

@@ -126,3 +126,94 @@ async fn on_postgres_nodes_racing_with_one_key_start_one_execution() {
         node.shutdown().await;
     }
 }
+
+/// `welcome`: one quick step.
+fn welcome() -> WorkflowDef {
+    Workflow::new("welcome").step("send", |_ctx: Context| async { Ok::<_, StepError>(()) }).build().expect("valid")
+}
+
+fn held_for(key: &str, window: &str) -> StartOptions {
+    keyed(key).unique_window(window)
+}
+
+async fn completes(engine: &Engine, id: ExecutionId) {
+    let ended = tokio::time::timeout(Duration::from_secs(30), engine.wait(id)).await.expect("in time").unwrap();
+    assert_eq!(ended.status, Status::Completed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_window_keeps_the_key_held_after_its_execution_ended() {
+    let engine = Engine::builder().register(welcome()).build().await.unwrap();
+    let first = engine.start_with("welcome", json!({}), held_for("user-1", "1h")).await.unwrap();
+    completes(&engine, first.id).await;
+    let again = engine.start_with("welcome", json!({}), held_for("user-1", "1h")).await.unwrap();
+    assert_eq!((again.id, again.existing), (first.id, true), "the ended execution answers within the window");
+    let rejected = engine
+        .start_with("welcome", json!({}), held_for("user-1", "1h").on_duplicate(OnDuplicate::Reject))
+        .await
+        .unwrap_err();
+    assert!(matches!(rejected, EngineError::Duplicate { existing, .. } if existing == first.id), "{rejected}");
+    let plain = engine.start_with("welcome", json!({}), keyed("user-1")).await.unwrap();
+    assert!(!plain.existing, "without a window the key is free once its execution ended");
+    completes(&engine, plain.id).await;
+    let latest = engine.start_with("welcome", json!({}), held_for("user-1", "1h")).await.unwrap();
+    assert_eq!((latest.id, latest.existing), (plain.id, true), "the execution that ended last answers");
+
+    let short = engine.start_with("welcome", json!({}), held_for("user-2", "150ms")).await.unwrap();
+    completes(&engine, short.id).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = engine.start_with("welcome", json!({}), held_for("user-2", "150ms")).await.unwrap();
+    assert!(!later.existing && later.id != short.id, "after the window the key is free");
+
+    let bad = engine.start_with("welcome", json!({}), held_for("user-3", "soon")).await.unwrap_err();
+    assert!(matches!(bad, EngineError::InvalidInput { .. }) && bad.to_string().contains("`user-3`"), "{bad}");
+    let keyless = engine.start_with("welcome", json!({}), StartOptions::new().unique_window("1h")).await.unwrap_err();
+    assert!(keyless.to_string().contains("needs a unique key"), "{keyless}");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_unique_window_outlives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("window.db").display());
+    let engine = Engine::builder().store_url(&url).register(welcome()).build().await.unwrap();
+    let first = engine.start_with("welcome", json!({}), held_for("user-1", "1h")).await.unwrap();
+    completes(&engine, first.id).await;
+    engine.shutdown().await;
+    drop(engine);
+
+    let engine = Engine::builder().store_url(&url).register(welcome()).build().await.unwrap();
+    let again = engine.start_with("welcome", json!({}), held_for("user-1", "1h")).await.unwrap();
+    assert_eq!((again.id, again.existing), (first.id, true), "the stored history holds the key");
+    let other = engine.start_with("welcome", json!({}), held_for("user-2", "1h")).await.unwrap();
+    assert!(!other.existing);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_unique_window_holds_across_nodes() {
+    let Some(url) = crate::cluster::database() else { return };
+    let schema = crate::cluster::Schema::new(url);
+    let options = ClusterOptions::default().poll(Duration::from_millis(100));
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let node =
+            Engine::builder().store_url(schema.store_url()).cluster(options.clone()).register(welcome()).build().await;
+        nodes.push(node.expect("a node starts"));
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let first = a.start_with("welcome", json!({}), held_for("user-1", "1h")).await.unwrap();
+    completes(a, first.id).await;
+    let starts =
+        (0..10).flat_map(|_| [a, b].map(|node| node.start_with("welcome", json!({}), held_for("user-1", "1h"))));
+    let started: Vec<Started> = futures::future::join_all(starts).await.into_iter().map(|r| r.unwrap()).collect();
+    assert!(started.iter().all(|s| s.existing && s.id == first.id), "every node answers with the ended one");
+    let plain = b.start_with("welcome", json!({}), keyed("user-1")).await.unwrap();
+    assert!(!plain.existing, "without a window the key is free");
+    completes(b, plain.id).await;
+    let latest = a.start_with("welcome", json!({}), held_for("user-1", "1h")).await.unwrap();
+    assert_eq!(latest.id, plain.id, "the execution that ended last answers");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}

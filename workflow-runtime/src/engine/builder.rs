@@ -212,6 +212,7 @@ impl EngineBuilder {
             scheduler: Default::default(),
             node: node.clone(),
             unique: Default::default(),
+            debounced: Default::default(),
         });
         let (flushed, lost, rejected) = (Arc::downgrade(&inner), Arc::downgrade(&inner), Arc::downgrade(&inner));
         tokio::spawn(journal.run(super::journal::Hooks {

@@ -186,6 +186,7 @@ impl Execution {
             created_at: core.machine.started_at,
             start_at: None,
             unique_key: None,
+            debounce_key: None,
             kept: Vec::new(),
             priority: 0,
             trace: None,

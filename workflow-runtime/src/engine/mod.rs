@@ -3,6 +3,7 @@
 mod breaker;
 mod builder;
 mod clock;
+mod debounce;
 mod error;
 pub(crate) mod executor;
 mod inbox;
@@ -167,6 +168,9 @@ pub(crate) struct EngineInner {
     pub(crate) node: Option<Arc<node::Node>>,
     /// Keys of live executions started with a unique key (stores one engine owns).
     pub(crate) unique: unique::UniqueKeys,
+    /// Debounce keys and the delayed executions waiting under them (stores one
+    /// engine owns).
+    pub(crate) debounced: debounce::DebounceKeys,
 }
 
 impl Drop for EngineInner {
@@ -705,6 +709,7 @@ impl EngineInner {
             created_at: at,
             start_at: None,
             unique_key: None,
+            debounce_key: None,
             kept: Vec::new(),
             priority: 0,
             trace: trace.clone(),
@@ -781,6 +786,7 @@ impl EngineInner {
                 created_at: at,
                 start_at: None,
                 unique_key: extras.unique_key.clone(),
+                debounce_key: None,
                 kept: extras.kept.clone(),
                 priority: extras.priority,
                 trace: trace.clone(),
@@ -794,8 +800,9 @@ impl EngineInner {
         }
         // The driver starts at once, but runs nothing before the creation is
         // committed (the write-ahead rule): a crash never leaves side effects of
-        // an execution the store does not know.
-        if !self.durable {
+        // an execution the store does not know. A volatile store hears of a
+        // keyed one too, so that its history knows the key once it ended.
+        if !self.durable && extras.unique_key.is_none() {
             self.launch(id, def, data, trigger, parent, at, 0, &extras, trace);
             return Ok(id);
         }
@@ -890,6 +897,7 @@ impl EngineInner {
             created_at: self.clock.now(),
             start_at: Some(at),
             unique_key: None,
+            debounce_key: None,
             kept: Vec::new(),
             priority: 0,
             trace: self.trace_for_new(None),
@@ -914,6 +922,7 @@ impl EngineInner {
     /// A delayed execution's time has come.
     pub(crate) fn start_delayed(self: &Arc<Self>, id: ExecutionId) {
         let Some((_, d)) = self.delayed.remove(&id) else { return };
+        self.debounce_done(&d.new);
         let at = self.clock.now();
         let ticket = self.journal.append(Write::Started { id, at });
         let data: Data = d.new.input.into_iter().collect();
@@ -989,6 +998,7 @@ impl EngineInner {
 
     pub(crate) async fn cancel(self: &Arc<Self>, id: ExecutionId, options: CancelOptions) -> Result<(), EngineError> {
         if let Some((_, d)) = self.delayed.remove(&id) {
+            self.debounce_done(&d.new);
             let at = d.new.start_at.unwrap_or(d.new.created_at);
             self.timers.cancel(TimerTarget::Start(id), self.clock.instant_at(at));
             let mut state = pending_state(&d.new);

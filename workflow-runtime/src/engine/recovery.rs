@@ -74,6 +74,12 @@ impl EngineInner {
             {
                 self.unique.hold(&stored.execution.workflow, key, id);
             }
+            if self.node.is_none()
+                && !stored.started
+                && let Some(key) = &stored.execution.debounce_key
+            {
+                self.debounced.hold(&stored.execution.workflow, key, id);
+            }
             let def = self.registry.read().get(&stored.execution.workflow).cloned();
             let outcome = match def {
                 None => Err(format!(

@@ -17,10 +17,11 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use super::debounce::Debounce;
 use super::restart::Extras;
 use super::{Engine, EngineError, input_data};
 use crate::machine::view::Trigger;
-use crate::model::ExecutionId;
+use crate::model::{DurationArg, ExecutionId};
 
 /// How [`Engine::start_with`] starts an execution.
 ///
@@ -36,6 +37,8 @@ pub struct StartOptions {
     pub(crate) unique_key: Option<String>,
     pub(crate) on_duplicate: OnDuplicate,
     pub(crate) priority: i32,
+    pub(crate) debounce: Option<Debounce>,
+    pub(crate) unique_window: Option<DurationArg>,
 }
 
 impl StartOptions {
@@ -48,6 +51,33 @@ impl StartOptions {
     /// no other starts with it (see [`on_duplicate`](Self::on_duplicate)).
     pub fn unique_key(mut self, key: impl Into<String>) -> Self {
         self.unique_key = Some(key.into());
+        self
+    }
+
+    /// Keeps the [`unique_key`](Self::unique_key) held for `window` after its
+    /// execution ended: a start within that time answers with the ended
+    /// execution as with a live one (or, under [`OnDuplicate::Reject`], is
+    /// refused), for as long as the store keeps its final state (see
+    /// [`retention`](crate::Workflow::retention)). After the window the key is
+    /// free. It holds across restarts, and across nodes on PostgreSQL.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sagaflow_runtime::{Engine, Outcome, StartOptions, StepError, Workflow, json};
+    ///
+    /// let def = Workflow::new("welcome")
+    ///     .step("send", |_ctx| async { Ok::<_, StepError>(Outcome::Ok) })
+    ///     .build()?;
+    /// let engine = Engine::builder().register(def).build().await?;
+    /// let once_a_day = || StartOptions::new().unique_key("user-7").unique_window("24h");
+    /// let first = engine.start_with("welcome", json!({}), once_a_day()).await?;
+    /// engine.wait(first.id).await?;
+    /// let again = engine.start_with("welcome", json!({}), once_a_day()).await?;
+    /// assert!(again.existing && again.id == first.id, "ended, but within the window");
+    /// # Ok(()) }
+    /// ```
+    pub fn unique_window(mut self, window: impl Into<DurationArg>) -> Self {
+        self.unique_window = Some(window.into());
         self
     }
 
@@ -66,6 +96,39 @@ impl StartOptions {
     /// ```
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
+        self
+    }
+
+    /// Debounces the start: the execution waits `window` before it starts, and
+    /// another start of the workflow with the same `key` meanwhile gives it that
+    /// start's input (and priority) and moves its start to the end of a new
+    /// `window`; that start answers with the waiting execution
+    /// ([`Started::existing`] is `true`). The last start of a burst wins, once the
+    /// starts pause for a whole window. Once the execution has started, the next
+    /// start with the key schedules another. Until it starts the execution is
+    /// `pending`, and can be inspected or cancelled like any scheduled one. On
+    /// PostgreSQL the store decides, so it holds across nodes.
+    ///
+    /// A start is debounced or unique, not both: [`Engine::start_with`] refuses
+    /// options with both.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use sagaflow_runtime::{Engine, Outcome, StartOptions, Status, StepError, Workflow, json};
+    ///
+    /// let def = Workflow::new("reindex")
+    ///     .step("index", |_ctx| async { Ok::<_, StepError>(Outcome::Ok) })
+    ///     .build()?;
+    /// let engine = Engine::builder().register(def).build().await?;
+    /// let first = engine.start_with("reindex", json!({ "rev": 1 }), StartOptions::new().debounce("docs", "50ms")).await?;
+    /// let last = engine.start_with("reindex", json!({ "rev": 2 }), StartOptions::new().debounce("docs", "50ms")).await?;
+    /// assert!(last.existing && last.id == first.id);
+    /// let state = engine.wait(first.id).await?;
+    /// assert_eq!((state.status, &state.input["rev"]), (Status::Completed, &json!(2)));
+    /// # Ok(()) }
+    /// ```
+    pub fn debounce(mut self, key: impl Into<String>, window: impl Into<DurationArg>) -> Self {
+        self.debounce = Some(Debounce { key: key.into(), window: window.into() });
         self
     }
 
@@ -168,8 +231,10 @@ impl Engine {
     ///
     /// # Errors
     ///
-    /// Those of [`start`](Self::start), and [`EngineError::Duplicate`] under
-    /// [`OnDuplicate::Reject`].
+    /// Those of [`start`](Self::start), [`EngineError::Duplicate`] under
+    /// [`OnDuplicate::Reject`], and [`EngineError::InvalidInput`] for a bad
+    /// debounce or unique window, a unique window without a unique key, or a
+    /// start both unique and debounced.
     ///
     /// ```
     /// use sagaflow_runtime::{Engine, Outcome, StartOptions, Step, StepError, Workflow, json};
@@ -196,6 +261,19 @@ impl Engine {
         let def = inner.definition(workflow)?;
         let data = input_data(workflow, input)?;
         let priority = options.priority;
+        let since = match &options.unique_window {
+            None => None,
+            Some(window) => Some(inner.clock.now() - unique_window(workflow, options.unique_key.as_deref(), window)?),
+        };
+        if let Some(debounce) = options.debounce {
+            if let Some(key) = options.unique_key {
+                return Err(EngineError::InvalidInput {
+                    workflow: workflow.to_owned(),
+                    reason: format!("a start is unique (key `{key}`) or debounced (key `{}`), not both", debounce.key),
+                });
+            }
+            return inner.start_debounced(def, data, debounce, priority).await;
+        }
         let Some(key) = options.unique_key else {
             let extras = Extras { priority, ..Extras::default() };
             let id = inner.start_with_id(ExecutionId::new(), def, data, Trigger::Manual, None, extras).await?;
@@ -215,6 +293,19 @@ impl Engine {
             if let Some(existing) = inner.unique.claim(workflow, &key, id, live) {
                 return found(existing);
             }
+            if let Some(since) = since {
+                match inner.store.ended_with_key(workflow, &key, since).await {
+                    Ok(None) => {}
+                    Ok(Some(ended)) => {
+                        inner.unique.release(id);
+                        return found(ended);
+                    }
+                    Err(e) => {
+                        inner.unique.release(id);
+                        return Err(e.into());
+                    }
+                }
+            }
             let extras = Extras { unique_key: Some(key.clone()), priority, ..Extras::default() };
             return match inner.start_with_id(id, def, data, Trigger::Manual, None, extras).await {
                 Ok(id) => Ok(Started { id, existing: false }),
@@ -228,6 +319,11 @@ impl Engine {
         for _ in 0..RACE_RETRIES {
             if let Some(existing) = cluster.live_with_key(workflow, &key).await? {
                 return found(existing);
+            }
+            if let Some(since) = since
+                && let Some(ended) = inner.store.ended_with_key(workflow, &key, since).await?
+            {
+                return found(ended);
             }
             let id = ExecutionId::new();
             let extras = Extras { unique_key: Some(key.clone()), priority, ..Extras::default() };
@@ -244,6 +340,16 @@ impl Engine {
             "the executions holding key `{key}` of workflow `{workflow}` kept ending while starting another"
         ))))
     }
+}
+
+/// How long a key stays held after its execution ended, read from `window`.
+fn unique_window(workflow: &str, key: Option<&str>, window: &DurationArg) -> Result<chrono::Duration, EngineError> {
+    let invalid = |reason: String| EngineError::InvalidInput { workflow: workflow.to_owned(), reason };
+    let Some(key) = key else {
+        return Err(invalid(format!("a unique window (`{}`) needs a unique key", window.describe())));
+    };
+    let window = window.to_duration().map_err(|e| invalid(format!("invalid unique window for key `{key}`: {e}")))?;
+    chrono::Duration::from_std(window).map_err(|_| invalid(format!("the unique window of key `{key}` is too long")))
 }
 
 #[cfg(test)]

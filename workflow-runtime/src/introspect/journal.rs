@@ -484,6 +484,7 @@ mod signal_tests {
                 created_at: at(0),
                 start_at: None,
                 unique_key: None,
+                debounce_key: None,
                 kept: Vec::new(),
                 priority: 0,
                 trace: None,

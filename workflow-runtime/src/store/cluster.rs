@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{StoreError, StoredExecution};
+use super::{NewExecution, StoreError, StoredExecution};
 use crate::model::ExecutionId;
 
 /// The identity of one engine process in a cluster: a fresh id per process.
@@ -260,6 +260,13 @@ pub trait Cluster: Send + Sync + fmt::Debug {
     /// any. [`Write::Create`](super::Write::Create) of an execution whose key a
     /// live execution of the workflow holds creates nothing.
     async fn live_with_key(&self, workflow: &str, key: &str) -> Result<Option<ExecutionId>, StoreError>;
+
+    /// A debounced start ([`NewExecution::debounce_key`] is set, and its start
+    /// time): if a delayed execution of the workflow waits under the key, not yet
+    /// due nor claimed, it takes `new`'s input, start time and priority;
+    /// otherwise `new` is created. Returns the execution that waits now. Starts
+    /// with one key are serialized, so at most one waits under it.
+    async fn debounce(&self, new: &NewExecution) -> Result<ExecutionId, StoreError>;
 
     /// Every unfinished execution of `workflow`, whoever holds it, oldest first.
     async fn unfinished_of(&self, workflow: &str) -> Result<Vec<SharedExecution>, StoreError>;

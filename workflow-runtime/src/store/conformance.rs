@@ -26,6 +26,8 @@ where
     finish_moves_to_history(&make().await).await;
     pruning_ended_executions(&make().await).await;
     delayed_starts(&make().await).await;
+    reschedules(&make().await).await;
+    ended_unique_keys(&make().await).await;
     dead_letters(&make().await).await;
     definitions(&make().await).await;
     batches_are_atomic(&make().await).await;
@@ -70,6 +72,7 @@ pub fn new_execution(workflow: &str, at: DateTime<Utc>) -> NewExecution {
         created_at: at,
         start_at: None,
         unique_key: None,
+        debounce_key: None,
         kept: Vec::new(),
         priority: 0,
         trace: None,
@@ -191,6 +194,51 @@ async fn delayed_starts(store: &dyn Store) {
     assert_eq!(live[0].execution.start_at, Some(t(3600)), "start_at is kept");
     store.write(&[Write::Started { id: n.id, at: t(3600) }]).await.expect("started");
     assert!(store.unfinished().await.expect("unfinished")[0].started, "`Started` marks it started");
+}
+
+/// `Reschedule` replaces a delayed execution's record until it has started.
+async fn reschedules(store: &dyn Store) {
+    let mut n = new_execution("later", t(0));
+    n.start_at = Some(t(3600));
+    n.debounce_key = Some("docs".into());
+    store.write(&[Write::Create(Box::new(n.clone()))]).await.expect("create");
+    let mut moved = n.clone();
+    moved.start_at = Some(t(7200));
+    moved.input.insert("rev".into(), 2.into());
+    store.write(&[Write::Reschedule(Box::new(moved.clone()))]).await.expect("reschedule");
+    let live = store.unfinished().await.expect("unfinished");
+    assert_eq!(live[0].execution.start_at, Some(t(7200)), "the new start time is kept");
+    assert_eq!(live[0].execution.input, moved.input, "the new input is kept");
+    assert_eq!(live[0].execution.debounce_key.as_deref(), Some("docs"), "the debounce key is kept");
+    store.write(&[Write::Started { id: n.id, at: t(7200) }]).await.expect("started");
+    let mut late = moved.clone();
+    late.input.insert("rev".into(), 3.into());
+    store.write(&[Write::Reschedule(Box::new(late))]).await.expect("reschedule");
+    assert_eq!(store.unfinished().await.expect("unfinished")[0].execution.input, moved.input, "once started, kept");
+}
+
+/// An ended execution's unique key is found by `ended_with_key` while its final
+/// state is kept, the one that ended last first.
+async fn ended_unique_keys(store: &dyn Store) {
+    let mut ended = Vec::new();
+    for i in 1..=2 {
+        let mut n = new_execution("alpha", t(0));
+        n.unique_key = Some("k".into());
+        store.write(&[Write::Create(Box::new(n.clone()))]).await.expect("create");
+        store.write(&[Write::Finish(Arc::new(final_state(&n, Status::Completed, t(i * 10))))]).await.expect("finish");
+        ended.push(n.id);
+    }
+    let plain = new_execution("alpha", t(0));
+    store.write(&[Write::Create(Box::new(plain.clone()))]).await.expect("create");
+    store.write(&[Write::Finish(Arc::new(final_state(&plain, Status::Completed, t(30))))]).await.expect("finish");
+    let found = |workflow: &'static str, key: &'static str, since| store.ended_with_key(workflow, key, since);
+    assert_eq!(found("alpha", "k", t(5)).await.expect("read"), Some(ended[1]), "the one that ended last");
+    assert_eq!(found("alpha", "k", t(20)).await.expect("read"), Some(ended[1]), "ended at `since` counts");
+    assert_eq!(found("alpha", "k", t(21)).await.expect("read"), None, "ended before `since`");
+    assert_eq!(found("beta", "k", t(0)).await.expect("read"), None, "keys are per workflow");
+    assert_eq!(found("alpha", "other", t(0)).await.expect("read"), None, "an unknown key");
+    store.prune_finished("alpha", t(100), 10).await.expect("prune");
+    assert_eq!(found("alpha", "k", t(0)).await.expect("read"), None, "a pruned execution holds no key");
 }
 
 async fn dead_letters(store: &dyn Store) {

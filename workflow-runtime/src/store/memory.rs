@@ -38,9 +38,26 @@ struct Inner {
     live: HashMap<ExecutionId, StoredExecution>,
     finished: HashMap<ExecutionId, Arc<ExecutionState>>,
     finish_order: VecDeque<ExecutionId>,
+    /// The last ended execution of each unique key of a workflow, and when it
+    /// ended, while its final state is kept.
+    ended_keys: HashMap<(String, String), (ExecutionId, DateTime<Utc>)>,
+    /// The unique key of each ended execution kept that had one.
+    ended_key_of: HashMap<ExecutionId, (String, String)>,
     dead: BTreeMap<(DateTime<Utc>, ExecutionId), DeadLetter>,
     definitions: BTreeMap<String, DefinitionSnapshot>,
     versions: HashMap<(String, String), DefinitionSnapshot>,
+}
+
+impl Inner {
+    /// Drops the final state of an ended execution, and the unique key it kept.
+    fn forget(&mut self, id: ExecutionId) {
+        self.finished.remove(&id);
+        if let Some(entry) = self.ended_key_of.remove(&id)
+            && self.ended_keys.get(&entry).is_some_and(|(holder, _)| *holder == id)
+        {
+            self.ended_keys.remove(&entry);
+        }
+    }
 }
 
 impl MemoryStore {
@@ -119,6 +136,13 @@ impl MemoryStore {
                         e.started = true;
                     }
                 }
+                Write::Reschedule(n) => {
+                    if let Some(e) = inner.live.get_mut(&n.id)
+                        && !e.started
+                    {
+                        e.execution = (**n).clone();
+                    }
+                }
                 Write::Event(entry) | Write::CommandEvent { entry, .. } => {
                     // Entries are numbered from 1 without gaps: one already there
                     // came from an earlier try of the same batch.
@@ -138,13 +162,18 @@ impl MemoryStore {
                 // One engine owns a memory store: nothing is queued or parked.
                 Write::CommandDone { .. } | Write::Park { .. } => {}
                 Write::Finish(state) => {
-                    inner.live.remove(&state.id);
+                    if let Some(key) = inner.live.remove(&state.id).and_then(|e| e.execution.unique_key) {
+                        let ended = state.ended_at.unwrap_or(state.started_at);
+                        let entry = (state.workflow.clone(), key);
+                        inner.ended_keys.insert(entry.clone(), (state.id, ended));
+                        inner.ended_key_of.insert(state.id, entry);
+                    }
                     if inner.finished.insert(state.id, Arc::clone(state)).is_none() {
                         inner.finish_order.push_back(state.id);
                     }
                     while inner.finish_order.len() > self.history {
                         if let Some(old) = inner.finish_order.pop_front() {
-                            inner.finished.remove(&old);
+                            inner.forget(old);
                         }
                     }
                 }
@@ -230,19 +259,32 @@ impl Store for MemoryStore {
     ) -> Result<usize, StoreError> {
         let mut inner = self.inner.lock();
         let Inner { finished, finish_order, .. } = &mut *inner;
-        let mut pruned = 0;
+        let mut pruned = Vec::new();
         finish_order.retain(|id| {
-            let prune = pruned < limit
+            let prune = pruned.len() < limit
                 && finished
                     .get(id)
                     .is_some_and(|s| s.workflow == workflow && s.ended_at.unwrap_or(s.started_at) < ended_before);
             if prune {
-                finished.remove(id);
-                pruned += 1;
+                pruned.push(*id);
             }
             !prune
         });
-        Ok(pruned)
+        for id in &pruned {
+            inner.forget(*id);
+        }
+        Ok(pruned.len())
+    }
+
+    async fn ended_with_key(
+        &self,
+        workflow: &str,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<ExecutionId>, StoreError> {
+        let inner = self.inner.lock();
+        let ended = inner.ended_keys.get(&(workflow.to_owned(), key.to_owned()));
+        Ok(ended.filter(|(_, at)| *at >= since).map(|(id, _)| *id))
     }
 
     async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError> {

@@ -233,6 +233,12 @@ pub struct NewExecution {
     /// the workflow holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_key: Option<String>,
+    /// For a debounced start ([`StartOptions::debounce`](crate::StartOptions::debounce)):
+    /// the key under which later starts replace this delayed execution's input
+    /// and start time until it starts. A shared store creates nothing for a key
+    /// that a delayed execution of the workflow waits under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce_key: Option<String>,
     /// For a restart from a step ([`Engine::restart_from`](crate::Engine::restart_from)):
     /// the steps it begins with completed, with the outputs they recorded in the
     /// execution it restarts.
@@ -310,6 +316,10 @@ pub enum Write {
         /// When.
         at: DateTime<Utc>,
     },
+    /// A delayed execution that has not started takes a new record (a later
+    /// debounced start replaced its input and start time); once it has started
+    /// this changes nothing.
+    Reschedule(Box<NewExecution>),
     /// An event was applied.
     Event(JournalEntry),
     /// An execution ended; its journal is no longer needed.
@@ -375,6 +385,7 @@ impl Write {
             Write::Upgrade(u) => Some(u.id),
             Write::DeadLetter(d) => Some(d.id),
             Write::Create(_)
+            | Write::Reschedule(_)
             | Write::Tick { .. }
             | Write::RemoveDeadLetter(_)
             | Write::Definition(_)
@@ -485,6 +496,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         ended_before: DateTime<Utc>,
         limit: usize,
     ) -> Result<usize, StoreError>;
+
+    /// The ended execution of `workflow` created with the unique key `key` that
+    /// ended last, if it ended at `since` or later and its final state is still
+    /// kept (see [`StartOptions::unique_window`](crate::StartOptions::unique_window)).
+    /// A store that does not record keys of ended executions answers with an
+    /// error.
+    async fn ended_with_key(
+        &self,
+        workflow: &str,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<ExecutionId>, StoreError> {
+        let _ = (workflow, key, since);
+        Err(StoreError::Other(format!("this store ({self:?}) does not keep the unique keys of ended executions")))
+    }
 
     /// Definition snapshots, by name: for each name, the one written last.
     async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError>;

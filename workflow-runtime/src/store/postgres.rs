@@ -1,6 +1,7 @@
 //! [`PostgresStore`]: one PostgreSQL database shared by any number of engines.
 
 mod conn;
+mod debounce;
 mod limits;
 mod schema;
 #[cfg(test)]
@@ -374,7 +375,16 @@ impl PostgresStore {
             );
             tx.execute(&sql, &[&ids, &workflows, &started_at, &ended_at, &states]).await.map_err(&err)?;
             if replace {
-                tx.execute("DELETE FROM executions WHERE id = ANY($1)", &[&ids]).await.map_err(&err)?;
+                // Their unique keys stay with them, for starts that keep a key
+                // held after its execution ended.
+                tx.execute(
+                    "WITH gone AS (DELETE FROM executions WHERE id = ANY($1) RETURNING id, unique_key)
+                     UPDATE history h SET unique_key = gone.unique_key
+                     FROM gone WHERE h.id = gone.id AND gone.unique_key IS NOT NULL",
+                    &[&ids],
+                )
+                .await
+                .map_err(&err)?;
                 tx.execute("DELETE FROM journal WHERE execution = ANY($1)", &[&ids]).await.map_err(&err)?;
                 // Commands still queued will never apply; their senders read why.
                 tx.execute(
@@ -406,6 +416,15 @@ impl PostgresStore {
                          ON CONFLICT (id) DO UPDATE SET workflow = excluded.workflow, failed_at = excluded.failed_at,
                              expires_at = excluded.expires_at, record = excluded.record",
                         &[&d.id.as_uuid(), &d.workflow, &d.failed_at, &d.expires_at, &to_json(&**d, "dead letter")?],
+                    )
+                    .await
+                    .map_err(&err)?;
+                }
+                Write::Reschedule(n) => {
+                    tx.execute(
+                        "UPDATE executions SET record = $2, start_at = $3, priority = $4
+                         WHERE id = $1 AND NOT started",
+                        &[&n.id.as_uuid(), &to_json(&**n, "execution record")?, &n.start_at, &n.priority],
                     )
                     .await
                     .map_err(&err)?;
@@ -601,6 +620,24 @@ impl Store for PostgresStore {
             .await
             .map_err(self.err())?;
         Ok(n as usize)
+    }
+
+    async fn ended_with_key(
+        &self,
+        workflow: &str,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<ExecutionId>, StoreError> {
+        let client = self.reader.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT id FROM history WHERE workflow = $1 AND unique_key = $2 AND ended_at >= $3
+                 ORDER BY ended_at DESC LIMIT 1",
+                &[&workflow, &key, &since],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(row.map(|r| ExecutionId::from_uuid(r.get(0))))
     }
 
     async fn definitions(&self) -> Result<Vec<DefinitionSnapshot>, StoreError> {
@@ -901,6 +938,10 @@ impl Cluster for PostgresStore {
             .await
             .map_err(self.err())?;
         Ok(row.map(|r| ExecutionId::from_uuid(r.get(0))))
+    }
+
+    async fn debounce(&self, new: &NewExecution) -> Result<ExecutionId, StoreError> {
+        self.debounce_start(new).await
     }
 
     async fn unfinished_of(&self, workflow: &str) -> Result<Vec<SharedExecution>, StoreError> {

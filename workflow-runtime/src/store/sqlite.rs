@@ -83,6 +83,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE history ADD COLUMN ended_at TEXT;
     UPDATE history SET ended_at = COALESCE(json_extract(state, '$.ended_at'), started_at);
     CREATE INDEX history_by_end ON history (workflow, ended_at);",
+    // 4: the unique key an ended execution was started with, for starts that
+    // keep a key held for a while after its execution ended.
+    "ALTER TABLE history ADD COLUMN unique_key TEXT;
+    CREATE INDEX history_by_key ON history (workflow, unique_key, ended_at) WHERE unique_key IS NOT NULL;",
 ];
 
 /// The schema version this build writes and reads.
@@ -403,6 +407,16 @@ impl Store for SqliteStore {
         self.call(move |db| db.list_finished(&query)).await
     }
 
+    async fn ended_with_key(
+        &self,
+        workflow: &str,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<ExecutionId>, StoreError> {
+        let (workflow, key) = (workflow.to_owned(), key.to_owned());
+        self.call(move |db| db.ended_with_key(&workflow, &key, since)).await
+    }
+
     async fn dead_letters(&self, workflow: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
         let workflow = workflow.map(str::to_owned);
         self.call(move |db| db.dead_letters(workflow.as_deref())).await
@@ -531,6 +545,8 @@ struct Db {
 struct Live {
     key: i64,
     events: u64,
+    /// Whether it was started with a unique key (its record has one).
+    keyed: bool,
 }
 
 impl Db {
@@ -658,12 +674,15 @@ impl Db {
         let err = |e| sql_error(&self.name, e);
         let mut by_key: HashMap<i64, Live> = HashMap::new();
         let mut ids = Vec::new();
-        let mut stmt = self.conn.prepare("SELECT id, key FROM executions").map_err(err)?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, key, json_extract(record, '$.unique_key') IS NOT NULL FROM executions")
+            .map_err(err)?;
         let mut rows = stmt.query([]).map_err(err)?;
         while let Some(row) = rows.next().map_err(err)? {
             let key: i64 = row.get(1).map_err(err)?;
             ids.push((id_from(&row.get::<_, Vec<u8>>(0).map_err(err)?)?, key));
-            by_key.insert(key, Live { key, events: 0 });
+            by_key.insert(key, Live { key, events: 0, keyed: row.get(2).map_err(err)? });
         }
         drop(rows);
         let mut garbage = 0;
@@ -748,16 +767,32 @@ impl Db {
                             .map_err(err)?;
                     }
                 }
+                Op::Reschedule { id, record } => {
+                    if let Some(live) = self.live.get(id) {
+                        conn.prepare_cached("UPDATE executions SET record = ?2 WHERE key = ?1 AND started = 0")
+                            .and_then(|mut s| s.execute(params![live.key, record]))
+                            .map_err(err)?;
+                    }
+                }
                 Op::Finish { id, workflow, started_at, ended_at, state } => {
+                    let mut unique_key: Option<String> = None;
                     if let Some(old) = self.live.remove(id) {
+                        if old.keyed {
+                            unique_key = conn
+                                .prepare_cached(
+                                    "SELECT json_extract(record, '$.unique_key') FROM executions WHERE key = ?1",
+                                )
+                                .and_then(|mut s| s.query_row([old.key], |r| r.get(0)))
+                                .map_err(err)?;
+                        }
                         retire(conn, old, &mut self.garbage, &mut self.garbage_this_pass).map_err(err)?;
                     }
                     conn.prepare_cached(
-                        "INSERT OR REPLACE INTO history (id, workflow, started_at, ended_at, state)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT OR REPLACE INTO history (id, workflow, started_at, ended_at, state, unique_key)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )
                     .and_then(|mut s| {
-                        s.execute(params![id.as_uuid().as_bytes(), workflow, started_at, ended_at, state])
+                        s.execute(params![id.as_uuid().as_bytes(), workflow, started_at, ended_at, state, unique_key])
                     })
                     .map_err(err)?;
                 }
@@ -806,7 +841,7 @@ impl Db {
                     for (seq, event) in events {
                         insert_event.execute(params![key, seq, event]).map_err(err)?;
                     }
-                    self.live.insert(*id, Live { key, events: events.len() as u64 });
+                    self.live.insert(*id, Live { key, events: events.len() as u64, keyed: old.keyed });
                 }
             }
         }
@@ -896,6 +931,23 @@ impl Db {
             .and_then(|mut s| s.query_row([id.as_uuid().as_bytes()], |r| r.get(0)).optional())
             .map_err(self.err())?;
         state.map(|s| from_json(&s, "final state")).transpose()
+    }
+
+    fn ended_with_key(
+        &mut self,
+        workflow: &str,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<ExecutionId>, StoreError> {
+        let id: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM history WHERE workflow = ?1 AND unique_key = ?2 AND ended_at >= ?3
+                 ORDER BY ended_at DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![workflow, key, timestamp(&since)], |r| r.get(0)).optional())
+            .map_err(self.err())?;
+        id.map(|id| id_from(&id)).transpose()
     }
 
     fn list_finished(&mut self, query: &ExecutionQuery) -> Result<Vec<ExecutionState>, StoreError> {
@@ -1210,6 +1262,7 @@ enum Op {
         created_at: String,
         started: bool,
         record: String,
+        keyed: bool,
         replay_of: Option<ExecutionId>,
     },
     /// Creates the execution only if the tick is later than the last one claimed.
@@ -1220,6 +1273,10 @@ enum Op {
     },
     Started {
         id: ExecutionId,
+    },
+    Reschedule {
+        id: ExecutionId,
+        record: String,
     },
     Finish {
         id: ExecutionId,
@@ -1256,6 +1313,7 @@ fn create_op(n: &NewExecution) -> Result<Op, StoreError> {
         created_at: timestamp(&n.created_at),
         started: n.start_at.is_none(),
         record: to_json(n, "execution record")?,
+        keyed: n.unique_key.is_some(),
         replay_of: match n.trigger {
             Trigger::Replay { of } => Some(of),
             _ => None,
@@ -1278,6 +1336,7 @@ fn prepare(batch: &[Write]) -> Result<Vec<Op>, StoreError> {
             // applied by that engine.
             Write::CommandDone { .. } | Write::Park { .. } => continue,
             Write::Started { id, .. } => Op::Started { id: *id },
+            Write::Reschedule(n) => Op::Reschedule { id: n.id, record: to_json(n, "execution record")? },
             Write::Finish(state) => Op::Finish {
                 id: state.id,
                 workflow: state.workflow.clone(),
@@ -1331,7 +1390,7 @@ fn claim_tick_in(conn: &Connection, key: &str, fire_time: DateTime<Utc>) -> rusq
 /// is left as it is (a batch retried after an unknown outcome, a replay
 /// started twice). A replay removes its dead letter in the same transaction.
 fn create(conn: &Connection, live: &mut HashMap<ExecutionId, Live>, name: &str, op: &Op) -> Result<(), StoreError> {
-    let Op::Create { id, created_at, started, record, replay_of } = op else { return Ok(()) };
+    let Op::Create { id, created_at, started, record, keyed, replay_of } = op else { return Ok(()) };
     let err = |e| sql_error(name, e);
     if live.contains_key(id) {
         return Ok(());
@@ -1344,7 +1403,7 @@ fn create(conn: &Connection, live: &mut HashMap<ExecutionId, Live>, name: &str, 
         return Ok(());
     }
     let key = insert_execution(conn, id, created_at, *started, record).map_err(err)?;
-    live.insert(*id, Live { key, events: 0 });
+    live.insert(*id, Live { key, events: 0, keyed: *keyed });
     if let Some(letter) = replay_of {
         conn.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")
             .and_then(|mut s| s.execute([letter.as_uuid().as_bytes()]))

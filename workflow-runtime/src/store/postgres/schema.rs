@@ -106,6 +106,13 @@ const MIGRATIONS: &[&str] = &[
         starts timestamptz[] NOT NULL,
         PRIMARY KEY (scope, key)
     );",
+    // 6: debounce keys: the delayed execution a debounced start waits under.
+    "ALTER TABLE executions ADD COLUMN debounce_key text;
+    CREATE INDEX executions_by_debounce_key ON executions (workflow, debounce_key) WHERE debounce_key IS NOT NULL;",
+    // 7: the unique key an ended execution was started with, for starts that
+    // keep a key held for a while after its execution ended.
+    "ALTER TABLE history ADD COLUMN unique_key text;
+    CREATE INDEX history_by_key ON history (workflow, unique_key, ended_at) WHERE unique_key IS NOT NULL;",
 ];
 
 /// The schema version this build writes and reads.

@@ -152,6 +152,15 @@ impl Store for Holding {
         self.0.prune_finished(workflow, ended_before, limit).await
     }
 
+    async fn ended_with_key(
+        &self,
+        workflow: &str,
+        key: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::model::ExecutionId>, StoreError> {
+        self.0.ended_with_key(workflow, key, since).await
+    }
+
     async fn definitions(&self) -> Result<Vec<crate::DefinitionSnapshot>, StoreError> {
         self.0.definitions().await
     }
