@@ -125,13 +125,13 @@ async fn on_sqlite_the_replaced_input_and_the_key_survive_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_postgres_nodes_debouncing_one_key_schedule_one_execution() {
+async fn on_postgres_three_nodes_debouncing_one_key_schedule_one_execution() {
     let Some(url) = crate::cluster::database() else { return };
     let schema = crate::cluster::Schema::new(url);
     let options = ClusterOptions::default().poll(Duration::from_millis(100));
     let runs = Arc::default();
     let mut nodes = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let node = Engine::builder()
             .store_url(schema.store_url())
             .cluster(options.clone())
@@ -140,23 +140,23 @@ async fn on_postgres_nodes_debouncing_one_key_schedule_one_execution() {
             .await;
         nodes.push(node.expect("a node starts"));
     }
-    let (a, b) = (&nodes[0], &nodes[1]);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     // Alternating nodes, one after another: the last input wins.
     let mut ids = Vec::new();
     for rev in 0..6 {
-        let node = [a, b][rev % 2];
+        let node = [a, b, c][rev % 3];
         ids.push(node.start_with("reindex", json!({ "rev": rev }), debounced("1s")).await.unwrap());
     }
     assert!(!ids[0].existing && ids[1..].iter().all(|s| s.existing && s.id == ids[0].id), "{ids:?}");
     let client = schema.client().await;
     let sql = format!("SELECT count(*) FROM {}.executions WHERE debounce_key = 'docs'", schema.name);
     assert_eq!(client.query_one(&sql, &[]).await.unwrap().get::<_, i64>(0), 1, "the store holds one");
-    let state = ended(b, ids[0].id).await;
+    let state = ended(c, ids[0].id).await;
     assert_eq!((state.status, &state.input["rev"]), (Status::Completed, &json!(5)));
 
     // Both nodes at once: one execution.
     let starts = (0..10).flat_map(|rev| {
-        [a, b].map(|node| async move { node.start_with("reindex", json!({ "rev": rev }), debounced("500ms")).await })
+        [a, b, c].map(|node| async move { node.start_with("reindex", json!({ "rev": rev }), debounced("500ms")).await })
     });
     let started: Vec<Started> = futures::future::join_all(starts).await.into_iter().map(|r| r.unwrap()).collect();
     assert_eq!(started.iter().filter(|s| !s.existing).count(), 1, "one execution was scheduled");

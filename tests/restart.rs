@@ -184,7 +184,7 @@ async fn on_postgres_a_restart_asked_on_one_node_is_run_by_whichever_claims_it()
     let runs = Runs::default();
     let options = ClusterOptions::default().poll(Duration::from_millis(100));
     let mut nodes = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let node = Engine::builder()
             .store_url(schema.store_url())
             .cluster(options.clone())
@@ -196,7 +196,7 @@ async fn on_postgres_a_restart_asked_on_one_node_is_run_by_whichever_claims_it()
     }
     let failed = failed_import(&nodes[0]).await;
     let again = nodes[1].restart_from(failed, "load", json!({ "fixed": true })).await.unwrap();
-    let done = tokio::time::timeout(Duration::from_secs(30), nodes[0].wait(again)).await.unwrap().unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(30), nodes[2].wait(again)).await.unwrap().unwrap();
     assert_eq!(done.status, Status::Completed);
     assert_eq!(done.context["loaded"], 3);
     assert_eq!((runs.of("fetch"), runs.of("load")), (1, 2), "kept steps ran on no node");

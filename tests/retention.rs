@@ -86,7 +86,7 @@ async fn on_postgres_nodes_pruning_one_schema_keep_it_bounded() {
     let schema = crate::cluster::Schema::new(url);
     let options = ClusterOptions::default().poll(Duration::from_millis(100));
     let mut nodes = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let node = Engine::builder()
             .store_url(schema.store_url())
             .cluster(options.clone())
@@ -109,7 +109,7 @@ async fn on_postgres_nodes_pruning_one_schema_keep_it_bounded() {
     let (waves, per_wave) = (40, 20);
     let mut peak = 0;
     for wave in 0..waves {
-        let node = &nodes[wave % 2];
+        let node = &nodes[wave % 3];
         let runs = (0..=per_wave).map(|i| async move {
             let id = node.start(if i == 0 { "keep" } else { "ping" }, json!({})).await.expect("starts");
             let ended = tokio::time::timeout(Duration::from_secs(30), node.wait(id)).await.expect("in time");

@@ -184,12 +184,19 @@ async fn on_postgres_the_node_that_takes_an_execution_over_continues_its_trace()
     b.resume(id, json!({ "approved": true })).await.unwrap();
     let done = tokio::time::timeout(Duration::from_secs(30), b.wait(id)).await.unwrap().unwrap();
     assert_eq!(done.status, Status::Completed);
-    let _ = provider.force_flush();
-    let spans = exporter.get_finished_spans().unwrap();
-    let pay = spans
-        .iter()
-        .find(|s| s.name == "sagaflow.step" && step_of(s).as_deref() == Some("pay"))
-        .expect("`pay` ran after the takeover");
+    // The step's span closes as its task winds down, which may come just after
+    // the final state is committed.
+    let mut pay = None;
+    for _ in 0..100 {
+        let _ = provider.force_flush();
+        let spans = exporter.get_finished_spans().unwrap();
+        pay = spans.into_iter().find(|s| s.name == "sagaflow.step" && step_of(s).as_deref() == Some("pay"));
+        if pay.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pay = pay.expect("`pay` ran after the takeover");
     assert_eq!(pay.span_context.trace_id(), root.trace_id(), "the step after the takeover is in the caller's trace");
     b.shutdown().await;
 }

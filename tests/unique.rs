@@ -89,21 +89,21 @@ async fn on_sqlite_a_key_stays_held_across_a_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_postgres_nodes_racing_with_one_key_start_one_execution() {
+async fn on_postgres_three_nodes_racing_with_one_key_start_one_execution() {
     let Some(url) = crate::cluster::database() else { return };
     let schema = crate::cluster::Schema::new(url);
     let options = ClusterOptions::default().poll(Duration::from_millis(100));
     let mut nodes = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let node =
             Engine::builder().store_url(schema.store_url()).cluster(options.clone()).register(refund()).build().await;
         nodes.push(node.expect("a node starts"));
     }
-    let (a, b) = (&nodes[0], &nodes[1]);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     for round in 0..3 {
         let key = format!("order-{round}");
         let starts = (0..10).flat_map(|_| {
-            [a, b].map(|node| {
+            [a, b, c].map(|node| {
                 let key = key.clone();
                 async move { node.start_with("refund", json!({}), keyed(&key)).await }
             })
@@ -196,16 +196,16 @@ async fn on_postgres_a_unique_window_holds_across_nodes() {
     let schema = crate::cluster::Schema::new(url);
     let options = ClusterOptions::default().poll(Duration::from_millis(100));
     let mut nodes = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let node =
             Engine::builder().store_url(schema.store_url()).cluster(options.clone()).register(welcome()).build().await;
         nodes.push(node.expect("a node starts"));
     }
-    let (a, b) = (&nodes[0], &nodes[1]);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     let first = a.start_with("welcome", json!({}), held_for("user-1", "1h")).await.unwrap();
     completes(a, first.id).await;
     let starts =
-        (0..10).flat_map(|_| [a, b].map(|node| node.start_with("welcome", json!({}), held_for("user-1", "1h"))));
+        (0..10).flat_map(|_| [a, b, c].map(|node| node.start_with("welcome", json!({}), held_for("user-1", "1h"))));
     let started: Vec<Started> = futures::future::join_all(starts).await.into_iter().map(|r| r.unwrap()).collect();
     assert!(started.iter().all(|s| s.existing && s.id == first.id), "every node answers with the ended one");
     let plain = b.start_with("welcome", json!({}), keyed("user-1")).await.unwrap();
