@@ -8,9 +8,9 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::machine::view::ExecutionState;
 use crate::model::def::{Declared, DefInner, QueryFn, StepKind, Triggers, version_hash};
 use crate::model::duration::{DurationArg, Timeout};
+use crate::model::execution::ExecutionState;
 use crate::model::ids::StepId;
 use crate::model::options::{
     Backoff, PolicyError, RetryPolicy, StepOptions, StepPolicy, defaults, resolve_limit_options, resolve_step_policy,
@@ -360,8 +360,7 @@ impl Workflow {
         F: Fn(&ExecutionState) -> T + Send + Sync + 'static,
         T: Serialize,
     {
-        let query: QueryFn = Arc::new(move |state: &dyn std::any::Any| {
-            let state = crate::engine::query_state(state)?;
+        let query: QueryFn = Arc::new(move |state: &ExecutionState| {
             serde_json::to_value(f(state)).map_err(|e| {
                 crate::model::StepError::new(
                     crate::model::kinds::SERIALIZATION,

@@ -3,6 +3,34 @@
 //!
 //! Users depend on the `sagaflow` crate, which re-exports this one and the
 //! attribute macros; this crate's API is the same under that name.
+//!
+//! # Module map
+//!
+//! Imports run one way: `model` at the bottom, then the pure layers (`builder`,
+//! `machine`, `schedule`) and the stores beside them, then the `engine`, which
+//! drives them all, and the tools on top. Each line names the modules the one it
+//! describes may import (its tests aside); a test checks it against the code.
+//!
+//! - `model`: pure data: context, outcomes, errors, durations, options,
+//!   definitions, limits, the execution state and statuses. Imports: none.
+//! - `builder`: [`Workflow`], the fluent builder, and its validation. Imports: model.
+//! - `machine`: the pure state machine of one execution: events in, commands
+//!   out, no tokio and no clock. Imports: model.
+//! - `schedule`: fire times, misfire rules and schedule records, pure. Imports: model.
+//! - `store`: where executions, journals and history are kept (memory, SQLite,
+//!   PostgreSQL) and the cluster's coordination. Imports: model.
+//! - `telemetry`: the telemetry events and their bus. Imports: model.
+//! - `introspect`: diagrams, summaries, reports and journal decoding. Imports:
+//!   machine, model, store.
+//! - `engine`: runs executions: journal, executor, timers, recovery, scheduler,
+//!   cluster node, limits. Imports: builder, introspect, machine, model, schedule,
+//!   store, telemetry.
+//! - `testing`: the test kit for users' workflows. Imports: builder, engine, model,
+//!   telemetry.
+//! - `dashboard`: the web dashboard (feature `dashboard`). Imports: engine,
+//!   introspect, model, schedule, store, telemetry.
+//! - `macro_support`: what the attribute macros' code calls. Imports: builder,
+//!   engine, model.
 
 #![doc(html_root_url = "https://docs.rs/sagaflow-runtime/0.1.0")]
 
@@ -28,10 +56,10 @@ pub use crate::engine::{
     StartAt, StartOptions, Started, WorkflowInfo, WorkflowType, registrations,
 };
 pub use crate::introspect::{DiagramOptions, Report, Summary};
-pub use crate::machine::state::{Status, StepStatus};
-pub use crate::machine::view::{
+pub use crate::model::execution::{
     AttemptInfo, AwaitInfo, ExecutionState, FailureInfo, PendingSignal, Progress, RollbackReport, StepState, Trigger,
 };
+pub use crate::model::status::{Status, StepStatus};
 pub use crate::model::*;
 pub use crate::schedule::{ScheduleInfo, StoredSchedule, Upcoming, stored_schedules};
 pub use crate::telemetry::{Event, Subscription};
@@ -40,7 +68,7 @@ pub use crate::telemetry::{Event, Subscription};
 pub mod prelude {
     pub use crate::builder::Workflow;
     pub use crate::engine::{CancelOptions, Engine, OnDuplicate, StartOptions};
-    pub use crate::machine::state::Status;
+    pub use crate::model::status::Status;
     pub use crate::model::{
         Backoff, Context, ExecutionId, OnError, Outcome, Schedule, Step, StepError, StepResult, StepResultExt, Task,
         Worker,
@@ -69,4 +97,90 @@ pub mod __private {
         Backoff, BreakerOptions, Context, DurationArg, IntoStepResult, Misfire, OnError, Step, StepError, StepOptions,
         StepResult, WorkflowDef,
     };
+}
+
+#[cfg(test)]
+mod layering {
+    //! The module map above, checked against the code: every `crate::` path a
+    //! module's own code names (its test modules aside) is one its line allows.
+
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::Path;
+
+    fn map() -> BTreeMap<String, BTreeSet<String>> {
+        let lib = include_str!("lib.rs");
+        let mut map = BTreeMap::new();
+        let mut entry = String::new();
+        let mut flush = |entry: &str| {
+            let Some(rest) = entry.strip_prefix("- `") else { return };
+            let (name, rest) = rest.split_once('`').expect("a module name");
+            let imports = rest.rsplit_once("Imports:").expect("an imports list").1;
+            let allowed = imports
+                .trim()
+                .trim_end_matches('.')
+                .split(',')
+                .map(|m| m.trim().to_owned())
+                .filter(|m| !m.is_empty() && m != "none")
+                .collect();
+            map.insert(name.to_owned(), allowed);
+        };
+        let doc = lib.lines().take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!").trim());
+        for line in doc.skip_while(|l| *l != "# Module map") {
+            if line.starts_with("- ") || line.is_empty() {
+                flush(&entry);
+                entry = line.to_owned();
+            } else {
+                entry.push(' ');
+                entry.push_str(line);
+            }
+        }
+        flush(&entry);
+        map
+    }
+
+    fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("readable") {
+            let path = entry.expect("readable").path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn every_module_imports_only_what_the_module_map_allows() {
+        let map = map();
+        assert!(map.len() >= 10, "the module map lists the modules: {map:?}");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut wrong = Vec::new();
+        for (module, allowed) in &map {
+            let mut files = Vec::new();
+            let dir = src.join(module);
+            if dir.is_dir() {
+                sources(&dir, &mut files);
+            } else {
+                files.push(src.join(format!("{module}.rs")));
+            }
+            for file in files {
+                let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                if matches!(name, "tests.rs" | "properties.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&file).expect("readable");
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                    for (i, _) in line.match_indices("crate::") {
+                        let target: String =
+                            line[i + 7..].chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+                        if map.contains_key(&target) && &target != module && !allowed.contains(&target) {
+                            wrong.push(format!("{}: `{module}` imports `{target}`", file.display()));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "imports the module map does not allow:\n{}", wrong.join("\n"));
+    }
 }

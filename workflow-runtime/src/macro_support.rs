@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::builder::BuildError;
 use crate::engine::WorkflowType;
-use crate::machine::view::ExecutionState;
+use crate::model::execution::ExecutionState;
 use crate::model::{
     AsyncFnMarker, AwaitRequest, Backoff, CancelHandler, Context, DurationArg, IntoCancelHandler, IntoStepErrorHandler,
     IntoStepFn, IntoStepResult, Misfire, Outcome, Schedule, StepBody, StepError, StepErrorHandler, Timeout,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::machine::state::Status;
+use crate::model::status::Status;
 use crate::model::{ExecutionId, StepError};
 
 /// Buffer of each subscription; a subscriber that falls this far behind loses the

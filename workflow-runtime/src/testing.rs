@@ -47,8 +47,8 @@ use tokio::sync::Notify;
 
 use crate::builder::{BuildError, suggest};
 use crate::engine::{Clock, Engine, EngineError, WorkflowType};
-use crate::machine::state::Status;
-use crate::machine::view::ExecutionState;
+use crate::model::execution::ExecutionState;
+use crate::model::status::Status;
 use crate::model::{DurationArg, DurationError, ExecutionId, IntoStepFn, StepBody, WorkflowDef, format_duration};
 use crate::telemetry::Event;
 

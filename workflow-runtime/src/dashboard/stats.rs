@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::machine::state::Status;
-use crate::machine::view::ExecutionState;
+use crate::model::execution::ExecutionState;
+use crate::model::status::Status;
 
 /// What the ended executions of one workflow add up to.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -56,8 +56,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::machine::view::FailureInfo;
     use crate::model::StepError;
+    use crate::model::execution::FailureInfo;
     use crate::store::conformance::{final_state, new_execution};
 
     fn ended(status: Status, ms: u64, kind: Option<&str>) -> ExecutionState {

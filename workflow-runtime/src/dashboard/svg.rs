@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 
 use crate::introspect::StateClass;
 use crate::introspect::graph::{EdgeKind, Graph};
-use crate::machine::view::ExecutionState;
 use crate::model::DefinitionSnapshot;
+use crate::model::execution::ExecutionState;
 
 const BOX_W: usize = 170;
 const BOX_H: usize = 34;

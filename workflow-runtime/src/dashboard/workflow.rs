@@ -20,9 +20,9 @@ use super::source::{RunningRow, ScheduleRow};
 use super::stats::Stats;
 use super::svg::{dag, escape};
 use super::{ApiError, AppState, FRESH_FOR, PageQuery, STATS_WINDOW, base, page_of};
-use crate::machine::state::StepStatus;
-use crate::machine::view::ExecutionState;
 use crate::model::ExecutionId;
+use crate::model::execution::ExecutionState;
+use crate::model::status::StepStatus;
 
 /// Executions listed on the page when `?limit=` is not given.
 const LISTED: usize = 50;
@@ -286,7 +286,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::machine::view::StepState;
+    use crate::model::execution::StepState;
     use crate::store::conformance::{final_state, new_execution};
 
     fn step(name: &str, status: StepStatus, attempts: u32, ms: i64, graft: Option<&str>) -> StepState {
@@ -309,7 +309,7 @@ mod tests {
 
     fn ended(steps: Vec<StepState>) -> ExecutionState {
         let n = new_execution("w", Utc::now());
-        let mut s = final_state(&n, crate::machine::state::Status::Completed, n.created_at);
+        let mut s = final_state(&n, crate::model::status::Status::Completed, n.created_at);
         s.duration = Duration::from_millis(10);
         s.steps = steps;
         s

@@ -13,7 +13,7 @@ use super::timers::Timers;
 use super::{Clock, Engine, EngineError, EngineInner};
 use crate::builder::BuildError;
 use crate::model::WorkflowDef;
-use crate::store::{ClusterOptions, Durability, Store, Write, open_store};
+use crate::store::{ClusterOptions, Durability, Store, StoreError, Write, open_store};
 use crate::telemetry::{Bus, Tap};
 
 /// Configures and starts an [`Engine`].
@@ -175,7 +175,10 @@ impl EngineBuilder {
         }
         let store: Arc<dyn Store> = match (self.store, &self.store_url) {
             (Some(s), _) => s,
-            (None, Some(url)) => open_store(url).await?,
+            (None, Some(url)) => open_store(url).await.map_err(|e| match e {
+                StoreError::UnsupportedUrl { url, supported } => EngineError::UnsupportedStore { url, supported },
+                other => other.into(),
+            })?,
             (None, None) => Arc::new(crate::store::MemoryStore::new()),
         };
         if store.read_only() {
@@ -266,7 +269,7 @@ impl EngineBuilder {
                 );
             }
         }
-        crate::schedule::service::start(&inner).await?;
+        super::scheduler::start(&inner).await?;
         // After recovery: queued requests find the executions they are for.
         super::inbox::spawn(&inner);
         Ok(Engine { inner })

@@ -22,8 +22,8 @@ use parking_lot::Mutex;
 use super::journal::Ack;
 use super::timers::TimerTarget;
 use super::{Delayed, EngineError, EngineInner, Started, to_map};
-use crate::machine::view::Trigger;
 use crate::model::context::Data;
+use crate::model::execution::Trigger;
 use crate::model::{DurationArg, ExecutionId, WorkflowDef};
 use crate::store::{NewExecution, Write};
 

@@ -1,8 +1,8 @@
 //! [`EngineError`].
 
 use crate::builder::BuildError;
-use crate::machine::state::Status;
 use crate::model::ExecutionId;
+use crate::model::status::Status;
 use crate::store::StoreError;
 
 /// Why an engine call failed.

@@ -35,12 +35,13 @@ use super::timers::TimerTarget;
 use crate::machine::command::{Command, Notice};
 use crate::machine::event::{Event, HandlerKind};
 use crate::machine::report::report_of;
-use crate::machine::state::Status;
-use crate::machine::view::{ExecutionState, Identity, Trigger};
+use crate::machine::view::Identity;
 use crate::machine::{Machine, Runnable, TransitionError};
 use crate::model::TraceContext;
 use crate::model::context::ExecMeta;
+use crate::model::execution::{ExecutionState, Trigger};
 use crate::model::ids::StepId;
+use crate::model::status::Status;
 use crate::model::{
     BoxStepFuture, BreakerOptions, CancelHandler, Context, ExecutionId, Outcome, StepBody, StepError, StepErrorHandler,
     StepLimits, StepResult, Timeout, WorkflowDef, guard, kinds,
@@ -1412,7 +1413,7 @@ impl EngineInner {
                 let mut state = exec.state_or_minimal(self.clock.now());
                 state.status = Status::Failed;
                 state.ended_at = Some(self.clock.now());
-                state.failure = Some(crate::machine::view::FailureInfo { step: None, error, attempts: 1 });
+                state.failure = Some(crate::model::execution::FailureInfo { step: None, error, attempts: 1 });
                 let state = Arc::new(state);
                 exec.core.lock().final_state = Some(Arc::clone(&state));
                 self.finish(exec, state);

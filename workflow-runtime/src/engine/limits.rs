@@ -24,9 +24,9 @@ use tokio::time::Instant;
 
 use super::EngineError;
 use super::executor::Execution;
-use crate::machine::state::Status;
 use crate::model::context::Data;
 use crate::model::limits::{StepLimits, key_text, key_value, next_start};
+use crate::model::status::Status;
 use crate::model::{StepError, WorkflowDef, kinds};
 use crate::store::{Store, StoreError};
 

@@ -16,6 +16,7 @@ mod recovery;
 mod registry;
 mod restart;
 mod retention;
+mod scheduler;
 mod signal;
 mod timers;
 mod trace;
@@ -40,17 +41,16 @@ use self::journal::{Ack, Journal};
 use self::registry::Registry;
 pub use self::registry::{Registration, WorkflowType, registrations};
 use self::restart::Extras;
-pub(crate) use self::signal::query_state;
 pub(crate) use self::timers::sleep_until_woken;
 use self::timers::{TimerTarget, Timers};
 pub use self::unique::{OnDuplicate, StartOptions, Started};
 use crate::builder::suggest;
 pub use crate::introspect::WorkflowInfo;
 use crate::machine::event::Event;
-use crate::machine::state::Status;
-use crate::machine::view::{ExecutionState, Progress, Trigger};
 use crate::machine::{Machine, TransitionError};
 use crate::model::context::{Data, object_to_data};
+use crate::model::execution::{ExecutionState, Progress, Trigger};
+use crate::model::status::Status;
 use crate::model::{DurationArg, ExecutionId, StepKindName, WorkflowDef};
 use crate::store::{Command, DeadLetter, ExecutionQuery, NewExecution, ParentRef, Store, Write};
 use crate::telemetry::{Bus, Event as Telemetry, Subscription};
@@ -163,7 +163,7 @@ pub(crate) struct EngineInner {
     pub(crate) limits: Arc<limits::Limiter>,
     pub(crate) bus: Bus,
     pub(crate) shutdown: CancellationToken,
-    pub(crate) scheduler: Arc<crate::schedule::service::Scheduler>,
+    pub(crate) scheduler: Arc<scheduler::Scheduler>,
     /// On a shared store: this engine's part in the cluster.
     pub(crate) node: Option<Arc<node::Node>>,
     /// Keys of live executions started with a unique key (stores one engine owns).

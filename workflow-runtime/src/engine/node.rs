@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use super::executor::Execution;
 use super::{CancelOptions, EngineError, EngineInner, pending_state};
 use crate::machine::event::Event;
-use crate::machine::state::Status;
-use crate::machine::view::ExecutionState;
 use crate::model::ExecutionId;
+use crate::model::execution::ExecutionState;
+use crate::model::status::Status;
 use crate::store::{
     Claimed, Cluster, ClusterOptions, Command, CommandOutcome, SharedExecution, Store, StoreError, Upgrade, Write,
 };

@@ -104,7 +104,7 @@ impl EngineInner {
                 Err(reason) => {
                     tracing::error!(%id, reason, "execution parked during recovery");
                     let mut state = pending_state(&stored.execution);
-                    state.status = crate::machine::state::Status::Running;
+                    state.status = crate::model::status::Status::Running;
                     state.parked = Some(reason.clone());
                     self.parked.insert(id, state);
                     report.parked.push((id, reason));

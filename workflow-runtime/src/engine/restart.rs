@@ -14,9 +14,9 @@ use serde::Serialize;
 use super::{Engine, EngineError, input_data};
 use crate::builder::suggest;
 use crate::machine::Seed;
-use crate::machine::restart::{NoSuchStep, kept_steps};
-use crate::machine::view::Trigger;
+use crate::model::execution::Trigger;
 use crate::model::ids::StepId;
+use crate::model::restart::{NoSuchStep, kept_steps};
 use crate::model::{ExecutionId, WorkflowDef};
 use crate::store::KeptStep;
 

@@ -15,9 +15,8 @@ use super::executor::{Execution, Journaling};
 use super::{Engine, EngineError, EngineInner};
 use crate::builder::suggest;
 use crate::machine::event::Event;
-use crate::machine::state::Status;
-use crate::machine::view::ExecutionState;
 use crate::model::signal::{PortFuture, SignalPort};
+use crate::model::status::Status;
 use crate::model::{ExecutionId, StepError, kinds};
 use crate::store::Command;
 
@@ -281,12 +280,4 @@ impl EngineInner {
     pub(crate) fn signal_port(self: &Arc<Self>, exec: &Arc<Execution>) {
         exec.meta.signals.get_or_init(|| Arc::new(Port::new(self, exec)));
     }
-}
-
-/// The state a query runs on, kept for the query functions the builder erased
-/// (see `Workflow::query`).
-pub(crate) fn query_state(state: &dyn std::any::Any) -> Result<&ExecutionState, StepError> {
-    state
-        .downcast_ref::<ExecutionState>()
-        .ok_or_else(|| StepError::new(kinds::INVALID_TYPE, "a query runs on an `ExecutionState`").permanent())
 }

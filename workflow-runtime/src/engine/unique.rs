@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::debounce::Debounce;
 use super::restart::Extras;
 use super::{Engine, EngineError, input_data};
-use crate::machine::view::Trigger;
+use crate::model::execution::Trigger;
 use crate::model::{DurationArg, ExecutionId};
 
 /// How [`Engine::start_with`] starts an execution.
@@ -66,7 +66,7 @@ impl StartOptions {
     /// use sagaflow_runtime::{Engine, Outcome, StartOptions, StepError, Workflow, json};
     ///
     /// let def = Workflow::new("welcome")
-    ///     .step("send", |_ctx| async { Ok::<_, StepError>(Outcome::Ok) })
+    ///     .step("send", |_ctx| async { Ok::<_, StepError>(Outcome::Done) })
     ///     .build()?;
     /// let engine = Engine::builder().register(def).build().await?;
     /// let once_a_day = || StartOptions::new().unique_key("user-7").unique_window("24h");
@@ -117,7 +117,7 @@ impl StartOptions {
     /// use sagaflow_runtime::{Engine, Outcome, StartOptions, Status, StepError, Workflow, json};
     ///
     /// let def = Workflow::new("reindex")
-    ///     .step("index", |_ctx| async { Ok::<_, StepError>(Outcome::Ok) })
+    ///     .step("index", |_ctx| async { Ok::<_, StepError>(Outcome::Done) })
     ///     .build()?;
     /// let engine = Engine::builder().register(def).build().await?;
     /// let first = engine.start_with("reindex", json!({ "rev": 1 }), StartOptions::new().debounce("docs", "50ms")).await?;

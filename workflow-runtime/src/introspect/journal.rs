@@ -16,8 +16,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::machine::event::{Event, HandlerKind, StepReport};
-use crate::machine::state::{Status, StepStatus};
-use crate::machine::view::{ExecutionState, FailureInfo, Progress, StepState, Trigger};
+use crate::model::execution::{ExecutionState, FailureInfo, Progress, StepState, Trigger};
+use crate::model::status::{Status, StepStatus};
 use crate::model::{DefinitionSnapshot, ExecutionId, StepError, format_duration};
 use crate::store::{NodeId, StoredExecution};
 

@@ -1,8 +1,8 @@
 //! Options of the diagrams, and the colours of step states.
 
-use crate::machine::state::StepStatus;
-use crate::machine::view::ExecutionState;
 use crate::model::ExecutionId;
+use crate::model::execution::ExecutionState;
+use crate::model::status::StepStatus;
 
 /// Which way a diagram flows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -100,7 +100,7 @@ fn table_escapes_control_characters_and_counts_display_width() {
 
 #[test]
 fn state_classes_cover_every_status() {
-    use crate::machine::state::StepStatus::*;
+    use crate::model::status::StepStatus::*;
     let all = [
         Pending,
         Ready,

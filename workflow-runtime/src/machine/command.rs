@@ -6,8 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::event::{HandlerKind, TimerId};
-use super::state::Status;
 use crate::model::ids::StepId;
+use crate::model::status::Status;
 use crate::model::{ExecutionId, StepError};
 
 /// Why a timer was armed.

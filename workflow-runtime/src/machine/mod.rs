@@ -7,9 +7,7 @@
 pub(crate) mod command;
 pub(crate) mod event;
 pub(crate) mod report;
-pub(crate) mod restart;
 pub(crate) mod signal;
-pub(crate) mod state;
 pub(crate) mod view;
 
 use std::collections::{HashMap, VecDeque};
@@ -21,10 +19,10 @@ use serde_json::{Map, Value};
 
 use self::command::{Command, Notice, TimerKind};
 use self::event::{AwaitSpec, Event, Expanded, HandlerKind, StepReport, TimerId};
-use self::state::{Status, StepStatus};
 use crate::model::context::{Data, Grafts, Outputs};
 use crate::model::def::{DefInner, StepKind};
 use crate::model::ids::StepId;
+use crate::model::status::{Status, StepStatus};
 use crate::model::{
     Context, ExecutionId, OnError, StepBody, StepError, StepPolicy, WorkflowDef, format_duration, guard, kinds,
 };

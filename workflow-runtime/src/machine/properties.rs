@@ -19,10 +19,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::command::Command;
 use super::event::{AwaitSpec, Event, HandlerKind, StepReport};
-use super::view::{ExecutionState, Identity, Trigger};
+use super::view::Identity;
 use super::{Machine, Phase};
 use crate::builder::Workflow;
 use crate::model::context::Data;
+use crate::model::execution::{ExecutionState, Trigger};
 use crate::model::ids::StepId;
 use crate::model::{Backoff, Context, ExecutionId, OnError, Outcome, Step, StepError, StepResult, WorkflowDef};
 
@@ -386,9 +387,9 @@ impl<'a> Sim<'a> {
             let due = match self.spec.steps[step as usize].plan {
                 Plan::AwaitSignal { send: Send::AtStart, .. } | Plan::TakeSignal { early: true } => early,
                 Plan::AwaitSignal { send: Send::WhileWaiting, .. } => {
-                    !early && status == super::state::StepStatus::Awaiting
+                    !early && status == crate::model::status::StepStatus::Awaiting
                 }
-                Plan::TakeSignal { early: false } => !early && status == super::state::StepStatus::Running,
+                Plan::TakeSignal { early: false } => !early && status == crate::model::status::StepStatus::Running,
                 _ => false,
             };
             due && !self.sent(step)
@@ -456,7 +457,7 @@ impl<'a> Sim<'a> {
             return true;
         }
         let awaiting = self.m.slots().find(|(i, s)| {
-            s.status == super::state::StepStatus::Awaiting
+            s.status == crate::model::status::StepStatus::Awaiting
                 && matches!(self.spec.steps[*i as usize].plan, Plan::Await { resume: true, .. })
         });
         if let Some((step, _)) = awaiting {
@@ -516,7 +517,7 @@ fn digest(state: &ExecutionState) -> Value {
 fn in_flight(m: &Machine) -> BTreeSet<(u8, StepId)> {
     let mut out: BTreeSet<(u8, StepId)> = m
         .slots()
-        .filter(|(_, s)| s.status == super::state::StepStatus::Running)
+        .filter(|(_, s)| s.status == crate::model::status::StepStatus::Running)
         .map(|(i, s)| (u8::from(s.on_timeout), i))
         .collect();
     match m.phase {
@@ -624,6 +625,6 @@ fn the_simulated_executor_ends_a_retried_chain() {
     let mut sim = Sim::start(&spec, &def);
     sim.run();
     assert!(sim.finished);
-    assert_eq!(sim.view().status, super::state::Status::Completed);
+    assert_eq!(sim.view().status, crate::model::status::Status::Completed);
     assert_eq!(sim.now - t0(), TimeDelta::seconds(6), "two 1 s retries per step");
 }

@@ -24,10 +24,10 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::command::{Command, Notice, TimerKind};
-use super::state::StepStatus;
-use super::view::PendingSignal;
 use super::{Machine, Phase, TransitionError};
+use crate::model::execution::PendingSignal;
 use crate::model::ids::StepId;
+use crate::model::status::StepStatus;
 
 /// The signals of one execution (most executions have none: boxed, on demand).
 #[derive(Clone, Debug, Default)]
@@ -222,9 +222,10 @@ mod tests {
     use super::*;
     use crate::builder::Workflow;
     use crate::machine::event::{AwaitSpec, Event, StepReport};
-    use crate::machine::state::Status;
-    use crate::machine::view::{Identity, Trigger};
+    use crate::machine::view::Identity;
     use crate::model::context::Data;
+    use crate::model::execution::Trigger;
+    use crate::model::status::Status;
     use crate::model::{Context, ExecutionId, Outcome, Step, StepResult, WorkflowDef};
 
     async fn noop(_: Context) -> StepResult {
@@ -285,7 +286,7 @@ mod tests {
             self.m.slot(step).status
         }
 
-        fn view(&self) -> crate::machine::view::ExecutionState {
+        fn view(&self) -> crate::model::execution::ExecutionState {
             let trigger = Trigger::Manual;
             self.m.view(Identity { id: ExecutionId::new(), parent: None, trigger: &trigger, parked: None }, t(100))
         }

@@ -8,10 +8,10 @@ use serde_json::{Map, Value, json};
 
 use super::command::{Command, Notice};
 use super::event::{AwaitSpec, Event, Expanded, HandlerKind, StepReport};
-use super::state::{Status, StepStatus};
 use super::{Machine, TransitionError};
 use crate::builder::Workflow;
 use crate::model::context::Data;
+use crate::model::status::{Status, StepStatus};
 use crate::model::{Context, Outcome, Step, StepError, StepResult, WorkflowDef};
 
 async fn noop(_: Context) -> StepResult {

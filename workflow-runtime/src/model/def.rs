@@ -235,11 +235,9 @@ pub struct Triggers {
 }
 
 /// A query of a workflow (`Workflow::query`, `#[query]`): a function of an
-/// execution's state. Its argument is erased here because the model does not know
-/// the state type (it is the machine's view); the builder wraps the user's function
-/// and the engine passes the state.
+/// execution's state, its answer serialized.
 pub(crate) type QueryFn =
-    Arc<dyn Fn(&dyn std::any::Any) -> Result<Value, super::error::StepError> + Send + Sync + 'static>;
+    Arc<dyn Fn(&super::execution::ExecutionState) -> Result<Value, super::error::StepError> + Send + Sync + 'static>;
 
 #[derive(Clone)]
 pub(crate) struct DefInner {

@@ -11,8 +11,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value, json};
 
 use super::{DeadLetter, ExecutionQuery, JournalEntry, NewExecution, ParentRef, Store, StoreError, Upgrade, Write};
-use crate::machine::state::Status;
-use crate::machine::view::{ExecutionState, Progress, Trigger};
+use crate::model::execution::{ExecutionState, Progress, Trigger};
+use crate::model::status::Status;
 use crate::model::{DefinitionSnapshot, ExecutionId, StepError};
 
 /// Runs every check, each on a fresh store from `make`.

@@ -9,9 +9,9 @@ use chrono::Utc;
 use super::{
     Inbox, NewExecution, PostgresStore, Request, SUPPORTED_URLS, SqliteStore, Store, StoreError, Write, redact_url,
 };
-use crate::machine::restart::{KeptStep, kept_steps};
-use crate::machine::state::Status;
-use crate::machine::view::{ExecutionState, Trigger};
+use crate::model::execution::{ExecutionState, Trigger};
+use crate::model::restart::{KeptStep, kept_steps};
+use crate::model::status::Status;
 use crate::model::{DefinitionSnapshot, ExecutionId};
 
 /// What became of a request a tool sent.

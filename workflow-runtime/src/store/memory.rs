@@ -11,7 +11,7 @@ use super::{
     DeadLetter, Durability, ExecutionQuery, JournalEntry, NewExecution, Store, StoreError, StoredExecution, Upgrade,
     Write,
 };
-use crate::machine::view::ExecutionState;
+use crate::model::execution::ExecutionState;
 use crate::model::{DefinitionSnapshot, ExecutionId};
 
 /// A store in memory: for tests and throwaway runs. The engine does not journal
@@ -90,7 +90,7 @@ fn create(inner: &mut Inner, n: &NewExecution) {
     }
     let started = n.start_at.is_none();
     inner.live.insert(n.id, StoredExecution { execution: n.clone(), started, events: Vec::new() });
-    if let crate::machine::view::Trigger::Replay { of } = n.trigger {
+    if let crate::model::execution::Trigger::Replay { of } = n.trigger {
         inner.dead.retain(|(_, id), _| *id != of);
     }
 }

@@ -39,8 +39,8 @@ pub use self::memory::MemoryStore;
 pub use self::postgres::PostgresStore;
 pub use self::secrets::{redact_secrets, redact_url};
 pub use self::sqlite::{SqliteOptions, SqliteStore, Synchronous};
-pub use crate::machine::restart::KeptStep;
-use crate::machine::view::{ExecutionState, Trigger};
+use crate::model::execution::{ExecutionState, Trigger};
+pub use crate::model::restart::KeptStep;
 use crate::model::{DefinitionSnapshot, ExecutionId, StepError};
 
 /// Opens a store from a URL: `memory://`, `sqlite://path/to/file.db` (created on
@@ -48,13 +48,18 @@ use crate::model::{DefinitionSnapshot, ExecutionId, StepError};
 /// engine holds, see [`SqliteStore`]), `sqlite::memory:`
 /// (an SQLite database in memory, gone with the process) or
 /// `postgres://user:password@host:port/database?schema=name` (see [`PostgresStore`]).
-pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, crate::engine::EngineError> {
+///
+/// # Errors
+///
+/// [`StoreError::UnsupportedUrl`] for a URL of no known store, and what opening
+/// the store fails with.
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     let scheme = url.split_once(':').map_or(url, |(s, _)| s);
     match scheme {
         "memory" => Ok(Arc::new(MemoryStore::new())),
         "sqlite" => Ok(Arc::new(SqliteStore::open_url(url).await?)),
         "postgres" | "postgresql" => Ok(Arc::new(PostgresStore::connect(url).await?)),
-        _ => Err(crate::engine::EngineError::UnsupportedStore { url: redact(url), supported: SUPPORTED_URLS }),
+        _ => Err(StoreError::UnsupportedUrl { url: redact(url), supported: SUPPORTED_URLS }),
     }
 }
 
@@ -154,6 +159,14 @@ pub enum StoreError {
         url: String,
         /// What is wrong with it.
         reason: String,
+    },
+    /// A URL of no store this build knows.
+    #[error("unsupported store URL `{url}`: expected one of {supported}")]
+    UnsupportedUrl {
+        /// The URL, its passwords redacted.
+        url: String,
+        /// The accepted forms.
+        supported: &'static str,
     },
     /// A write referred to an execution the store does not hold.
     #[error("unknown execution {0} in a write: it was never created, or it has ended")]

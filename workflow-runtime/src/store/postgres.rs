@@ -27,7 +27,7 @@ use super::{
     DeadLetter, Durability, ExecutionQuery, JournalEntry, NewExecution, Store, StoreError, StoredExecution, Upgrade,
     Write,
 };
-use crate::machine::view::ExecutionState;
+use crate::model::execution::ExecutionState;
 use crate::model::{DefinitionSnapshot, ExecutionId};
 
 /// A store in a PostgreSQL database, shared by every engine that opens it.
@@ -262,7 +262,7 @@ impl PostgresStore {
             let replayed: Vec<Uuid> = creates
                 .iter()
                 .filter_map(|n| match n.trigger {
-                    crate::machine::view::Trigger::Replay { of } => Some(of.as_uuid()),
+                    crate::model::execution::Trigger::Replay { of } => Some(of.as_uuid()),
                     _ => None,
                 })
                 .collect();

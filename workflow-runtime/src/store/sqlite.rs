@@ -21,7 +21,7 @@ use super::{
     DeadLetter, Durability, ExecutionQuery, Inbox, JournalEntry, NewExecution, QueuedRequest, Request, Store,
     StoreError, StoredExecution, Upgrade, Write,
 };
-use crate::machine::view::{ExecutionState, Trigger};
+use crate::model::execution::{ExecutionState, Trigger};
 use crate::model::{DefinitionSnapshot, ExecutionId};
 
 /// `PRAGMA application_id` of sagaflow databases: `SAGA` in ASCII.

@@ -5,7 +5,7 @@ use chrono::{TimeZone, Utc};
 use rusqlite::Connection;
 
 use super::{APPLICATION_ID, SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
-use crate::machine::state::Status;
+use crate::model::status::Status;
 use crate::store::conformance::{final_state, new_execution};
 use crate::store::{Durability, JournalEntry, Store, StoreError, Write};
 

@@ -11,7 +11,7 @@
 //! moves to a separate task, so that a commit never delays the next wake.
 //!
 //! Schedules are armed when their workflow is registered: the engine reads the
-//! schedule's records from the store ([`durable`](super::durable)) and resumes after the last
+//! schedule's records from the store ([`durable`](crate::schedule::durable)) and resumes after the last
 //! claimed tick; ticks missed while no engine ran are then due at once, and the
 //! misfire policy applies.
 
@@ -22,18 +22,18 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
-use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::durable::{armed_instant, armed_key, decode_armed, encode_armed, resume_point, tick_key};
-use super::fire::Fire;
-use super::misfire;
-use crate::engine::{Clock, EngineError, EngineInner};
-use crate::machine::view::Trigger;
+use super::{Clock, EngineError, EngineInner};
 use crate::model::context::{Data, object_to_data};
-use crate::model::{Misfire, Schedule, ScheduleKind, WorkflowDef};
+use crate::model::execution::Trigger;
+use crate::model::{Schedule, ScheduleKind, WorkflowDef};
+use crate::schedule::ScheduleInfo;
+use crate::schedule::durable::{armed_instant, armed_key, decode_armed, encode_armed, resume_point, tick_key};
+use crate::schedule::fire::Fire;
+use crate::schedule::misfire;
 use crate::store::{Store, StoreError};
 
 /// How long to wait before retrying a store operation that failed.
@@ -41,30 +41,6 @@ const RETRY: Duration = Duration::from_secs(1);
 
 /// The most schedules fired in one step of a wake.
 const CHUNK: usize = 256;
-
-/// One schedule as an engine runs it (see [`Engine::schedules`](crate::Engine::schedules)).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[non_exhaustive]
-pub struct ScheduleInfo {
-    /// The workflow it starts.
-    pub workflow: String,
-    /// Its position among the workflow's schedules.
-    pub index: usize,
-    /// Its key in the store (`"{workflow}#{index}"`).
-    pub key: String,
-    /// What it is: `cron 0 6 * * *`, `every 5m from ...`.
-    pub schedule: String,
-    /// Its misfire policy.
-    pub misfire: Misfire,
-    /// When it was first armed, on this engine or another sharing the store.
-    pub armed_at: DateTime<Utc>,
-    /// The last tick known to be claimed (by this engine, or found in the store
-    /// when the schedule was armed).
-    pub last_fire: Option<DateTime<Utc>>,
-    /// The next tick, or `None` once a one-off schedule has fired or a window has
-    /// closed.
-    pub next_fire: Option<DateTime<Utc>>,
-}
 
 /// The engine's handle on its scheduler: new workflows to arm, and what the
 /// scheduler shows.
@@ -179,7 +155,7 @@ impl Service {
             }
             let wake = self.next_wake().into_iter().chain(self.arm_retry).min();
             let at = wake.map(|at| self.clock.instant_at(at));
-            if !crate::engine::sleep_until_woken(at, notified.as_mut(), &shutdown).await {
+            if !super::sleep_until_woken(at, notified.as_mut(), &shutdown).await {
                 return;
             }
         }

@@ -13,8 +13,8 @@ use std::collections::{BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::machine::state::StepStatus;
-use crate::machine::view::ExecutionState;
+use crate::model::execution::ExecutionState;
+use crate::model::status::StepStatus;
 use crate::model::{DefinitionSnapshot, StepKindName};
 
 /// A step that an execution restarted from a step of another begins with
