@@ -1,19 +1,11 @@
-//! "Did you mean" suggestions and lists of accepted names for error messages.
+//! "Did you mean" suggestions (by the runtime's rule, `sagaflow_rules::suggest`)
+//! and lists of accepted names for error messages.
 
-/// The closest candidate to `name`, if one is close enough to be a likely typo (the
-/// same rule as the runtime's `BuildError` suggestions).
-pub(crate) fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(name, c), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
+pub(crate) use sagaflow_rules::suggest::closest;
 
 /// `; did you mean `x`?` or nothing.
 pub(crate) fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    closest(name, candidates).map(|c| format!("; did you mean `{c}`?")).unwrap_or_default()
+    sagaflow_rules::suggest::after_semicolon(closest(name, candidates))
 }
 
 /// `` `a`, `b`, `c` ``.

@@ -122,7 +122,7 @@ pub enum BuildError {
 }
 
 fn did_you_mean(s: &Option<String>) -> String {
-    s.as_ref().map(|s| format!("; did you mean `{s}`?")).unwrap_or_default()
+    sagaflow_rules::suggest::after_semicolon(s.as_deref())
 }
 
 fn place(workflow: &str, step: &Option<String>) -> String {
@@ -134,12 +134,7 @@ fn place(workflow: &str, step: &Option<String>) -> String {
 
 /// The closest candidate to `name`, if any is close enough to be a likely typo.
 pub(crate) fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(name, c), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c.to_owned())
+    sagaflow_rules::suggest::closest(name, candidates).map(str::to_owned)
 }
 
 enum PendingKind {

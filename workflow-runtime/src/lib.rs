@@ -10,6 +10,8 @@
 //! `machine`, `schedule`) and the stores beside them, then the `engine`, which
 //! drives them all, and the tools on top. Each line names the modules the one it
 //! describes may import (its tests aside); a test checks it against the code.
+//! Rules the attribute macros apply too (the duration grammar, "did you mean"
+//! suggestions) live once, in the `sagaflow-rules` crate.
 //!
 //! - `model`: pure data: context, outcomes, errors, durations, options,
 //!   definitions, limits, the execution state and statuses. Imports: none.

@@ -96,7 +96,7 @@ pub enum TestError {
 }
 
 fn did_you_mean(s: &Option<String>) -> String {
-    s.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+    sagaflow_rules::suggest::in_parentheses(s.as_deref())
 }
 
 /// Configures a [`TestEnv`].

@@ -201,7 +201,7 @@ impl From<super::journal::WriteError> for EngineError {
 }
 
 fn did_you_mean(s: &Option<String>) -> String {
-    s.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+    sagaflow_rules::suggest::in_parentheses(s.as_deref())
 }
 
 fn list(names: &[String]) -> String {

@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sagaflow_rules::duration::GrammarError;
+
 use super::context::Context;
 
 /// Why a duration literal could not be read.
@@ -83,58 +85,22 @@ pub(crate) fn in_range(d: Duration, input: impl FnOnce() -> String) -> Result<Du
 /// assert!(parse_duration("30x").is_err());
 /// ```
 pub fn parse_duration(input: &str) -> Result<Option<Duration>, DurationError> {
-    let text = input.trim();
-    if text.is_empty() {
-        return Err(DurationError::Empty);
+    match sagaflow_rules::duration::parse(input)? {
+        None => Ok(None),
+        Some(d) => in_range(d, || input.to_owned()).map(Some),
     }
-    let lower = text.to_ascii_lowercase();
-    if matches!(lower.as_str(), "infinity" | "inf" | ":infinity") {
-        return Ok(None);
-    }
-    if lower.starts_with('-') {
-        return Err(DurationError::Negative { input: input.to_owned() });
-    }
-    if lower.bytes().all(|b| b.is_ascii_digit() || b == b'_') {
-        let ms: u64 =
-            lower.replace('_', "").parse().map_err(|_| DurationError::Overflow { input: input.to_owned() })?;
-        return in_range(Duration::from_millis(ms), || input.to_owned()).map(Some);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = lower.as_str();
-    while !rest.is_empty() {
-        rest = rest.trim_start();
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(rest.len());
-        if num_len == 0 {
-            return Err(DurationError::InvalidNumber { input: input.to_owned() });
-        }
-        let number: f64 = rest[..num_len]
-            .replace('_', "")
-            .parse()
-            .map_err(|_| DurationError::InvalidNumber { input: input.to_owned() })?;
-        rest = rest[num_len..].trim_start();
-        let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = rest[unit_len..].trim_start_matches([' ', ',']);
-        let unit_secs = unit_seconds(unit)
-            .ok_or_else(|| DurationError::UnknownUnit { input: input.to_owned(), unit: unit.to_owned() })?;
-        let secs = number * unit_secs;
-        let part =
-            Duration::try_from_secs_f64(secs).map_err(|_| DurationError::Overflow { input: input.to_owned() })?;
-        total = total.checked_add(part).ok_or_else(|| DurationError::Overflow { input: input.to_owned() })?;
-    }
-    in_range(total, || input.to_owned()).map(Some)
 }
 
-fn unit_seconds(unit: &str) -> Option<f64> {
-    Some(match unit {
-        "ms" | "msec" | "msecs" | "millis" | "millisecond" | "milliseconds" => 0.001,
-        "s" | "sec" | "secs" | "second" | "seconds" => 1.0,
-        "m" | "min" | "mins" | "minute" | "minutes" => 60.0,
-        "h" | "hr" | "hrs" | "hour" | "hours" => 3_600.0,
-        "d" | "day" | "days" => 86_400.0,
-        "w" | "week" | "weeks" => 604_800.0,
-        _ => return None,
-    })
+impl From<GrammarError> for DurationError {
+    fn from(e: GrammarError) -> Self {
+        match e {
+            GrammarError::Empty => DurationError::Empty,
+            GrammarError::InvalidNumber { input } => DurationError::InvalidNumber { input },
+            GrammarError::UnknownUnit { input, unit } => DurationError::UnknownUnit { input, unit },
+            GrammarError::Negative { input } => DurationError::Negative { input },
+            GrammarError::Overflow { input } => DurationError::Overflow { input },
+        }
+    }
 }
 
 /// Formats a duration the way this crate reads them (`"1h30m"`, `"250ms"`).
