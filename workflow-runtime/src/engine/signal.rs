@@ -36,7 +36,7 @@ impl Engine {
     /// [`Context::signal`](crate::Context::signal). A signal a step received stays
     /// with that step until it ends (a retry, or the attempt recovery starts after
     /// a crash, receives it again); then it is consumed. Signals not consumed yet
-    /// are listed in [`ExecutionState::signals`].
+    /// are listed in [`ExecutionState::signals`](crate::ExecutionState::signals).
     ///
     /// Durability: the signal is an event of the execution's journal. Once this
     /// call returns `Ok`, the signal survives a crash of any process and a
