@@ -12,9 +12,8 @@ use crate::model::def::{Declared, DefInner, QueryFn, StepKind, Triggers, version
 use crate::model::duration::{DurationArg, Timeout};
 use crate::model::execution::ExecutionState;
 use crate::model::ids::StepId;
-use crate::model::options::{
-    Backoff, PolicyError, RetryPolicy, StepOptions, StepPolicy, defaults, resolve_limit_options, resolve_step_policy,
-};
+use crate::model::options::{Backoff, RetryPolicy, StepOptions, StepPolicy, defaults};
+use crate::model::policy::{PolicyError, resolve_limit_options, resolve_step_policy};
 use crate::model::step::{IntoCancelHandler, IntoStepErrorHandler, IntoStepFn, Named, StepBody, fn_name};
 use crate::model::{Schedule, StepDef, Task, WorkflowDef, WorkflowPolicy};
 

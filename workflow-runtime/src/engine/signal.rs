@@ -15,7 +15,7 @@ use super::executor::{Execution, Journaling};
 use super::{Engine, EngineError, EngineInner};
 use crate::builder::suggest;
 use crate::machine::event::Event;
-use crate::model::signal::{PortFuture, SignalPort};
+use crate::model::signal_port::{PortFuture, SignalPort};
 use crate::model::status::Status;
 use crate::model::{ExecutionId, StepError, kinds};
 use crate::store::Command;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::event::{AwaitSpec, Expanded, StepReport};
-use crate::model::options::{PolicyError, resolve_step_policy};
+use crate::model::policy::{PolicyError, resolve_step_policy};
 use crate::model::{Outcome, StepError, StepResult, WorkflowPolicy, kinds};
 
 /// Converts a step result. `jitter` is a sample in `[0, 1)` for retry delays.

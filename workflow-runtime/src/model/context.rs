@@ -32,7 +32,7 @@ pub(crate) struct ExecMeta {
     pub(crate) parent: Option<ExecutionId>,
     /// Where `ctx.signal` reads signals (set by the engine when a step first runs,
     /// or by `Context::with_signal` for a context built by hand).
-    pub(crate) signals: OnceLock<Arc<dyn super::signal::SignalPort>>,
+    pub(crate) signals: OnceLock<Arc<dyn super::signal_port::SignalPort>>,
 }
 
 /// The execution's cancellation flag. Waiting on it allocates nothing until a step

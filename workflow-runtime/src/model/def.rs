@@ -4,17 +4,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::duration::{Timeout, format_duration};
+use super::duration::format_duration;
 use super::ids::StepId;
-use super::limits::StepLimits;
-use super::options::{OnError, RetryPolicy, StepPolicy};
+use super::options::{OnError, StepPolicy};
+use super::policy::WorkflowPolicy;
 use super::schedule::Schedule;
-use super::step::{CancelHandler, Named, StepBody, StepErrorHandler};
+use super::step::{Named, StepBody};
 
 /// What a step runs.
 #[derive(Clone)]
@@ -113,115 +112,6 @@ impl fmt::Debug for StepDef {
             .field("declared", &self.declared)
             .field("policy", &self.policy)
             .finish()
-    }
-}
-
-/// Workflow-level options after defaults and validation.
-#[derive(Clone)]
-pub struct WorkflowPolicy {
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) retry: RetryPolicy,
-    pub(crate) step_timeout: Timeout,
-    pub(crate) step_max_retries: u32,
-    pub(crate) step_retry_delay: Duration,
-    pub(crate) on_failure: Option<Named<StepBody>>,
-    pub(crate) on_success: Option<Named<StepBody>>,
-    pub(crate) on_cancel: Option<Named<CancelHandler>>,
-    pub(crate) on_step_error: Option<Named<StepErrorHandler>>,
-    pub(crate) dead_letter: bool,
-    pub(crate) dead_letter_ttl: Duration,
-    pub(crate) retention: Option<Duration>,
-    pub(crate) tags: Vec<String>,
-    pub(crate) metadata: Map<String, Value>,
-    pub(crate) step_concurrency: Option<u32>,
-    /// The workflow's own concurrency and rate limits, across executions.
-    pub(crate) limits: Option<Arc<StepLimits>>,
-    pub(crate) description: Option<String>,
-    pub(crate) version: Option<String>,
-}
-
-impl WorkflowPolicy {
-    /// Timeout of a whole execution (`None`: no limit).
-    pub fn timeout(&self) -> Option<Duration> {
-        self.timeout
-    }
-    /// Workflow-level retries (the whole workflow restarts).
-    pub fn retry(&self) -> &RetryPolicy {
-        &self.retry
-    }
-    /// Default step timeout.
-    pub fn step_timeout(&self) -> &Timeout {
-        &self.step_timeout
-    }
-    /// Default retries of a step.
-    pub fn step_max_retries(&self) -> u32 {
-        self.step_max_retries
-    }
-    /// Whether executions that fail for good are kept as dead letters.
-    pub fn dead_letter(&self) -> bool {
-        self.dead_letter
-    }
-    /// How long dead letters are kept.
-    pub fn dead_letter_ttl(&self) -> Duration {
-        self.dead_letter_ttl
-    }
-    /// How long ended executions (their final states, outputs and contexts) are
-    /// kept before the engine prunes them (`None`: for good).
-    pub fn retention(&self) -> Option<Duration> {
-        self.retention
-    }
-    /// Tags.
-    pub fn tags(&self) -> &[String] {
-        &self.tags
-    }
-    /// Free-form metadata.
-    pub fn metadata(&self) -> &Map<String, Value> {
-        &self.metadata
-    }
-    /// Most steps of one execution running at once (`None`: no limit).
-    pub fn step_concurrency(&self) -> Option<u32> {
-        self.step_concurrency
-    }
-    /// How many executions run at once and begin per interval, per key
-    /// ([`Workflow::concurrency`](crate::Workflow::concurrency),
-    /// [`Workflow::rate_limit`](crate::Workflow::rate_limit)), if limited.
-    pub fn limits(&self) -> Option<&StepLimits> {
-        self.limits.as_deref()
-    }
-    /// The description.
-    pub fn description(&self) -> Option<&str> {
-        self.description.as_deref()
-    }
-    /// Names of the handlers that are set: `on_failure`, `on_success`, ...
-    pub fn handler_names(&self) -> BTreeMap<&'static str, String> {
-        let mut out = BTreeMap::new();
-        let mut put = |key, name: Option<&Option<Arc<str>>>| {
-            if let Some(n) = name {
-                out.insert(key, n.as_deref().unwrap_or("<closure>").to_owned());
-            }
-        };
-        put("on_failure", self.on_failure.as_ref().map(|h| &h.name));
-        put("on_success", self.on_success.as_ref().map(|h| &h.name));
-        put("on_cancel", self.on_cancel.as_ref().map(|h| &h.name));
-        put("on_step_error", self.on_step_error.as_ref().map(|h| &h.name));
-        out
-    }
-}
-
-impl fmt::Debug for WorkflowPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkflowPolicy")
-            .field("timeout", &self.timeout)
-            .field("retry", &self.retry)
-            .field("step_timeout", &self.step_timeout)
-            .field("step_max_retries", &self.step_max_retries)
-            .field("handlers", &self.handler_names())
-            .field("dead_letter", &self.dead_letter)
-            .field("retention", &self.retention)
-            .field("tags", &self.tags)
-            .field("step_concurrency", &self.step_concurrency)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
     }
 }
 

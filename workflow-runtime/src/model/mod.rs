@@ -13,19 +13,19 @@ pub(crate) mod limits;
 pub(crate) mod name;
 pub(crate) mod options;
 pub(crate) mod outcome;
+pub(crate) mod policy;
 pub(crate) mod restart;
 pub(crate) mod schedule;
 pub(crate) mod serde_duration;
 pub(crate) mod signal;
+pub(crate) mod signal_port;
 pub(crate) mod status;
 pub(crate) mod step;
 pub(crate) mod task;
 pub(crate) mod trace;
 
 pub use context::Context;
-pub use def::{
-    Declared, DefinitionSnapshot, StepDef, StepKindName, StepSnapshot, Triggers, WorkflowDef, WorkflowPolicy,
-};
+pub use def::{Declared, DefinitionSnapshot, StepDef, StepKindName, StepSnapshot, Triggers, WorkflowDef};
 pub use duration::{
     DurationArg, DurationError, DynamicTimeout, INFINITY, MAX_DURATION, Timeout, format_duration, parse_duration,
 };
@@ -35,6 +35,7 @@ pub use limits::{ConcurrencyLimit, RateLimit, RateLimitError, StepLimits, parse_
 pub use name::StepName;
 pub use options::{Backoff, BreakerOptions, IntoNames, OnError, RetryPolicy, Step, StepOptions, StepPolicy, defaults};
 pub use outcome::{AwaitRequest, IntoOutcome, IntoStepResult, Outcome, StepResult};
+pub use policy::WorkflowPolicy;
 pub use schedule::{CronExpr, MIN_INTERVAL, Misfire, Schedule, ScheduleError, ScheduleKind};
 pub use signal::SignalWait;
 pub use step::{

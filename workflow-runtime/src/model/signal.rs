@@ -18,28 +18,7 @@ use super::context::{CancelSignal, Context, ExecMeta};
 use super::duration::DurationArg;
 use super::error::{StepError, kinds};
 use super::ids::ExecutionId;
-
-/// A boxed future borrowing the port.
-pub(crate) type PortFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<Value>, StepError>> + Send + 'a>>;
-
-/// Where a step's `ctx.signal` reads signals.
-pub(crate) trait SignalPort: Send + Sync {
-    /// The next signal `name` for attempt `attempt` of `step`, if one is there: a
-    /// signal the step holds already that this attempt has not read yet, or else
-    /// the oldest buffered one, which the step takes. Resolves once what the
-    /// signal's arrival (and its taking) wrote is durable, so nothing a step does
-    /// with a signal can outlive a crash that loses the signal.
-    fn take<'a>(&'a self, step: &'a str, attempt: u32, name: &'a str) -> PortFuture<'a>;
-
-    /// Notified whenever a signal may have arrived.
-    fn arrivals(&self) -> &Notify;
-
-    /// For a context built by hand: adds a signal to the list; `false` for the
-    /// engine's port, which takes signals only from `Engine::signal`.
-    fn push(&self, _name: &str, _payload: Value) -> bool {
-        false
-    }
-}
+use super::signal_port::{PortFuture, SignalPort};
 
 /// The signals of a context built by hand ([`Context::with_signal`]), each read
 /// once, in order.
