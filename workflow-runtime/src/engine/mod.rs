@@ -12,6 +12,7 @@ mod introspect;
 mod journal;
 mod limits;
 mod node;
+mod park;
 mod recovery;
 mod registry;
 mod restart;

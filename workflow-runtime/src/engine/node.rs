@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::executor::Execution;
+use super::park::ParkReason;
 use super::{CancelOptions, EngineError, EngineInner, pending_state};
 use crate::machine::event::Event;
 use crate::model::ExecutionId;
@@ -457,11 +458,15 @@ impl EngineInner {
     }
 
     /// An execution held elsewhere, rebuilt from its journal (never run here).
-    async fn rebuild(&self, shared: &SharedExecution) -> Result<Arc<Execution>, String> {
+    async fn rebuild(&self, shared: &SharedExecution) -> Result<Arc<Execution>, ParkReason> {
         let n = &shared.stored.execution;
-        let def = self.definition(&n.workflow).map_err(|e| e.to_string())?;
+        let def = self.definition(&n.workflow).map_err(|e| ParkReason::Definition(Box::new(e)))?;
         if def.version() != n.version {
-            return Err(format!("it runs version {} of `{}`, this node has {}", n.version, n.workflow, def.version()));
+            return Err(ParkReason::OtherVersion {
+                workflow: n.workflow.clone(),
+                then: n.version.clone(),
+                now: def.version().to_owned(),
+            });
         }
         let machine = super::recovery::replay(&def, &shared.stored, None).await?.0;
         Ok(Arc::new(Execution::new(

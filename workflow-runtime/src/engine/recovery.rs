@@ -27,6 +27,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::executor::Execution;
+use super::park::ParkReason;
 use super::timers::TimerTarget;
 use super::{Delayed, EngineError, EngineInner, pending_state};
 use crate::machine::Machine;
@@ -37,7 +38,7 @@ use crate::model::{DefinitionSnapshot, ExecutionId, Outcome, WorkflowDef};
 use crate::store::{JournalEntry, StoredExecution, Upgrade, Write};
 
 /// What recovery did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub(crate) struct RecoveryReport {
     /// Executions resumed.
     pub(crate) resumed: usize,
@@ -46,7 +47,7 @@ pub(crate) struct RecoveryReport {
     /// Delayed executions waiting for their start time.
     pub(crate) scheduled: usize,
     /// Executions parked, with the reason.
-    pub(crate) parked: Vec<(ExecutionId, String)>,
+    pub(crate) parked: Vec<(ExecutionId, ParkReason)>,
 }
 
 /// What became of one stored execution.
@@ -82,10 +83,7 @@ impl EngineInner {
             }
             let def = self.registry.read().get(&stored.execution.workflow).cloned();
             let outcome = match def {
-                None => Err(format!(
-                    "workflow `{}` is not registered; register it and restart to resume this execution",
-                    stored.execution.workflow
-                )),
+                None => Err(ParkReason::NotRegistered { workflow: stored.execution.workflow.clone() }),
                 Some(def) => {
                     let upgrade = def.version() != stored.execution.version;
                     let adopted = self.adopt(def, &stored).await;
@@ -102,10 +100,10 @@ impl EngineInner {
                 }
                 Ok(Adopted::Scheduled) => report.scheduled += 1,
                 Err(reason) => {
-                    tracing::error!(%id, reason, "execution parked during recovery");
+                    tracing::error!(%id, %reason, "execution parked during recovery");
                     let mut state = pending_state(&stored.execution);
                     state.status = crate::model::status::Status::Running;
-                    state.parked = Some(reason.clone());
+                    state.parked = Some(reason.to_string());
                     self.parked.insert(id, state);
                     report.parked.push((id, reason));
                 }
@@ -126,7 +124,7 @@ impl EngineInner {
 
     /// Rebuilds one execution on `def`, moving it onto `def`'s version first if it
     /// started with another one. `Err` is the reason to park it.
-    async fn adopt(self: &Arc<Self>, def: WorkflowDef, stored: &StoredExecution) -> Result<Adopted, String> {
+    async fn adopt(self: &Arc<Self>, def: WorkflowDef, stored: &StoredExecution) -> Result<Adopted, ParkReason> {
         let id = stored.execution.id;
         let changed = def.version() != stored.execution.version;
         let mut remap = None;
@@ -135,30 +133,20 @@ impl EngineInner {
                 .store
                 .definition_version(def.name(), &stored.execution.version)
                 .await
-                .map_err(|e| format!("the definition it started with cannot be read: {e}"))?
-                .ok_or_else(|| {
-                    format!(
-                        "workflow `{}` changed since this execution started (version {} then, {} now), and the \
-                         store has no snapshot of version {} to compare with; register that version again to \
-                         resume it",
-                        def.name(),
-                        stored.execution.version,
-                        def.version(),
-                        stored.execution.version
-                    )
+                .map_err(ParkReason::SnapshotUnreadable)?
+                .ok_or_else(|| ParkReason::NoSnapshot {
+                    workflow: def.name().to_owned(),
+                    then: stored.execution.version.clone(),
+                    now: def.version().to_owned(),
                 })?;
             let problems = incompatibilities(&old, &def);
             if !problems.is_empty() {
-                return Err(format!(
-                    "workflow `{}` changed since this execution started (version {} then, {} now) and the \
-                     execution cannot continue on the new definition: {}; register a definition in which every \
-                     step of version {} is unchanged to resume it",
-                    def.name(),
-                    old.version,
-                    def.version(),
-                    problems.join("; "),
-                    old.version
-                ));
+                return Err(ParkReason::Incompatible {
+                    workflow: def.name().to_owned(),
+                    then: old.version.clone(),
+                    now: def.version().to_owned(),
+                    problems,
+                });
             }
             remap = Some(Remap::new(&old, &def));
         }
@@ -192,7 +180,7 @@ impl EngineInner {
         def: WorkflowDef,
         stored: &StoredExecution,
         remap: Option<&Remap>,
-    ) -> Result<Arc<Execution>, String> {
+    ) -> Result<Arc<Execution>, ParkReason> {
         let n = &stored.execution;
         let (machine, rewritten) = replay(&def, stored, remap).await?;
         if remap.is_some() {
@@ -212,8 +200,7 @@ impl EngineInner {
         core.seq = stored.events.last().map_or(0, |e| e.seq);
         let mut cmds = Vec::new();
         let at = self.clock.now();
-        self.apply_locked(&exec, &mut core, Event::Recovered { at }, &mut cmds)
-            .map_err(|e| format!("cannot resume: {e}"))?;
+        self.apply_locked(&exec, &mut core, Event::Recovered { at }, &mut cmds).map_err(ParkReason::CannotResume)?;
         core.pending = cmds;
         drop(core);
         self.executions.insert(n.id, Arc::clone(&exec));
@@ -228,7 +215,7 @@ pub(crate) async fn replay(
     def: &WorkflowDef,
     stored: &StoredExecution,
     remap: Option<&Remap>,
-) -> Result<(Machine, Vec<JournalEntry>), String> {
+) -> Result<(Machine, Vec<JournalEntry>), ParkReason> {
     let n = &stored.execution;
     let data: Data = n.input.clone().into_iter().collect();
     let mut discard = Vec::new();
@@ -236,19 +223,19 @@ pub(crate) async fn replay(
     let mut machine = Machine::start_seeded(def, data, seed, n.created_at, &mut discard);
     let mut rewritten = Vec::new();
     for entry in &stored.events {
-        let mut event: Event = serde_json::from_str(&entry.event)
-            .map_err(|e| format!("journal entry {} cannot be read: {e}", entry.seq))?;
+        let seq = entry.seq;
+        let mut event: Event =
+            serde_json::from_str(&entry.event).map_err(|reason| ParkReason::Unreadable { seq, reason })?;
         if let Some(remap) = remap {
-            remap.event(&mut event).map_err(|e| format!("journal entry {}: {e}", entry.seq))?;
-            let text = serde_json::to_string(&event)
-                .map_err(|e| format!("journal entry {} cannot be rewritten: {e}", entry.seq))?;
+            remap.event(&mut event).map_err(|step| ParkReason::NoCounterpart { seq, step })?;
+            let text = serde_json::to_string(&event).map_err(|reason| ParkReason::Unwritable { seq, reason })?;
             rewritten.push(JournalEntry { execution: n.id, seq: entry.seq, event: text });
         }
         if let Event::StepFinished { step, report: StepReport::Expand { steps }, .. } = &mut event {
             restore_graft(def, &machine, *step, steps).await?;
         }
         discard.clear();
-        machine.apply(event, &mut discard).map_err(|e| format!("journal entry {} does not apply: {e}", entry.seq))?;
+        machine.apply(event, &mut discard).map_err(|reason| ParkReason::DoesNotApply { seq, reason })?;
     }
     Ok((machine, rewritten))
 }
@@ -268,18 +255,20 @@ impl Remap {
         Remap { declared, new_len: new.inner.steps.len() as u32 }
     }
 
-    fn step(&self, old: u32) -> Result<u32, String> {
+    /// The new index of step `old`; `Err(old)` when the new definition lacks it.
+    fn step(&self, old: u32) -> Result<u32, u32> {
         let old_len = self.declared.len() as u32;
         match self.declared.get(old as usize) {
-            Some(&u32::MAX) => Err(format!("step {old} has no counterpart in the new definition")),
+            Some(&u32::MAX) => Err(old),
             Some(&new) => Ok(new),
             None => Ok(old - old_len + self.new_len),
         }
     }
 
     /// Rewrites the step indexes an event carries. Every variant is listed, so an
-    /// event added later must say here whether it names a step.
-    fn event(&self, event: &mut Event) -> Result<(), String> {
+    /// event added later must say here whether it names a step. `Err`: the step
+    /// the new definition lacks.
+    fn event(&self, event: &mut Event) -> Result<(), u32> {
         match event {
             Event::StepFinished { step, .. }
             | Event::CompensationFinished { step, .. }
@@ -378,9 +367,9 @@ async fn restore_graft(
     machine: &Machine,
     step: u32,
     steps: &mut [crate::machine::event::Expanded],
-) -> Result<(), String> {
+) -> Result<(), ParkReason> {
     let Some(StepKind::Graft(body)) = def.inner.steps.get(step as usize).map(|s| &s.kind) else {
-        return Err(format!("step {step} expanded but is not a graft"));
+        return Err(ParkReason::NotAGraft { step });
     };
     let mut ctx = machine.context();
     ctx.step = Some(Arc::clone(machine.step_name(step)));
@@ -392,20 +381,19 @@ async fn restore_graft(
     };
     let tasks = match expanded {
         Ok(Ok(Outcome::Expand(tasks))) => tasks,
-        Ok(other) => return Err(format!("graft `{name}` did not expand again during recovery: {other:?}")),
-        Err(panicked) => {
-            return Err(format!("graft `{name}` panicked while expanding again during recovery: {}", panicked.0));
-        }
+        Ok(other) => return Err(ParkReason::GraftDidNotExpand { graft: name, got: format!("{other:?}") }),
+        Err(panicked) => return Err(ParkReason::GraftPanicked { graft: name, message: panicked.0.to_string() }),
     };
     let report = crate::machine::report::report_of(&name, Ok(Outcome::Expand(tasks)), &def.inner.policy, 0.0);
     let StepReport::Expand { steps: again } = report else {
-        return Err(format!("graft `{name}` produced invalid steps during recovery"));
+        return Err(ParkReason::GraftInvalid { graft: name });
     };
     let mut by_name: HashMap<Arc<str>, crate::machine::event::Expanded> =
         again.into_iter().map(|x| (Arc::clone(&x.name), x)).collect();
     for x in steps.iter_mut() {
-        let found =
-            by_name.remove(&x.name).ok_or_else(|| format!("graft `{name}` no longer adds step `{}`", x.name))?;
+        let found = by_name
+            .remove(&x.name)
+            .ok_or_else(|| ParkReason::GraftLostStep { graft: name.clone(), step: x.name.to_string() })?;
         x.body = found.body;
         x.policy = found.policy;
     }
