@@ -1,0 +1,133 @@
+//! Delayed executions: started later, at an instant or after a delay ([`StartAt`]);
+//! they exist at once, `pending` until their time comes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::restart::Extras;
+use super::start::{input_data, to_map};
+use super::timers::TimerTarget;
+use super::{Engine, EngineError, EngineInner, limits};
+use crate::model::context::Data;
+use crate::model::execution::Trigger;
+use crate::model::{DurationArg, ExecutionId, WorkflowDef};
+use crate::store::{NewExecution, Write};
+
+/// When a scheduled execution starts.
+#[derive(Clone, Debug)]
+pub enum StartAt {
+    /// At this instant.
+    At(DateTime<Utc>),
+    /// After this delay.
+    In(DurationArg),
+}
+
+impl StartAt {
+    /// After a delay such as `"30m"`.
+    pub fn delay(d: impl Into<DurationArg>) -> Self {
+        StartAt::In(d.into())
+    }
+}
+
+impl From<DateTime<Utc>> for StartAt {
+    fn from(at: DateTime<Utc>) -> Self {
+        StartAt::At(at)
+    }
+}
+
+impl From<Duration> for StartAt {
+    fn from(d: Duration) -> Self {
+        StartAt::In(d.into())
+    }
+}
+
+/// A delayed execution waiting for its start time.
+pub(crate) struct Delayed {
+    pub(crate) def: WorkflowDef,
+    pub(crate) new: NewExecution,
+}
+
+impl Engine {
+    /// Starts an execution later: at an instant, or after a delay.
+    ///
+    /// The execution exists at once (status `pending`); it can be inspected and
+    /// cancelled before it starts, and it survives restarts on a durable store.
+    pub async fn schedule_execution(
+        &self,
+        workflow: &str,
+        input: impl Serialize,
+        when: impl Into<StartAt>,
+    ) -> Result<ExecutionId, EngineError> {
+        let def = self.inner.definition(workflow)?;
+        let data = input_data(workflow, input)?;
+        let now = self.inner.clock.now();
+        let at = match when.into() {
+            StartAt::At(at) => at,
+            StartAt::In(d) => {
+                let d = d.to_duration().map_err(|e| EngineError::InvalidInput {
+                    workflow: workflow.to_owned(),
+                    reason: format!("invalid delay: {e}"),
+                })?;
+                now + d
+            }
+        };
+        self.inner.schedule(def, data, Trigger::Delayed { at }, at).await
+    }
+}
+
+impl EngineInner {
+    pub(super) async fn schedule(
+        self: &Arc<Self>,
+        def: WorkflowDef,
+        data: Data,
+        trigger: Trigger,
+        at: DateTime<Utc>,
+    ) -> Result<ExecutionId, EngineError> {
+        limits::check_input(&def, &data)?;
+        let id = ExecutionId::new();
+        let new = NewExecution {
+            id,
+            workflow: def.name().to_owned(),
+            version: def.version().to_owned(),
+            input: to_map(&data),
+            parent: None,
+            trigger,
+            created_at: self.clock.now(),
+            start_at: Some(at),
+            unique_key: None,
+            debounce_key: None,
+            kept: Vec::new(),
+            priority: 0,
+            trace: self.trace_for_new(None),
+        };
+        let (_, ack) = self.journal.submit(Write::Create(Box::new(new.clone())));
+        if self.node.is_some() {
+            // Any node may claim it once it is due; this one looks then.
+            self.timers.arm(TimerTarget::Claim, self.clock.instant_at(at));
+        } else {
+            self.delayed.insert(id, Delayed { def, new });
+            self.timers.arm(TimerTarget::Start(id), self.clock.instant_at(at));
+        }
+        if let Err(e) = self.acknowledged(ack, "schedule_execution").await {
+            if self.delayed.remove(&id).is_some() {
+                self.timers.cancel(TimerTarget::Start(id), self.clock.instant_at(at));
+            }
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// A delayed execution's time has come.
+    pub(crate) fn start_delayed(self: &Arc<Self>, id: ExecutionId) {
+        let Some((_, d)) = self.delayed.remove(&id) else { return };
+        self.debounce_done(&d.new);
+        let at = self.clock.now();
+        let ticket = self.journal.append(Write::Started { id, at });
+        let data: Data = d.new.input.into_iter().collect();
+        let extras = Extras { kept: d.new.kept, priority: d.new.priority, ..Extras::default() };
+        self.launch(id, d.def, data, d.new.trigger, None, at, ticket, &extras, d.new.trace);
+    }
+}
