@@ -203,7 +203,17 @@ async fn a_newer_schema_is_reported_and_left_alone() {
         // The dropped store's threads may still be closing their connections.
         conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
-        conn.pragma_update(None, "journal_mode", "DELETE").unwrap();
+        // Leaving WAL mode takes the last connection: until the dropped store's
+        // checkpoint thread has closed its own, SQLite keeps the WAL.
+        let waited = std::time::Instant::now();
+        loop {
+            let mode: String = conn.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0)).unwrap();
+            if mode.eq_ignore_ascii_case("delete") {
+                break;
+            }
+            assert!(waited.elapsed() < std::time::Duration::from_secs(10), "the file leaves WAL mode: {mode}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
     let before = std::fs::read(&path).unwrap();
     let err = SqliteStore::open(&path).await.unwrap_err();
