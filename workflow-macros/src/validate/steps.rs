@@ -1,10 +1,10 @@
 //! Steps: each step's method and its options, as calls on the step builder; and
 //! circuit breakers shared by steps with the same options.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use darling::error::Accumulator;
+use sagaflow_rules::breaker::{BreakerUses, DEFAULT_FAILURE_THRESHOLD, DEFAULT_RESET_TIMEOUT};
 
 use super::Checker;
 use super::args::{strs, u32_arg};
@@ -13,14 +13,10 @@ use crate::parse::{Input, StepAttr, StepKind};
 use crate::plan::{Arg, Call, Shape, StepKindPlan, StepPlan};
 use crate::values::{count_value, error, ident_text};
 
-/// Defaults of circuit breaker options (`BreakerOptions::default()` in the runtime).
-const BREAKER_THRESHOLD: u32 = 5;
-const BREAKER_RESET: Duration = Duration::from_secs(30);
-
 impl Checker<'_> {
     pub(super) fn steps(&self, input: &Input, acc: &mut Accumulator) -> Vec<StepPlan> {
         let names = &self.graph.names;
-        let mut breakers: BTreeMap<String, ((u32, Duration), &str)> = BTreeMap::new();
+        let mut breakers: BreakerUses<(u32, Duration), &str> = BreakerUses::new();
         let mut plans = Vec::new();
         for (i, decl) in input.steps.iter().enumerate() {
             let method = &input.methods[decl.method];
@@ -32,20 +28,16 @@ impl Checker<'_> {
             };
             let body = self.check_callable(method, role, Shape::Step, Some(Reader::Step(i)), acc);
             let options = self.step_options(i, a, acc);
-            if let (Some(cb), settings) = (&a.circuit_breaker, breaker_settings(a)) {
-                match breakers.get(&cb.value.value) {
-                    Some((prev, prev_step)) if *prev != settings => acc.push(error(
-                        cb.value.span,
-                        format!(
-                            "circuit breaker `{}` is given different options by steps `{prev_step}` and `{}`",
-                            cb.value.value, names[i].value
-                        ),
-                    )),
-                    Some(_) => {}
-                    None => {
-                        breakers.insert(cb.value.value.clone(), (settings, names[i].value.as_str()));
-                    }
-                }
+            if let (Some(cb), settings) = (&a.circuit_breaker, breaker_settings(a))
+                && let Err(prev_step) = breakers.give(&cb.value.value, settings, names[i].value.as_str())
+            {
+                acc.push(error(
+                    cb.value.span,
+                    format!(
+                        "circuit breaker `{}` is given different options by steps `{prev_step}` and `{}`",
+                        cb.value.value, names[i].value
+                    ),
+                ));
             }
             let kind = match &a.kind {
                 StepKind::Step => StepKindPlan::Task,
@@ -201,7 +193,7 @@ impl Checker<'_> {
 fn breaker_settings(a: &StepAttr) -> (u32, Duration) {
     let opts = a.circuit_breaker_opts.as_ref().map(|o| &o.value);
     let threshold =
-        opts.and_then(|o| o.failure_threshold.as_ref()).map_or(BREAKER_THRESHOLD, |t| count_value(&t.value));
-    let reset = opts.and_then(|o| o.reset_timeout.as_ref()).and_then(|r| r.value.value()).unwrap_or(BREAKER_RESET);
+        opts.and_then(|o| o.failure_threshold.as_ref()).map_or(DEFAULT_FAILURE_THRESHOLD, |t| count_value(&t.value));
+    let reset = opts.and_then(|o| o.reset_timeout.as_ref()).and_then(|r| r.value.value()).unwrap_or(DEFAULT_RESET_TIMEOUT);
     (threshold, reset)
 }

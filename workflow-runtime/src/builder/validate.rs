@@ -7,6 +7,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use petgraph::graph::{DiGraph, NodeIndex};
+use sagaflow_rules::breaker::BreakerUses;
 
 use super::{BuildError, PendingKind, Workflow, suggest};
 use crate::model::def::{Declared, DefInner, QueryFn, StepKind, version_hash};
@@ -184,12 +185,11 @@ impl Validator {
     /// give it the same options.
     fn steps(&self, policy: &WorkflowPolicy, deps: Vec<Deps>) -> Result<Vec<StepDef>, BuildError> {
         let mut steps = Vec::with_capacity(deps.len());
-        let mut breakers: HashMap<String, crate::model::BreakerOptions> = HashMap::new();
+        let mut breakers: BreakerUses<crate::model::BreakerOptions, ()> = BreakerUses::new();
         for (s, (all, any)) in self.wf.steps.iter().zip(deps) {
             let step_policy = self.step_policy(&s.name, &s.options, policy)?;
             if let Some((name, opts)) = &step_policy.circuit_breaker
-                && let Some(prev) = breakers.insert(name.to_string(), opts.clone())
-                && prev != *opts
+                && breakers.give(name, opts.clone(), ()).is_err()
             {
                 return Err(self.conflict(
                     Some(&s.name),

@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
+use sagaflow_rules::breaker::BreakerUses;
 use tokio_util::sync::CancellationToken;
 
 pub use self::breaker::BreakerState;
@@ -341,7 +342,7 @@ impl EngineInner {
 /// Checks the registry as a whole: nested workflows exist, circuit breakers agree.
 fn check_registry(reg: &Registry) -> Result<(), EngineError> {
     let names: Vec<&str> = reg.defs.keys().map(|k| &**k).collect();
-    let mut breakers: std::collections::HashMap<&str, (&str, &crate::model::BreakerOptions)> = Default::default();
+    let mut breakers: BreakerUses<&crate::model::BreakerOptions, &str> = BreakerUses::new();
     for def in reg.defs.values() {
         for step in def.steps() {
             if step.kind() == StepKindName::Workflow
@@ -355,17 +356,14 @@ fn check_registry(reg: &Registry) -> Result<(), EngineError> {
                     suggestion: suggest(child, names.iter().copied()),
                 });
             }
-            if let Some((name, opts)) = step.policy().circuit_breaker() {
-                if let Some((first, prev)) = breakers.get(name)
-                    && *prev != opts
-                {
-                    return Err(EngineError::ConflictingBreaker {
-                        breaker: name.to_owned(),
-                        first: (*first).to_owned(),
-                        second: def.name().to_owned(),
-                    });
-                }
-                breakers.insert(name, (def.name(), opts));
+            if let Some((name, opts)) = step.policy().circuit_breaker()
+                && let Err(first) = breakers.give(name, opts, def.name())
+            {
+                return Err(EngineError::ConflictingBreaker {
+                    breaker: name.to_owned(),
+                    first: (*first).to_owned(),
+                    second: def.name().to_owned(),
+                });
             }
         }
     }

@@ -87,7 +87,10 @@ pub struct BreakerOptions {
 
 impl Default for BreakerOptions {
     fn default() -> Self {
-        BreakerOptions { failure_threshold: 5, reset_timeout: Duration::from_secs(30) }
+        BreakerOptions {
+            failure_threshold: sagaflow_rules::breaker::DEFAULT_FAILURE_THRESHOLD,
+            reset_timeout: sagaflow_rules::breaker::DEFAULT_RESET_TIMEOUT,
+        }
     }
 }
 
