@@ -134,6 +134,21 @@ pub(crate) fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a s
     sagaflow_rules::suggest::closest(name, candidates).map(str::to_owned)
 }
 
+/// A workflow-level handler, as [`Workflow::name_handler`] names it (used by
+/// `#[workflow]`).
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkflowHandler {
+    /// `on_failure`.
+    OnFailure,
+    /// `on_success`.
+    OnSuccess,
+    /// `on_cancel`.
+    OnCancel,
+    /// `on_step_error`.
+    OnStepError,
+}
+
 enum PendingKind {
     Task(StepBody),
     Graft(StepBody),
@@ -488,14 +503,13 @@ impl Workflow {
 
     /// Names shown for handlers given as closures (used by `#[workflow]`).
     #[doc(hidden)]
-    pub fn name_handler(mut self, handler: &str, name: &str) -> Self {
+    pub fn name_handler(mut self, handler: WorkflowHandler, name: &str) -> Self {
         let n = Some(Arc::<str>::from(name));
         match handler {
-            "on_failure" => self.on_failure.iter_mut().for_each(|h| h.name = n.clone()),
-            "on_success" => self.on_success.iter_mut().for_each(|h| h.name = n.clone()),
-            "on_cancel" => self.on_cancel.iter_mut().for_each(|h| h.name = n.clone()),
-            "on_step_error" => self.on_step_error.iter_mut().for_each(|h| h.name = n.clone()),
-            _ => {}
+            WorkflowHandler::OnFailure => self.on_failure.iter_mut().for_each(|h| h.name = n.clone()),
+            WorkflowHandler::OnSuccess => self.on_success.iter_mut().for_each(|h| h.name = n.clone()),
+            WorkflowHandler::OnCancel => self.on_cancel.iter_mut().for_each(|h| h.name = n.clone()),
+            WorkflowHandler::OnStepError => self.on_step_error.iter_mut().for_each(|h| h.name = n.clone()),
         }
         self
     }

@@ -87,7 +87,7 @@ pub mod __private {
 
     pub use inventory;
 
-    pub use crate::builder::{BuildError, Workflow};
+    pub use crate::builder::{BuildError, Workflow, WorkflowHandler};
     pub use crate::engine::{Registration, WorkflowType};
     pub use crate::macro_support::{
         Bound, BoundMarker, Early, GraftOutputs, Probe, ReadsOutput, SameSignal, ScheduleSpec, SignalPayload,

@@ -60,11 +60,11 @@ impl Checker<'_> {
         if let Some(d) = &w.step_retry_delay {
             calls.push(call("step_retry_delay", vec![Arg::Duration(d.value.clone())]));
         }
-        for (option, slot, shape) in [
-            ("on_failure", &w.on_failure, Shape::Step),
-            ("on_success", &w.on_success, Shape::Step),
-            ("on_cancel", &w.on_cancel, Shape::Cancel),
-            ("on_step_error", &w.on_step_error, Shape::StepError),
+        for (option, handler, slot, shape) in [
+            ("on_failure", "OnFailure", &w.on_failure, Shape::Step),
+            ("on_success", "OnSuccess", &w.on_success, Shape::Step),
+            ("on_cancel", "OnCancel", &w.on_cancel, Shape::Cancel),
+            ("on_step_error", "OnStepError", &w.on_step_error, Shape::StepError),
         ] {
             if let Some(h) = slot
                 && let Some(bound) = self.bind(&h.value, option, shape, Some(Reader::Handler(option)), acc)
@@ -73,7 +73,7 @@ impl Checker<'_> {
                 calls.push(call(option, vec![Arg::Bound(bound)]));
                 calls.push(call(
                     "name_handler",
-                    vec![Arg::Str(option.to_owned(), h.key.span()), Arg::Str(name, h.value.span())],
+                    vec![Arg::Variant("WorkflowHandler", handler), Arg::Str(name, h.value.span())],
                 ));
             }
         }
