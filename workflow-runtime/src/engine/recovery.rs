@@ -366,7 +366,7 @@ async fn restore_graft(
     def: &WorkflowDef,
     machine: &Machine,
     step: u32,
-    steps: &mut [crate::machine::event::Expanded],
+    steps: &mut [crate::machine::event::GraftedStep],
 ) -> Result<(), ParkReason> {
     let Some(StepKind::Graft(body)) = def.inner.steps.get(step as usize).map(|s| &s.kind) else {
         return Err(ParkReason::NotAGraft { step });
@@ -388,7 +388,7 @@ async fn restore_graft(
     let StepReport::Expand { steps: again } = report else {
         return Err(ParkReason::GraftInvalid { graft: name });
     };
-    let mut by_name: HashMap<Arc<str>, crate::machine::event::Expanded> =
+    let mut by_name: HashMap<Arc<str>, crate::machine::event::GraftedStep> =
         again.into_iter().map(|x| (Arc::clone(&x.name), x)).collect();
     for x in steps.iter_mut() {
         let found = by_name

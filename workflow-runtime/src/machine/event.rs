@@ -31,7 +31,7 @@ pub(crate) enum StepReport {
         delay: Duration,
     },
     /// A graft added steps.
-    Expand { steps: Vec<Expanded> },
+    Expand { steps: Vec<GraftedStep> },
     /// The attempt failed. `jitter` is a sample in `[0, 1)` drawn by the executor,
     /// so the machine itself stays deterministic.
     Failed { error: StepError, jitter: f64 },
@@ -59,7 +59,7 @@ pub(crate) struct AwaitSpec {
 /// A step added by a graft. The body and policy are not journaled: recovery gets
 /// them back by running the graft function again.
 #[derive(Clone, Serialize, Deserialize)]
-pub(crate) struct Expanded {
+pub(crate) struct GraftedStep {
     pub(crate) name: Arc<str>,
     #[serde(skip)]
     pub(crate) body: Option<StepBody>,
@@ -67,7 +67,7 @@ pub(crate) struct Expanded {
     pub(crate) policy: Option<Arc<StepPolicy>>,
 }
 
-impl std::fmt::Debug for Expanded {
+impl std::fmt::Debug for GraftedStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.name)
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::command::{Command, Notice};
-use super::event::Expanded;
+use super::event::GraftedStep;
 use super::slots::Slot;
 use super::{Machine, Phase};
 use crate::model::context::Grafts;
@@ -16,9 +16,10 @@ use crate::model::ids::StepId;
 use crate::model::status::StepStatus;
 use crate::model::{StepBody, StepError, StepPolicy, kinds};
 
-/// A step added by a graft.
+/// A step added by a graft, as the machine holds it (its journal record is a
+/// [`GraftedStep`](super::event::GraftedStep)).
 #[derive(Clone)]
-pub(crate) struct ExtraStep {
+pub(crate) struct GraftedSlot {
     pub(crate) name: Arc<str>,
     pub(crate) parent: StepId,
     pub(crate) body: Option<StepBody>,
@@ -27,8 +28,8 @@ pub(crate) struct ExtraStep {
 
 /// The steps grafts added, and their names.
 #[derive(Default)]
-pub(super) struct Grafted {
-    steps: Vec<ExtraStep>,
+pub(super) struct GraftedSteps {
+    steps: Vec<GraftedSlot>,
     names: HashMap<Arc<str>, StepId>,
     /// The names each graft added, in order, as steps see them (`Context::graft_steps`).
     pub(super) by_graft: Grafts,
@@ -48,7 +49,7 @@ pub(crate) enum Runnable<'a> {
 }
 
 impl Machine {
-    pub(super) fn extra(&self, index: usize) -> &ExtraStep {
+    pub(super) fn extra(&self, index: usize) -> &GraftedSlot {
         &self.grafted.as_ref().expect("a step id past the definition's steps is a grafted step").steps[index]
     }
 
@@ -105,7 +106,7 @@ impl Machine {
         }
     }
 
-    pub(super) fn expand(&mut self, step: StepId, steps: Vec<Expanded>, at: DateTime<Utc>, out: &mut Vec<Command>) {
+    pub(super) fn expand(&mut self, step: StepId, steps: Vec<GraftedStep>, at: DateTime<Utc>, out: &mut Vec<Command>) {
         let is_graft = matches!(self.runnable(step), Runnable::Graft(_));
         let mut problem =
             (!is_graft).then(|| format!("step `{}` returned an expansion but is not a graft", self.step_name(step)));
@@ -136,7 +137,7 @@ impl Machine {
             let id = base + i as StepId;
             let grafted = self.grafted.get_or_insert_with(Default::default);
             grafted.names.insert(Arc::clone(&x.name), id);
-            grafted.steps.push(ExtraStep {
+            grafted.steps.push(GraftedSlot {
                 name: x.name,
                 parent: step,
                 body: x.body,

@@ -30,7 +30,7 @@ use self::command::{Command, Notice, TimerKind};
 pub(crate) use self::control::CancelInfo;
 use self::event::{Event, HandlerKind, StepReport, TimerId};
 pub(crate) use self::failure::Failure;
-use self::graft::Grafted;
+use self::graft::GraftedSteps;
 pub(crate) use self::graft::Runnable;
 pub(crate) use self::rollback::Rollback;
 pub(crate) use self::slots::{AttemptLog, Slot, Stamp};
@@ -74,7 +74,7 @@ pub(crate) struct Machine {
     paused: bool,
     slots: Vec<Slot>,
     /// Steps added by grafts (most executions have none).
-    grafted: Option<Box<Grafted>>,
+    grafted: Option<Box<GraftedSteps>>,
     pub(crate) data: Data,
     pub(crate) outputs: Outputs,
     input: Data,

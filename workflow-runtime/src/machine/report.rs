@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::event::{AwaitSpec, Expanded, StepReport};
+use super::event::{AwaitSpec, GraftedStep, StepReport};
 use crate::model::policy::{PolicyError, resolve_step_policy};
 use crate::model::{Outcome, StepError, StepResult, WorkflowPolicy, kinds};
 
@@ -88,7 +88,7 @@ pub(crate) fn report_of(step: &str, result: StepResult, wf: &WorkflowPolicy, jit
                         ));
                     }
                 };
-                steps.push(Expanded {
+                steps.push(GraftedStep {
                     name: Arc::from(t.name.as_str()),
                     body: Some(t.body),
                     policy: Some(Arc::new(policy)),

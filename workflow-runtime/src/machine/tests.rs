@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value, json};
 
 use super::command::{Command, Notice};
-use super::event::{AwaitSpec, Event, Expanded, HandlerKind, StepReport};
+use super::event::{AwaitSpec, Event, GraftedStep, HandlerKind, StepReport};
 use super::{Machine, TransitionError};
 use crate::builder::Workflow;
 use crate::model::context::Data;
@@ -503,7 +503,7 @@ fn grafts_add_steps_and_after_graft_waits_for_all_of_them() {
     let mut h = Harness::start(&def);
     h.done("fetch");
     let steps = (1..=3)
-        .map(|i| Expanded {
+        .map(|i| GraftedStep {
             name: Arc::from(format!("item_{i}")),
             body: Some(crate::model::IntoStepFn::into_step_fn(noop)),
             policy: None,
