@@ -201,7 +201,7 @@ impl EngineInner {
         let mut cmds = Vec::new();
         let at = self.clock.now();
         self.apply_locked(&exec, &mut core, Event::Recovered { at }, &mut cmds).map_err(ParkReason::CannotResume)?;
-        core.pending = cmds;
+        core.commands = cmds;
         drop(core);
         self.executions.insert(n.id, Arc::clone(&exec));
         Ok(exec)

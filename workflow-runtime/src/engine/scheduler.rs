@@ -46,7 +46,8 @@ const CHUNK: usize = 256;
 /// scheduler shows.
 #[derive(Debug, Default)]
 pub(crate) struct Scheduler {
-    pending: Mutex<Vec<WorkflowDef>>,
+    /// Workflows whose schedules are still to be armed.
+    to_arm: Mutex<Vec<WorkflowDef>>,
     wake: Notify,
     board: Mutex<Vec<ScheduleInfo>>,
 }
@@ -54,7 +55,7 @@ pub(crate) struct Scheduler {
 impl Scheduler {
     /// Queues the schedules of newly registered workflows.
     pub(crate) fn add(&self, defs: &[WorkflowDef]) {
-        let mut pending = self.pending.lock();
+        let mut pending = self.to_arm.lock();
         let before = pending.len();
         pending.extend(defs.iter().filter(|d| !d.triggers().schedules.is_empty()).cloned());
         if pending.len() > before {
@@ -143,7 +144,7 @@ impl Service {
                 return;
             }
             let now = self.clock.now();
-            if self.arm_retry.is_none_or(|at| at <= now) && !scheduler.pending.lock().is_empty() {
+            if self.arm_retry.is_none_or(|at| at <= now) && !scheduler.to_arm.lock().is_empty() {
                 self.arm_retry = None;
                 if let Err(e) = self.arm_pending().await {
                     tracing::warn!(error = %e, "arming schedules failed; retrying");
@@ -180,7 +181,7 @@ impl Service {
 
     /// Arms the schedules of the workflows registered since the last call.
     async fn arm_pending(&mut self) -> Result<(), StoreError> {
-        let defs = std::mem::take(&mut *self.scheduler.pending.lock());
+        let defs = std::mem::take(&mut *self.scheduler.to_arm.lock());
         if defs.is_empty() {
             return Ok(());
         }
@@ -188,7 +189,7 @@ impl Service {
             Ok(()) => Ok(()),
             Err(e) => {
                 // Keep them for the next attempt (ahead of any registered since).
-                let mut pending = self.scheduler.pending.lock();
+                let mut pending = self.scheduler.to_arm.lock();
                 let later = std::mem::replace(&mut *pending, defs);
                 pending.extend(later);
                 Err(e)

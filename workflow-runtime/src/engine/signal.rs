@@ -246,7 +246,7 @@ impl SignalPort for Port {
                         // The attempt is no longer the step's current one.
                         return Err(Port::gone(name));
                     }
-                    core.pending.append(&mut cmds);
+                    core.commands.append(&mut cmds);
                     engine.ensure_driver(&exec, &mut core);
                     (buffered, core.ticket)
                 } else {

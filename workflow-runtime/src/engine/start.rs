@@ -262,7 +262,7 @@ impl EngineInner {
             });
         }
         let mut core = exec.core.lock();
-        core.pending = cmds;
+        core.commands = cmds;
         core.ticket = ticket;
         match self.executions.entry(id) {
             dashmap::Entry::Occupied(_) => return,

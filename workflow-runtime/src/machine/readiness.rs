@@ -109,9 +109,9 @@ impl Machine {
                     ds.any_left -= 1;
                     ds.any_done |= completed;
                 } else {
-                    ds.pending -= 1;
+                    ds.unmet -= 1;
                 }
-                if ds.status != StepStatus::Pending || ds.pending > 0 {
+                if ds.status != StepStatus::Pending || ds.unmet > 0 {
                     continue;
                 }
                 let has_any = !def.steps[d as usize].any.is_empty();

@@ -58,7 +58,8 @@ pub(crate) struct Slot {
     pub(super) on_timeout: bool,
     pub(crate) attempt: u32,
     pub(super) retries: u32,
-    pub(super) pending: u32,
+    /// Dependencies (`after`) that have not completed yet.
+    pub(super) unmet: u32,
     pub(super) any_left: u32,
     pub(super) graft_left: u32,
     pub(super) started: Stamp,
@@ -67,12 +68,12 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    pub(super) fn new(pending: u32, any: u32) -> Self {
+    pub(super) fn new(unmet: u32, any: u32) -> Self {
         Slot {
             status: StepStatus::Pending,
             attempt: 0,
             retries: 0,
-            pending,
+            unmet,
             any_left: any,
             any_done: false,
             on_timeout: false,

@@ -57,7 +57,7 @@ impl EngineInner {
         let ended = {
             let mut core = exec.core.lock();
             core.driver = false;
-            core.pending.clear();
+            core.commands.clear();
             if core.abandoned {
                 return;
             }
@@ -137,7 +137,7 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
                     }
                 }
             }
-            cmds.append(&mut core.pending);
+            cmds.append(&mut core.commands);
             engine.prepare(&exec, &mut core, &mut cmds, &mut held);
             if !held.is_empty() {
                 gate = core.ticket;
@@ -145,7 +145,7 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
             if held.is_empty() && running.jobs.is_empty() && emits.is_empty() {
                 core.driver = false;
                 core.machine.compact();
-                core.pending = Vec::new();
+                core.commands = Vec::new();
                 if let Some(node) = &engine.node {
                     engine.park_if_idle(&exec, &mut core, node.options.park_after);
                 }
@@ -207,7 +207,7 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
 
 impl EngineInner {
     pub(crate) fn ensure_driver(self: &Arc<Self>, exec: &Arc<Execution>, core: &mut Core) {
-        if core.pending.is_empty() || core.abandoned {
+        if core.commands.is_empty() || core.abandoned {
             return;
         }
         if core.driver {

@@ -40,7 +40,7 @@ pub(crate) struct Execution {
 pub(crate) struct Core {
     pub(crate) machine: Machine,
     /// Commands from outside events, for the driver.
-    pub(crate) pending: Vec<Command>,
+    pub(crate) commands: Vec<Command>,
     /// Whether a driver task is running.
     pub(crate) driver: bool,
     /// Last journal sequence number.
@@ -106,7 +106,7 @@ impl Execution {
             priority,
             core: Mutex::new(Core {
                 machine,
-                pending: Vec::new(),
+                commands: Vec::new(),
                 driver: false,
                 seq: 0,
                 ticket: 0,
@@ -181,7 +181,7 @@ impl Execution {
     pub(crate) fn abandon(&self) {
         let mut core = self.core.lock();
         core.abandoned = true;
-        core.pending.clear();
+        core.commands.clear();
         drop(core);
         self.wake.signal();
         self.done.notify_waiters();

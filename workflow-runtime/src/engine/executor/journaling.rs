@@ -89,7 +89,7 @@ impl EngineInner {
         let mut core = exec.core.lock();
         let mut cmds = Vec::new();
         let ticket = self.apply_journaled(exec, &mut core, event, &mut cmds, how)?;
-        core.pending.append(&mut cmds);
+        core.commands.append(&mut cmds);
         self.ensure_driver(exec, &mut core);
         Ok(ticket)
     }
