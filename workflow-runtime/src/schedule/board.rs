@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::durable::{armed_key, decode_armed, resume_point, tick_key};
-use super::fire::Bound;
+use super::fire::SearchFrom;
 use crate::model::{DefinitionSnapshot, Misfire, Schedule, parse_duration};
 
 /// One schedule of a stored definition and where it stands.
@@ -72,7 +72,7 @@ pub fn stored_schedules(
                     while row.next.len() < count {
                         let Some(fire) = schedule.next_fire(from, armed) else { break };
                         row.next.push(fire.at);
-                        from = Bound::After(fire.at);
+                        from = SearchFrom::After(fire.at);
                     }
                 }
                 Err(reason) => row.problem = Some(reason),

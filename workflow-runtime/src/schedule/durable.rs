@@ -16,7 +16,7 @@
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
-use super::fire::Bound;
+use super::fire::SearchFrom;
 
 /// The record of a schedule's last tick.
 pub(crate) fn tick_key(workflow: &str, index: usize) -> String {
@@ -54,10 +54,10 @@ pub(crate) fn decode_armed(stored: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Where a schedule resumes: after its last claimed tick, or at the instant it
 /// was armed if no tick since then was claimed.
-pub(crate) fn resume_point(last: Option<DateTime<Utc>>, armed: DateTime<Utc>) -> Bound {
+pub(crate) fn resume_point(last: Option<DateTime<Utc>>, armed: DateTime<Utc>) -> SearchFrom {
     match last {
-        Some(last) if last >= armed => Bound::After(last),
-        _ => Bound::AtOrAfter(armed),
+        Some(last) if last >= armed => SearchFrom::After(last),
+        _ => SearchFrom::AtOrAfter(armed),
     }
 }
 
@@ -84,10 +84,10 @@ mod tests {
         assert_eq!(tick_key("daily_report", 1), "daily_report#1");
         assert_eq!(armed_key("daily_report", 1), "daily_report#1:armed");
         let armed = Utc.with_ymd_and_hms(2025, 6, 4, 12, 0, 0).unwrap();
-        assert_eq!(resume_point(None, armed), Bound::AtOrAfter(armed));
+        assert_eq!(resume_point(None, armed), SearchFrom::AtOrAfter(armed));
         let last = armed + TimeDelta::minutes(5);
-        assert_eq!(resume_point(Some(last), armed), Bound::After(last));
+        assert_eq!(resume_point(Some(last), armed), SearchFrom::After(last));
         let stale = armed - TimeDelta::days(1);
-        assert_eq!(resume_point(Some(stale), armed), Bound::AtOrAfter(armed));
+        assert_eq!(resume_point(Some(stale), armed), SearchFrom::AtOrAfter(armed));
     }
 }

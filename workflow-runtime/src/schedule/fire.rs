@@ -12,24 +12,24 @@ use crate::model::{CronExpr, Schedule, ScheduleKind};
 
 /// Where a search for the next fire starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Bound {
+pub(crate) enum SearchFrom {
     /// Strictly after this instant.
     After(DateTime<Utc>),
     /// At this instant or after it.
     AtOrAfter(DateTime<Utc>),
 }
 
-impl Bound {
+impl SearchFrom {
     fn instant(self) -> DateTime<Utc> {
         match self {
-            Bound::After(t) | Bound::AtOrAfter(t) => t,
+            SearchFrom::After(t) | SearchFrom::AtOrAfter(t) => t,
         }
     }
 
     fn admits(self, t: DateTime<Utc>) -> bool {
         match self {
-            Bound::After(b) => t > b,
-            Bound::AtOrAfter(b) => t >= b,
+            SearchFrom::After(b) => t > b,
+            SearchFrom::AtOrAfter(b) => t >= b,
         }
     }
 }
@@ -47,9 +47,9 @@ pub(crate) struct Fire {
 impl Schedule {
     /// The first fire admitted by `from`, within the window. `armed` is when the
     /// schedule was first armed (the anchor of `in`).
-    pub(crate) fn next_fire(&self, from: Bound, armed: DateTime<Utc>) -> Option<Fire> {
+    pub(crate) fn next_fire(&self, from: SearchFrom, armed: DateTime<Utc>) -> Option<Fire> {
         let from = match self.start_at {
-            Some(start) if start > from.instant() => Bound::AtOrAfter(start),
+            Some(start) if start > from.instant() => SearchFrom::AtOrAfter(start),
             _ => from,
         };
         let fire = match &self.kind {
@@ -122,7 +122,7 @@ impl Schedule {
     /// # Ok::<(), sagaflow_runtime::ScheduleError>(())
     /// ```
     pub fn upcoming(&self, after: DateTime<Utc>) -> Upcoming<'_> {
-        Upcoming { schedule: self, armed: after, from: Bound::After(after) }
+        Upcoming { schedule: self, armed: after, from: SearchFrom::After(after) }
     }
 }
 
@@ -131,7 +131,7 @@ impl Schedule {
 pub struct Upcoming<'a> {
     schedule: &'a Schedule,
     armed: DateTime<Utc>,
-    from: Bound,
+    from: SearchFrom,
 }
 
 impl Iterator for Upcoming<'_> {
@@ -139,7 +139,7 @@ impl Iterator for Upcoming<'_> {
 
     fn next(&mut self) -> Option<DateTime<Utc>> {
         let fire = self.schedule.next_fire(self.from, self.armed)?;
-        self.from = Bound::After(fire.at);
+        self.from = SearchFrom::After(fire.at);
         Some(fire.at)
     }
 }
@@ -151,14 +151,14 @@ fn first_of(fires: impl Iterator<Item = Fire>) -> Option<Fire> {
 
 /// Cron patterns match whole seconds: a bound with a fraction of a second becomes
 /// "after the whole second below it", which admits the same matches.
-fn whole_seconds(from: Bound) -> (DateTime<Utc>, bool) {
+fn whole_seconds(from: SearchFrom) -> (DateTime<Utc>, bool) {
     match from {
-        Bound::AtOrAfter(t) if t.timestamp_subsec_nanos() == 0 => (t, true),
-        Bound::After(t) | Bound::AtOrAfter(t) => (t.trunc_subsecs(0), false),
+        SearchFrom::AtOrAfter(t) if t.timestamp_subsec_nanos() == 0 => (t, true),
+        SearchFrom::After(t) | SearchFrom::AtOrAfter(t) => (t.trunc_subsecs(0), false),
     }
 }
 
-fn cron_next(expr: &CronExpr, tz: Option<Tz>, from: Bound) -> Option<DateTime<Utc>> {
+fn cron_next(expr: &CronExpr, tz: Option<Tz>, from: SearchFrom) -> Option<DateTime<Utc>> {
     let (t, inclusive) = whole_seconds(from);
     match tz {
         None | Some(Tz::UTC) => expr.cron.find_next_occurrence(&t, inclusive).ok(),
@@ -188,14 +188,14 @@ fn add_nanos(t: DateTime<Utc>, nanos: i128) -> Option<DateTime<Utc>> {
 }
 
 /// The first grid point `anchor + n × period` (n ≥ 0) admitted by `from`.
-fn every_next(anchor: DateTime<Utc>, period: i128, from: Bound) -> Option<DateTime<Utc>> {
+fn every_next(anchor: DateTime<Utc>, period: i128, from: SearchFrom) -> Option<DateTime<Utc>> {
     if from.admits(anchor) {
         return Some(anchor);
     }
     let offset = nanos_between(anchor, from.instant());
     let n = offset.div_euclid(period);
     let on_grid = offset.rem_euclid(period) == 0;
-    let n = if on_grid && matches!(from, Bound::AtOrAfter(_)) { n } else { n + 1 };
+    let n = if on_grid && matches!(from, SearchFrom::AtOrAfter(_)) { n } else { n + 1 };
     add_nanos(anchor, n * period)
 }
 
@@ -273,8 +273,12 @@ mod tests {
                 utc(2025, 6, 5, 12, 0, 0)
             ]
         );
-        assert_eq!(s.next_fire(Bound::After(from), from).unwrap().pattern, 1, "the first matching pattern is named");
-        let midnight = s.next_fire(Bound::After(utc(2025, 6, 4, 20, 0, 0)), from).unwrap();
+        assert_eq!(
+            s.next_fire(SearchFrom::After(from), from).unwrap().pattern,
+            1,
+            "the first matching pattern is named"
+        );
+        let midnight = s.next_fire(SearchFrom::After(utc(2025, 6, 4, 20, 0, 0)), from).unwrap();
         assert_eq!(midnight.pattern, 3, "only the last pattern matches midnight");
     }
 
@@ -299,10 +303,10 @@ mod tests {
     fn fractions_of_a_second_are_handled() {
         let s = Schedule::cron("* * * * * *").unwrap();
         let t = utc(2025, 6, 4, 12, 0, 7) + TimeDelta::milliseconds(400);
-        assert_eq!(s.next_fire(Bound::After(t), t).unwrap().at, utc(2025, 6, 4, 12, 0, 8));
-        assert_eq!(s.next_fire(Bound::AtOrAfter(t), t).unwrap().at, utc(2025, 6, 4, 12, 0, 8));
+        assert_eq!(s.next_fire(SearchFrom::After(t), t).unwrap().at, utc(2025, 6, 4, 12, 0, 8));
+        assert_eq!(s.next_fire(SearchFrom::AtOrAfter(t), t).unwrap().at, utc(2025, 6, 4, 12, 0, 8));
         let whole = utc(2025, 6, 4, 12, 0, 7);
-        assert_eq!(s.next_fire(Bound::AtOrAfter(whole), t).unwrap().at, whole);
+        assert_eq!(s.next_fire(SearchFrom::AtOrAfter(whole), t).unwrap().at, whole);
         assert_eq!(s.last_fire_until(t, t).unwrap().at, whole);
     }
 
@@ -401,8 +405,8 @@ mod tests {
         let s = Schedule::every("1m").unwrap().start_at(start).unwrap();
         let later = utc(2025, 1, 1, 0, 10, 30);
         assert_eq!(next_n(&s, later, 1), [utc(2025, 1, 1, 0, 11, 0)]);
-        assert_eq!(s.next_fire(Bound::After(start), start).unwrap().at, utc(2025, 1, 1, 0, 1, 0));
-        assert_eq!(s.next_fire(Bound::AtOrAfter(start), start).unwrap().at, start);
+        assert_eq!(s.next_fire(SearchFrom::After(start), start).unwrap().at, utc(2025, 1, 1, 0, 1, 0));
+        assert_eq!(s.next_fire(SearchFrom::AtOrAfter(start), start).unwrap().at, start);
     }
 
     #[test]
@@ -413,7 +417,7 @@ mod tests {
         assert!(next_n(&s, at, 1).is_empty());
         let s = Schedule::in_("30m").unwrap();
         let armed = utc(2025, 6, 4, 12, 0, 0);
-        assert_eq!(s.next_fire(Bound::AtOrAfter(armed), armed).unwrap().at, utc(2025, 6, 4, 12, 30, 0));
+        assert_eq!(s.next_fire(SearchFrom::AtOrAfter(armed), armed).unwrap().at, utc(2025, 6, 4, 12, 30, 0));
         assert_eq!(s.last_fire_until(utc(2025, 6, 4, 13, 0, 0), armed).unwrap().at, utc(2025, 6, 4, 12, 30, 0));
         assert_eq!(s.last_fire_until(utc(2025, 6, 4, 12, 29, 0), armed), None);
         assert_eq!(next_n(&Schedule::in_("2h").unwrap(), armed, 2), [utc(2025, 6, 4, 14, 0, 0)]);
@@ -444,11 +448,11 @@ mod tests {
             let t = Utc.timestamp_opt(secs, ms * 1_000_000).unwrap();
             let s = &schedules()[which];
             let armed = utc(2024, 1, 1, 0, 0, 0);
-            let next = s.next_fire(Bound::After(t), armed).unwrap();
+            let next = s.next_fire(SearchFrom::After(t), armed).unwrap();
             prop_assert!(next.at > t);
             let last = s.last_fire_until(t, armed).unwrap();
             prop_assert!(last.at <= t);
-            prop_assert_eq!(s.next_fire(Bound::After(last.at), armed).unwrap(), next);
+            prop_assert_eq!(s.next_fire(SearchFrom::After(last.at), armed).unwrap(), next);
             prop_assert!(s.last_fire_until(next.at, armed).unwrap().at == next.at);
         }
     }

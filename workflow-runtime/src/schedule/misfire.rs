@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::fire::{Bound, Fire};
+use super::fire::{Fire, SearchFrom};
 use crate::model::{Misfire, Schedule};
 
 /// How late a tick may be and still count as on time under [`Misfire::Skip`]. It
@@ -40,7 +40,7 @@ pub(crate) struct Due {
 /// Decides what runs at `now` for a schedule whose next tick `next` is due
 /// (`next.at <= now`).
 pub(crate) fn due(schedule: &Schedule, armed: DateTime<Utc>, next: Fire, now: DateTime<Utc>) -> Due {
-    let following = schedule.next_fire(Bound::After(next.at), armed);
+    let following = schedule.next_fire(SearchFrom::After(next.at), armed);
     let several = following.is_some_and(|f| f.at <= now);
     let policy = schedule.misfire_policy();
     if !several {
@@ -58,14 +58,14 @@ pub(crate) fn due(schedule: &Schedule, armed: DateTime<Utc>, next: Fire, now: Da
                 && run.len() < RUN_ALL_BATCH
             {
                 run.push(f);
-                cursor = schedule.next_fire(Bound::After(f.at), armed);
+                cursor = schedule.next_fire(SearchFrom::After(f.at), armed);
             }
             Due { run, dropped_from: None, next: cursor }
         }
         Misfire::RunOnce | Misfire::Skip => {
             // `following` is due, so there is a latest tick at or after it.
             let latest = schedule.last_fire_until(now, armed).filter(|l| l.at >= next.at).unwrap_or(next);
-            let after = schedule.next_fire(Bound::After(latest.at), armed);
+            let after = schedule.next_fire(SearchFrom::After(latest.at), armed);
             if policy == Misfire::Skip && now - latest.at > GRACE {
                 return Due { run: Vec::new(), dropped_from: Some(next.at), next: after };
             }
