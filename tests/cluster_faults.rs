@@ -178,6 +178,17 @@ async fn a_node_cut_off_from_the_database_stops_before_its_work_is_taken_over() 
         assert!(joining.elapsed() < Duration::from_secs(60), "nodes a and b join the cluster");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // ... while `c` runs steps, whose executions the others must then take over.
+    let busy = Instant::now();
+    loop {
+        let c_effects = effects(&files[2]);
+        let count = |kind: &str| c_effects.iter().filter(|e| e.kind == kind).count();
+        if count("start") > count("end") {
+            break;
+        }
+        assert!(busy.elapsed() < Duration::from_secs(60), "c runs steps");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     proxy.blackhole();
     let cut = unix_us();
     tokio::time::sleep(Duration::from_millis(3 * LEASE_MS)).await;

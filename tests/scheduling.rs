@@ -519,3 +519,32 @@ fn triggers_do_not_change_the_definition_version() {
     assert_eq!(daily.version(), on_event.version());
     assert_ne!(daily, hourly, "the definitions still differ");
 }
+
+/// Waiting on delayed executions while they start, or while they are cancelled,
+/// always answers with their end: never "unknown execution" in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_on_delayed_executions_as_they_start_or_are_cancelled_answers_with_their_end() {
+    let def = Workflow::new("later").step("s", noop).build().unwrap();
+    let engine = Engine::builder().register(def).build().await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..300u64 {
+        ids.push(engine.schedule_execution("later", json!({}), Duration::from_millis(i % 25)).await.unwrap());
+    }
+    let waits = ids.iter().map(|&id| {
+        let engine = engine.clone();
+        async move { engine.wait(id).await }
+    });
+    let cancels = ids.iter().step_by(2).map(|&id| {
+        let engine = engine.clone();
+        async move {
+            // Late cancels find it started or ended: that is fine.
+            let _ = engine.cancel(id, "not needed".into()).await;
+        }
+    });
+    let (ended, _) = futures::join!(futures::future::join_all(waits), futures::future::join_all(cancels));
+    for (id, state) in ids.iter().zip(ended) {
+        let state = state.unwrap_or_else(|e| panic!("waiting on {id}: {e}"));
+        assert!(matches!(state.status, Status::Completed | Status::Cancelled), "{id}: {:?}", state.status);
+    }
+    engine.shutdown().await;
+}

@@ -317,7 +317,7 @@ impl TestEnv {
             .iter()
             .map(|e| {
                 let core = e.core.lock();
-                usize::from(core.driver) + core.pending.len() + core.machine.running_steps().len()
+                usize::from(core.driver) + core.commands.len() + core.machine.running_steps().len()
             })
             .sum();
         (
@@ -365,7 +365,7 @@ impl TestEnv {
         let core = exec.core.lock();
         let m = &core.machine;
         let idle =
-            !core.driver && core.pending.is_empty() && m.running_steps().is_empty() && m.timers().next().is_none();
+            !core.driver && core.commands.is_empty() && m.running_steps().is_empty() && m.timers().next().is_none();
         if !idle || !matches!(state.status, Status::Awaiting | Status::Paused) {
             return None;
         }

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use chrono::Utc;
-use sagaflow::store::{Command, Request, Store, StoreControl, open_for_reading};
+use sagaflow::store::{ControlCall, Request, Store, StoreControl, open_for_reading};
 
 use self::control::control;
 use self::dead_letters::{letters, purge};
@@ -71,19 +71,20 @@ pub(crate) async fn run(cli: Cli) -> Result<(), CliError> {
         Top::Executions(Executions::List { workflow, status, limit }) => list(&ctx, workflow, status, limit).await,
         Top::Executions(Executions::Show { id }) => show(&ctx, parse_id(&id)?).await,
         Top::Executions(Executions::Cancel { id, reason, rollback, cleanup, wait }) => {
-            let command = Command::Cancel { reason, cleanup, rollback };
+            let command = ControlCall::Cancel { reason, cleanup, rollback };
             control(&ctx, Request::Control { execution: parse_id(&id)?, command }, &wait).await
         }
         Top::Executions(Executions::Pause { id, wait }) => {
-            control(&ctx, Request::Control { execution: parse_id(&id)?, command: Command::Pause }, &wait).await
+            control(&ctx, Request::Control { execution: parse_id(&id)?, command: ControlCall::Pause }, &wait).await
         }
         Top::Executions(Executions::Resume { id, context, step, wait }) => {
             let context = parse_context(context.as_deref())?;
-            let command = Command::Resume { step, context };
+            let command = ControlCall::Resume { step, context };
             control(&ctx, Request::Control { execution: parse_id(&id)?, command }, &wait).await
         }
         Top::Executions(Executions::Signal { id, name, payload, wait }) => {
-            let command = Command::Signal { name: signal_name(&name)?, payload: parse_payload(payload.as_deref())? };
+            let command =
+                ControlCall::Signal { name: signal_name(&name)?, payload: parse_payload(payload.as_deref())? };
             control(&ctx, Request::Control { execution: parse_id(&id)?, command }, &wait).await
         }
         Top::Executions(Executions::Restart { id, from, context, wait }) => {

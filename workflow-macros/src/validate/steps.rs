@@ -194,6 +194,7 @@ fn breaker_settings(a: &StepAttr) -> (u32, Duration) {
     let opts = a.circuit_breaker_opts.as_ref().map(|o| &o.value);
     let threshold =
         opts.and_then(|o| o.failure_threshold.as_ref()).map_or(DEFAULT_FAILURE_THRESHOLD, |t| count_value(&t.value));
-    let reset = opts.and_then(|o| o.reset_timeout.as_ref()).and_then(|r| r.value.value()).unwrap_or(DEFAULT_RESET_TIMEOUT);
+    let reset =
+        opts.and_then(|o| o.reset_timeout.as_ref()).and_then(|r| r.value.value()).unwrap_or(DEFAULT_RESET_TIMEOUT);
     (threshold, reset)
 }

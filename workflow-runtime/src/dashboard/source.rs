@@ -23,7 +23,7 @@ use crate::introspect::StoredView;
 use crate::model::execution::ExecutionState;
 use crate::model::status::StepStatus;
 use crate::model::{DefinitionSnapshot, ExecutionId, Misfire};
-use crate::store::{Command, DeadLetter, ExecutionQuery, Request, Sent, Store, StoreControl, StoredExecution};
+use crate::store::{ControlCall, DeadLetter, ExecutionQuery, Request, Sent, Store, StoreControl, StoredExecution};
 use crate::telemetry::Subscription;
 
 /// A workflow as the dashboard shows it.
@@ -374,15 +374,15 @@ impl Source for StoreSource {
         let request = match action {
             Action::Cancel { id, options } => Request::Control {
                 execution: id,
-                command: Command::Cancel {
+                command: ControlCall::Cancel {
                     reason: options.reason,
                     cleanup: options.cleanup,
                     rollback: options.rollback,
                 },
             },
-            Action::Pause(id) => Request::Control { execution: id, command: Command::Pause },
+            Action::Pause(id) => Request::Control { execution: id, command: ControlCall::Pause },
             Action::Resume { id, context } => {
-                Request::Control { execution: id, command: Command::Resume { step: None, context } }
+                Request::Control { execution: id, command: ControlCall::Resume { step: None, context } }
             }
             Action::Restart { id, step, context } => Request::RestartFrom { execution: id, step, context },
             Action::Retry(id) => Request::ReplayDeadLetter { id },

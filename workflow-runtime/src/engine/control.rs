@@ -14,7 +14,7 @@ use crate::machine::TransitionError;
 use crate::machine::event::Event;
 use crate::model::ExecutionId;
 use crate::model::status::Status;
-use crate::store::{Command, Write};
+use crate::store::{ControlCall, Write};
 
 /// How to cancel an execution.
 ///
@@ -70,7 +70,7 @@ impl CancelOptions {
 impl Engine {
     /// Pauses an execution: running steps finish, no new step starts.
     pub async fn pause(&self, id: ExecutionId) -> Result<(), EngineError> {
-        self.inner.control(id, Command::Pause).await
+        self.inner.control(id, ControlCall::Pause).await
     }
 
     /// Resumes a paused execution, and completes its awaiting steps with `context`
@@ -79,13 +79,13 @@ impl Engine {
     /// output and without running again: `resume` overrides the wait.
     pub async fn resume(&self, id: ExecutionId, context: impl Serialize) -> Result<(), EngineError> {
         let context = self.inner.resume_data(id, context)?;
-        self.inner.control(id, Command::Resume { step: None, context }).await
+        self.inner.control(id, ControlCall::Resume { step: None, context }).await
     }
 
     /// Completes one awaiting step (when several await at once).
     pub async fn resume_step(&self, id: ExecutionId, step: &str, context: impl Serialize) -> Result<(), EngineError> {
         let context = self.inner.resume_data(id, context)?;
-        self.inner.control(id, Command::Resume { step: Some(step.to_owned()), context }).await
+        self.inner.control(id, ControlCall::Resume { step: Some(step.to_owned()), context }).await
     }
 
     /// Cancels an execution. Cancellable steps are interrupted, others finish first;
@@ -141,7 +141,7 @@ impl EngineInner {
 
     /// Applies a control command to an execution held here, or sends it to the
     /// node that holds it; returns once it is durable.
-    pub(super) async fn control(self: &Arc<Self>, id: ExecutionId, command: Command) -> Result<(), EngineError> {
+    pub(super) async fn control(self: &Arc<Self>, id: ExecutionId, command: ControlCall) -> Result<(), EngineError> {
         if let Some(e) = self.rejected_error(id) {
             return Err(e);
         }
@@ -165,7 +165,7 @@ impl EngineInner {
     pub(crate) async fn control_here(
         self: &Arc<Self>,
         exec: &Arc<Execution>,
-        command: Command,
+        command: ControlCall,
         queued: Option<i64>,
     ) -> Result<(), EngineError> {
         let (action, event) = self.command_event(exec, command)?;
@@ -191,17 +191,23 @@ impl EngineInner {
     }
 
     pub(crate) async fn cancel(self: &Arc<Self>, id: ExecutionId, options: CancelOptions) -> Result<(), EngineError> {
-        if let Some((_, d)) = self.delayed.remove(&id) {
-            self.debounce_done(&d.new);
-            let at = d.new.start_at.unwrap_or(d.new.created_at);
+        if let dashmap::Entry::Occupied(entry) = self.delayed.entry(id) {
+            // Its end is queued before it leaves `delayed`, so that a waiter
+            // that finds it in neither finds the end once the journal flushed.
+            let new = &entry.get().new;
+            let at = new.start_at.unwrap_or(new.created_at);
             self.timers.cancel(TimerTarget::Start(id), self.clock.instant_at(at));
-            let mut state = pending_state(&d.new);
+            let mut state = pending_state(new);
             state.status = Status::Cancelled;
             state.cancel_reason = Some(options.reason);
             state.ended_at = Some(self.clock.now());
-            return self.commit(Write::Finish(Arc::new(state)), "cancel").await;
+            let (_, ack) = self.journal.submit(Write::Finish(Arc::new(state)));
+            let (_, d) = entry.remove_entry();
+            self.debounce_done(&d.new);
+            return self.acknowledged(ack, "cancel").await;
         }
-        let command = Command::Cancel { reason: options.reason, cleanup: options.cleanup, rollback: options.rollback };
+        let command =
+            ControlCall::Cancel { reason: options.reason, cleanup: options.cleanup, rollback: options.rollback };
         self.control(id, command).await
     }
 }

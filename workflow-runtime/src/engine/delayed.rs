@@ -122,12 +122,17 @@ impl EngineInner {
 
     /// A delayed execution's time has come.
     pub(crate) fn start_delayed(self: &Arc<Self>, id: ExecutionId) {
-        let Some((_, d)) = self.delayed.remove(&id) else { return };
-        self.debounce_done(&d.new);
+        // It leaves `delayed` only once it is among the executions, so that a
+        // waiter that finds it in neither knows it ended (see `wait_for`); the
+        // entry's lock keeps a cancel out meanwhile.
+        let dashmap::Entry::Occupied(entry) = self.delayed.entry(id) else { return };
+        let (def, new) = (entry.get().def.clone(), entry.get().new.clone());
         let at = self.clock.now();
         let ticket = self.journal.append(Write::Started { id, at });
-        let data: Data = d.new.input.into_iter().collect();
-        let extras = Extras { kept: d.new.kept, priority: d.new.priority, ..Extras::default() };
-        self.launch(id, d.def, data, d.new.trigger, None, at, ticket, &extras, d.new.trace);
+        let data: Data = new.input.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let extras = Extras { kept: new.kept.clone(), priority: new.priority, ..Extras::default() };
+        self.launch(id, def, data, new.trigger.clone(), None, at, ticket, &extras, new.trace.clone());
+        entry.remove();
+        self.debounce_done(&new);
     }
 }

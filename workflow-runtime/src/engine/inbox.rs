@@ -13,7 +13,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::{CancelOptions, Engine, EngineInner};
-use crate::store::{Command, Request};
+use crate::store::{ControlCall, Request};
 
 /// How often the queue is read.
 pub(crate) const POLL: Duration = Duration::from_millis(200);
@@ -79,7 +79,7 @@ async fn turn(weak: &Weak<EngineInner>) -> bool {
 async fn carry_out(inner: &Arc<EngineInner>, request: Request) -> Result<(), super::EngineError> {
     let engine = Engine { inner: Arc::clone(inner) };
     match request {
-        Request::Control { execution, command: Command::Cancel { reason, cleanup, rollback } } => {
+        Request::Control { execution, command: ControlCall::Cancel { reason, cleanup, rollback } } => {
             inner.cancel(execution, CancelOptions { reason, cleanup, rollback }).await
         }
         Request::Control { execution, command } => inner.control(execution, command).await,

@@ -18,7 +18,7 @@ use crate::model::ExecutionId;
 use crate::model::execution::ExecutionState;
 use crate::model::status::Status;
 use crate::store::{
-    Claimed, Cluster, ClusterOptions, Command, CommandOutcome, SharedExecution, Store, StoreError, Upgrade, Write,
+    CallOutcome, Claimed, Cluster, ClusterOptions, ControlCall, SharedExecution, Store, StoreError, Upgrade, Write,
 };
 
 /// This engine's part in the cluster.
@@ -259,7 +259,7 @@ impl EngineInner {
             let fresh = c.fresh && c.stored.started && c.stored.events.is_empty();
             if fresh
                 && let Some(q) =
-                    queued.iter().find(|q| q.execution == id && matches!(q.command, Command::Cancel { .. }))
+                    queued.iter().find(|q| q.execution == id && matches!(q.command, ControlCall::Cancel { .. }))
             {
                 self.cancel_unstarted(&c.stored.execution, &q.command, q.seq).await;
                 continue;
@@ -295,8 +295,8 @@ impl EngineInner {
 
     /// Ends an execution that never started, for a cancel queued before anyone
     /// claimed it; the command is marked carried out in the same transaction.
-    async fn cancel_unstarted(&self, n: &crate::store::NewExecution, command: &Command, seq: i64) {
-        let Command::Cancel { reason, .. } = command else { return };
+    async fn cancel_unstarted(&self, n: &crate::store::NewExecution, command: &ControlCall, seq: i64) {
+        let ControlCall::Cancel { reason, .. } = command else { return };
         let mut state = pending_state(n);
         state.status = Status::Cancelled;
         state.cancel_reason = Some(reason.clone());
@@ -315,7 +315,7 @@ impl EngineInner {
         let queued = cluster(&*self.store).pending_commands().await?;
         for q in queued {
             let done = match q.command {
-                Command::Cancel { reason, cleanup, rollback } if self.delayed.contains_key(&q.execution) => {
+                ControlCall::Cancel { reason, cleanup, rollback } if self.delayed.contains_key(&q.execution) => {
                     self.cancel(q.execution, CancelOptions { reason, cleanup, rollback }).await.map(|()| false)
                 }
                 command => match self.live(q.execution) {
@@ -366,12 +366,12 @@ impl EngineInner {
     pub(crate) fn command_event(
         &self,
         exec: &Execution,
-        command: Command,
+        command: ControlCall,
     ) -> Result<(&'static str, Event), EngineError> {
         let at = self.clock.now();
         Ok(match command {
-            Command::Pause => ("pause", Event::Paused { at }),
-            Command::Resume { step, context } => {
+            ControlCall::Pause => ("pause", Event::Paused { at }),
+            ControlCall::Resume { step, context } => {
                 let step = match step {
                     None => None,
                     Some(name) => {
@@ -386,25 +386,27 @@ impl EngineInner {
                 };
                 ("resume", Event::Resumed { step, data: context, at })
             }
-            Command::Cancel { reason, cleanup, rollback } => {
+            ControlCall::Cancel { reason, cleanup, rollback } => {
                 ("cancel", Event::Cancelled { reason, cleanup, rollback, at })
             }
-            Command::Signal { name, payload } => ("signal", Event::Signalled { name: Arc::from(name), payload, at }),
+            ControlCall::Signal { name, payload } => {
+                ("signal", Event::Signalled { name: Arc::from(name), payload, at })
+            }
         })
     }
 
     /// Sends a control command to the node that holds `id` (or will claim it) and
     /// waits, at most the call timeout, until that node has carried it out and
     /// committed its effect.
-    pub(crate) async fn control_remote(&self, id: ExecutionId, command: Command) -> Result<(), EngineError> {
+    pub(crate) async fn control_remote(&self, id: ExecutionId, command: ControlCall) -> Result<(), EngineError> {
         let action = match &command {
-            Command::Pause => "pause",
-            Command::Resume { .. } => "resume",
-            Command::Cancel { .. } => "cancel",
-            Command::Signal { .. } => "signal",
+            ControlCall::Pause => "pause",
+            ControlCall::Resume { .. } => "resume",
+            ControlCall::Cancel { .. } => "cancel",
+            ControlCall::Signal { .. } => "signal",
         };
         let cluster = cluster(&*self.store);
-        if !matches!(command, Command::Cancel { .. })
+        if !matches!(command, ControlCall::Cancel { .. })
             && let Some(shared) = cluster.load(id).await?
             && !shared.stored.started
         {
@@ -424,15 +426,15 @@ impl EngineInner {
         let mut poll = Duration::from_millis(2);
         loop {
             match cluster.command_outcome(seq).await? {
-                CommandOutcome::Queued => {}
+                CallOutcome::Queued => {}
                 outcome => {
                     let _ = cluster.forget_command(seq).await;
                     return match outcome {
-                        CommandOutcome::Rejected(reason) => {
+                        CallOutcome::Rejected(reason) => {
                             let status = self.get_state(id).await.map(|s| s.status).unwrap_or(Status::Running);
                             Err(EngineError::InvalidState { id, action, status, reason })
                         }
-                        CommandOutcome::Gone => Err(self.ended_or_unknown(id).await),
+                        CallOutcome::Gone => Err(self.ended_or_unknown(id).await),
                         _ => Ok(()),
                     };
                 }

@@ -18,7 +18,7 @@ use crate::machine::event::Event;
 use crate::model::signal_port::{PortFuture, SignalPort};
 use crate::model::status::Status;
 use crate::model::{ExecutionId, StepError, kinds};
-use crate::store::Command;
+use crate::store::ControlCall;
 
 impl Engine {
     /// Sends the signal `name` with `payload` (any serializable value) to an
@@ -85,7 +85,7 @@ impl Engine {
                 reason: "it has not started yet".into(),
             });
         }
-        self.inner.control(id, Command::Signal { name: name.to_owned(), payload }).await
+        self.inner.control(id, ControlCall::Signal { name: name.to_owned(), payload }).await
     }
 
     /// Runs the query `name` of the execution's workflow (`#[query]`,

@@ -122,6 +122,13 @@ impl EngineInner {
             if let Some(e) = self.rejected_error(id) {
                 return Err(e);
             }
+            // `delayed` first: a delayed execution joins the executions before it
+            // leaves `delayed`.
+            if self.delayed.contains_key(&id) {
+                // Not started yet: wait for the start, then for the end.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             if let Some(exec) = self.executions.get(&id).map(|e| Arc::clone(&e)) {
                 let notified = exec.done.notified();
                 tokio::pin!(notified);
@@ -158,11 +165,12 @@ impl EngineInner {
                 notified.await;
                 continue;
             }
-            if self.delayed.contains_key(&id) {
-                // Not started yet: wait for the start, then for the end.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+            if let Some(s) = self.store.finished(id).await? {
+                return Ok(s);
             }
+            // An end queued just now (a delayed execution cancelled) is in the
+            // store once the journal has flushed.
+            self.journal.flushed(self.journal.last_ticket()).await?;
             if let Some(s) = self.store.finished(id).await? {
                 return Ok(s);
             }

@@ -30,7 +30,7 @@ pub type NodeId = uuid::Uuid;
 /// A control call queued for the node that holds an execution.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub enum Command {
+pub enum ControlCall {
     /// `Engine::cancel`.
     Cancel {
         /// The reason.
@@ -60,13 +60,13 @@ pub enum Command {
 
 /// A command waiting in the store for the holder of its execution.
 #[derive(Clone, Debug, PartialEq)]
-pub struct QueuedCommand {
+pub struct QueuedCall {
     /// Its position in the queue, to acknowledge it.
     pub seq: i64,
     /// The execution.
     pub execution: ExecutionId,
     /// What to do.
-    pub command: Command,
+    pub command: ControlCall,
 }
 
 /// What a node holds and how it claims more; see [`EngineBuilder::cluster`].
@@ -163,7 +163,7 @@ pub struct SharedExecution {
 /// What became of a queued command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum CommandOutcome {
+pub enum CallOutcome {
     /// Waiting for the node that holds (or will hold) its execution.
     Queued,
     /// Carried out: what it did is committed.
@@ -217,10 +217,10 @@ pub trait Cluster: Send + Sync + fmt::Debug {
     /// ([`Write::CommandEvent`](super::Write::CommandEvent),
     /// [`Write::CommandDone`](super::Write::CommandDone)); a command still queued
     /// when its execution ends is rejected.
-    async fn send(&self, id: ExecutionId, command: &Command) -> Result<i64, StoreError>;
+    async fn send(&self, id: ExecutionId, command: &ControlCall) -> Result<i64, StoreError>;
 
     /// What became of a command [`send`](Self::send) queued.
-    async fn command_outcome(&self, seq: i64) -> Result<CommandOutcome, StoreError>;
+    async fn command_outcome(&self, seq: i64) -> Result<CallOutcome, StoreError>;
 
     /// Forgets a command whose outcome was read.
     async fn forget_command(&self, seq: i64) -> Result<(), StoreError>;
@@ -228,7 +228,7 @@ pub trait Cluster: Send + Sync + fmt::Debug {
     /// The queued commands of the executions this node holds, oldest first. A
     /// node that dies before its journal has what a command did leaves it queued
     /// for the next holder.
-    async fn pending_commands(&self) -> Result<Vec<QueuedCommand>, StoreError>;
+    async fn pending_commands(&self) -> Result<Vec<QueuedCall>, StoreError>;
 
     /// One unfinished execution, whoever holds it.
     async fn load(&self, id: ExecutionId) -> Result<Option<SharedExecution>, StoreError>;

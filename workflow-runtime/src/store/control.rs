@@ -200,7 +200,7 @@ impl StoreControl {
         match request {
             Request::Control { execution, command } => {
                 let action = past(request_action(&command));
-                if !matches!(command, super::Command::Cancel { .. })
+                if !matches!(command, super::ControlCall::Cancel { .. })
                     && let Some(shared) = cluster.load(execution).await?
                     && !shared.stored.started
                 {
@@ -310,10 +310,10 @@ impl StoreControl {
         let (Target::Postgres(pg), Sent::QueuedForHolder { seq }) = (&self.target, sent) else { return Ok(None) };
         let Some(cluster) = pg.cluster() else { return Ok(None) };
         let outcome = match cluster.command_outcome(*seq).await? {
-            super::CommandOutcome::Queued => return Ok(None),
-            super::CommandOutcome::Applied => Ok(()),
-            super::CommandOutcome::Rejected(reason) => Err(reason),
-            super::CommandOutcome::Gone => Err("its outcome was already read".to_owned()),
+            super::CallOutcome::Queued => return Ok(None),
+            super::CallOutcome::Applied => Ok(()),
+            super::CallOutcome::Rejected(reason) => Err(reason),
+            super::CallOutcome::Gone => Err("its outcome was already read".to_owned()),
         };
         cluster.forget_command(*seq).await?;
         Ok(Some(outcome))
@@ -360,12 +360,12 @@ async fn restart_plan(
     Ok((ended, snapshot, kept))
 }
 
-fn request_action(command: &super::Command) -> &'static str {
+fn request_action(command: &super::ControlCall) -> &'static str {
     match command {
-        super::Command::Cancel { .. } => "cancel",
-        super::Command::Pause => "pause",
-        super::Command::Resume { .. } => "resume",
-        super::Command::Signal { .. } => "signal",
+        super::ControlCall::Cancel { .. } => "cancel",
+        super::ControlCall::Pause => "pause",
+        super::ControlCall::Resume { .. } => "resume",
+        super::ControlCall::Signal { .. } => "signal",
     }
 }
 

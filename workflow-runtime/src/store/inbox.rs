@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Command, StoreError};
+use super::{ControlCall, StoreError};
 use crate::model::ExecutionId;
 
 /// What a tool asks of the engine that holds a store.
@@ -36,7 +36,7 @@ pub enum Request {
         /// The execution.
         execution: ExecutionId,
         /// Cancel, pause, resume or signal.
-        command: Command,
+        command: ControlCall,
     },
     /// Starts a dead letter's workflow again with its input, and removes the
     /// letter ([`DeadLetters::replay`](crate::DeadLetters::replay)).
@@ -87,10 +87,10 @@ impl Request {
     /// `replay`, `remove`, `purge`, `restart`, `purge history`.
     pub fn action(&self) -> &'static str {
         match self {
-            Request::Control { command: Command::Cancel { .. }, .. } => "cancel",
-            Request::Control { command: Command::Pause, .. } => "pause",
-            Request::Control { command: Command::Resume { .. }, .. } => "resume",
-            Request::Control { command: Command::Signal { .. }, .. } => "signal",
+            Request::Control { command: ControlCall::Cancel { .. }, .. } => "cancel",
+            Request::Control { command: ControlCall::Pause, .. } => "pause",
+            Request::Control { command: ControlCall::Resume { .. }, .. } => "resume",
+            Request::Control { command: ControlCall::Signal { .. }, .. } => "signal",
             Request::ReplayDeadLetter { .. } => "replay",
             Request::RemoveDeadLetter { .. } => "remove",
             Request::PurgeExpiredDeadLetters => "purge",

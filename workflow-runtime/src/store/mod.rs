@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use self::cluster::{
-    Claimed, Cluster, ClusterOptions, Command, CommandOutcome, NodeId, QueuedCommand, SharedExecution,
+    CallOutcome, Claimed, Cluster, ClusterOptions, ControlCall, NodeId, QueuedCall, SharedExecution,
 };
 pub use self::control::{ControlError, Sent, StoreControl, open_for_reading};
 pub use self::inbox::{Inbox, QueuedRequest, Request};

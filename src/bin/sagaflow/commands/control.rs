@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sagaflow::introspect::StoredView;
-use sagaflow::store::{Command, ExecutionQuery, Request, Sent, Store};
+use sagaflow::store::{ControlCall, ExecutionQuery, Request, Sent, Store};
 use sagaflow::{ExecutionId, Trigger};
 use serde_json::json;
 
@@ -127,12 +127,12 @@ pub(super) async fn control(ctx: &Ctx, request: Request, wait: &Wait) -> Result<
 }
 
 /// The journal event a control command produces.
-fn journaled_as(command: &Command) -> &'static str {
+fn journaled_as(command: &ControlCall) -> &'static str {
     match command {
-        Command::Cancel { .. } => "cancelled",
-        Command::Pause => "paused",
-        Command::Resume { .. } => "resumed",
-        Command::Signal { .. } => "signalled",
+        ControlCall::Cancel { .. } => "cancelled",
+        ControlCall::Pause => "paused",
+        ControlCall::Resume { .. } => "resumed",
+        ControlCall::Signal { .. } => "signalled",
         _ => "",
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::reads::attach_journals;
 use super::{PostgresStore, from_json, to_json};
 use crate::model::ExecutionId;
-use crate::store::cluster::{Claimed, Cluster, Command, CommandOutcome, NodeId, QueuedCommand, SharedExecution};
+use crate::store::cluster::{CallOutcome, Claimed, Cluster, ControlCall, NodeId, QueuedCall, SharedExecution};
 use crate::store::{NewExecution, StoreError, StoredExecution};
 
 #[async_trait]
@@ -171,7 +171,7 @@ impl Cluster for PostgresStore {
         tx.commit().await.map_err(self.err())
     }
 
-    async fn send(&self, id: ExecutionId, command: &Command) -> Result<i64, StoreError> {
+    async fn send(&self, id: ExecutionId, command: &ControlCall) -> Result<i64, StoreError> {
         let text = to_json(command, "command")?;
         let mut client = self.control.get().await?;
         let tx = client.transaction().await.map_err(self.err())?;
@@ -190,16 +190,16 @@ impl Cluster for PostgresStore {
         Ok(row.get(0))
     }
 
-    async fn command_outcome(&self, seq: i64) -> Result<CommandOutcome, StoreError> {
+    async fn command_outcome(&self, seq: i64) -> Result<CallOutcome, StoreError> {
         let client = self.reader.get().await?;
         let row =
             client.query_opt("SELECT state, error FROM commands WHERE id = $1", &[&seq]).await.map_err(self.err())?;
         Ok(match row {
-            None => CommandOutcome::Gone,
+            None => CallOutcome::Gone,
             Some(row) => match row.get::<_, &str>(0) {
-                "queued" => CommandOutcome::Queued,
-                "applied" => CommandOutcome::Applied,
-                _ => CommandOutcome::Rejected(row.get::<_, Option<String>>(1).unwrap_or_default()),
+                "queued" => CallOutcome::Queued,
+                "applied" => CallOutcome::Applied,
+                _ => CallOutcome::Rejected(row.get::<_, Option<String>>(1).unwrap_or_default()),
             },
         })
     }
@@ -210,7 +210,7 @@ impl Cluster for PostgresStore {
         Ok(())
     }
 
-    async fn pending_commands(&self) -> Result<Vec<QueuedCommand>, StoreError> {
+    async fn pending_commands(&self) -> Result<Vec<QueuedCall>, StoreError> {
         let client = self.reader.get().await?;
         let rows = client
             .query(
@@ -222,7 +222,7 @@ impl Cluster for PostgresStore {
             .map_err(self.err())?;
         rows.iter()
             .map(|row| {
-                Ok(QueuedCommand {
+                Ok(QueuedCall {
                     seq: row.get(0),
                     execution: ExecutionId::from_uuid(row.get(1)),
                     command: from_json(row.get(2), "command")?,

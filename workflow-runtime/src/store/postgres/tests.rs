@@ -7,7 +7,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::PostgresStore;
-use crate::store::cluster::{Cluster, Command, CommandOutcome};
+use crate::store::cluster::{CallOutcome, Cluster, ControlCall};
 use crate::store::conformance::{self, new_execution};
 use crate::store::{Store, StoreError, Write};
 
@@ -239,29 +239,29 @@ async fn claims_are_exclusive_and_expired_leases_are_taken_over() {
 
     // Commands reach the holder, which records their outcome.
     if let Some(held) = second.first() {
-        let seq = a.send(held.stored.execution.id, &Command::Pause).await.expect("sends");
+        let seq = a.send(held.stored.execution.id, &ControlCall::Pause).await.expect("sends");
         assert!(a.pending_commands().await.expect("reads").is_empty(), "commands go to the holder only");
         let queued = b.pending_commands().await.expect("reads");
         assert_eq!(queued.len(), 1, "the holder sees the command");
-        assert_eq!((queued[0].seq, &queued[0].command), (seq, &Command::Pause));
-        assert_eq!(a.command_outcome(seq).await.expect("reads"), CommandOutcome::Queued);
+        assert_eq!((queued[0].seq, &queued[0].command), (seq, &ControlCall::Pause));
+        assert_eq!(a.command_outcome(seq).await.expect("reads"), CallOutcome::Queued);
         b.write(&[Write::CommandDone { command: seq, error: Some("it is already paused".into()) }])
             .await
             .expect("done");
         assert!(b.pending_commands().await.expect("reads").is_empty(), "a command with an outcome is not queued");
         assert_eq!(
             a.command_outcome(seq).await.expect("reads"),
-            CommandOutcome::Rejected("it is already paused".into()),
+            CallOutcome::Rejected("it is already paused".into()),
             "the sender reads why"
         );
         a.forget_command(seq).await.expect("forgets");
-        assert_eq!(a.command_outcome(seq).await.expect("reads"), CommandOutcome::Gone);
+        assert_eq!(a.command_outcome(seq).await.expect("reads"), CallOutcome::Gone);
     }
     assert!(a.is_unfinished(first[0].stored.execution.id).await.expect("reads"), "a claimed execution is unfinished");
     let unknown = crate::model::ExecutionId::new();
     assert!(!a.is_unfinished(unknown).await.expect("reads"), "an unknown execution is not");
     assert!(
-        matches!(a.send(unknown, &Command::Pause).await, Err(StoreError::UnknownExecution(id)) if id == unknown),
+        matches!(a.send(unknown, &ControlCall::Pause).await, Err(StoreError::UnknownExecution(id)) if id == unknown),
         "a command for an unknown execution is refused"
     );
 

@@ -332,7 +332,7 @@ async fn a_directory_is_not_a_database() {
 
 #[tokio::test]
 async fn a_control_store_queues_requests_for_the_engine_that_holds_the_file() {
-    use crate::store::{Command, Inbox, Request};
+    use crate::store::{ControlCall, Inbox, Request};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inbox.db");
     assert_eq!(SqliteStore::holder(&path).unwrap(), None, "no lock file yet");
@@ -350,10 +350,10 @@ async fn a_control_store_queues_requests_for_the_engine_that_holds_the_file() {
         control.write(&[Write::Create(Box::new(new_execution("alpha", at)))]).await,
         Err(StoreError::ReadOnly { .. })
     ));
-    let pause = Request::Control { execution: live.id, command: Command::Pause };
+    let pause = Request::Control { execution: live.id, command: ControlCall::Pause };
     let seq = control.send(&pause).await.expect("queued");
     let unknown = new_execution("alpha", at).id;
-    let refused = control.send(&Request::Control { execution: unknown, command: Command::Pause }).await;
+    let refused = control.send(&Request::Control { execution: unknown, command: ControlCall::Pause }).await;
     assert!(matches!(refused, Err(StoreError::UnknownExecution(id)) if id == unknown), "{refused:?}");
     let replay = control.send(&Request::ReplayDeadLetter { id: unknown }).await.expect("not checked");
     assert!(replay > seq);
