@@ -13,35 +13,10 @@ use super::context::Context;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DurationError {
-    /// The text was empty.
-    #[error("empty duration: expected something like `30s`, `5m`, `1h` or `7d`")]
-    Empty,
-    /// A number could not be read.
-    #[error("invalid duration `{input}`: expected a number before each unit")]
-    InvalidNumber {
-        /// The whole text given.
-        input: String,
-    },
-    /// A unit that is not one of the known ones.
-    #[error("invalid duration `{input}`: unknown unit `{unit}` (expected ms, s, m, h, d or w)")]
-    UnknownUnit {
-        /// The whole text given.
-        input: String,
-        /// The unit that was not understood.
-        unit: String,
-    },
-    /// A negative number of milliseconds.
-    #[error("invalid duration `{input}`: a duration cannot be negative")]
-    Negative {
-        /// The value given.
-        input: String,
-    },
-    /// The value does not fit in a `Duration`.
-    #[error("invalid duration `{input}`: too large")]
-    Overflow {
-        /// The whole text given.
-        input: String,
-    },
+    /// The text is not a duration (empty, a bad number, an unknown unit, a
+    /// negative or too large value): see the grammar's error.
+    #[error(transparent)]
+    Grammar(#[from] GrammarError),
     /// Longer than [`MAX_DURATION`] (about 100 years): no schedule of the engine
     /// reaches that far, and instants that far ahead overflow clocks.
     #[error("invalid duration `{input}`: longer than the longest supported, {}", format_duration(MAX_DURATION))]
@@ -88,18 +63,6 @@ pub fn parse_duration(input: &str) -> Result<Option<Duration>, DurationError> {
     match sagaflow_rules::duration::parse(input)? {
         None => Ok(None),
         Some(d) => in_range(d, || input.to_owned()).map(Some),
-    }
-}
-
-impl From<GrammarError> for DurationError {
-    fn from(e: GrammarError) -> Self {
-        match e {
-            GrammarError::Empty => DurationError::Empty,
-            GrammarError::InvalidNumber { input } => DurationError::InvalidNumber { input },
-            GrammarError::UnknownUnit { input, unit } => DurationError::UnknownUnit { input, unit },
-            GrammarError::Negative { input } => DurationError::Negative { input },
-            GrammarError::Overflow { input } => DurationError::Overflow { input },
-        }
     }
 }
 
@@ -232,10 +195,11 @@ impl DurationArg {
 
 fn millis(ms: i128) -> Result<Duration, DurationError> {
     if ms < 0 {
-        return Err(DurationError::Negative { input: ms.to_string() });
+        return Err(GrammarError::Negative { input: ms.to_string() }.into());
     }
-    let d =
-        u64::try_from(ms).map(Duration::from_millis).map_err(|_| DurationError::Overflow { input: ms.to_string() })?;
+    let d = u64::try_from(ms)
+        .map(Duration::from_millis)
+        .map_err(|_| DurationError::from(GrammarError::Overflow { input: ms.to_string() }))?;
     in_range(d, || ms.to_string())
 }
 
@@ -300,13 +264,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_literals_naming_the_problem() {
-        assert_eq!(parse_duration(""), Err(DurationError::Empty));
+        assert_eq!(parse_duration(""), Err(DurationError::Grammar(GrammarError::Empty)));
         let err = parse_duration("30x").unwrap_err();
         assert_eq!(err.to_string(), "invalid duration `30x`: unknown unit `x` (expected ms, s, m, h, d or w)");
-        assert!(matches!(parse_duration("h"), Err(DurationError::InvalidNumber { .. })));
-        assert!(matches!(parse_duration("-5s"), Err(DurationError::Negative { .. })));
-        assert!(matches!(parse_duration("1e4d"), Err(DurationError::UnknownUnit { .. })));
-        assert!(matches!(parse_duration("99999999999999999999w"), Err(DurationError::Overflow { .. })));
+        assert!(matches!(parse_duration("h"), Err(DurationError::Grammar(GrammarError::InvalidNumber { .. }))));
+        assert!(matches!(parse_duration("-5s"), Err(DurationError::Grammar(GrammarError::Negative { .. }))));
+        assert!(matches!(parse_duration("1e4d"), Err(DurationError::Grammar(GrammarError::UnknownUnit { .. }))));
+        assert!(matches!(
+            parse_duration("99999999999999999999w"),
+            Err(DurationError::Grammar(GrammarError::Overflow { .. }))
+        ));
     }
 
     #[test]
@@ -333,7 +300,10 @@ mod tests {
     #[test]
     fn args_convert() {
         assert_eq!(DurationArg::from(1500u64).to_duration().unwrap(), Duration::from_millis(1500));
-        assert!(matches!(DurationArg::from(-1).to_duration(), Err(DurationError::Negative { .. })));
+        assert!(matches!(
+            DurationArg::from(-1).to_duration(),
+            Err(DurationError::Grammar(GrammarError::Negative { .. }))
+        ));
         assert_eq!(DurationArg::from("infinity").to_duration(), Err(DurationError::NotFinite));
         assert!(matches!(DurationArg::from("infinity").to_timeout().unwrap(), Timeout::Infinity));
     }
