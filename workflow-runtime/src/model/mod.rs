@@ -36,6 +36,7 @@ pub use name::StepName;
 pub use options::{Backoff, BreakerOptions, IntoNames, OnError, RetryPolicy, Step, StepOptions, StepPolicy, defaults};
 pub use outcome::{AwaitRequest, IntoOutcome, IntoStepResult, Outcome, StepResult};
 pub use policy::WorkflowPolicy;
+pub use sagaflow_rules::duration::GrammarError;
 pub use schedule::{CronExpr, MIN_INTERVAL, Misfire, Schedule, ScheduleError, ScheduleKind};
 pub use signal::SignalWait;
 pub use step::{
