@@ -152,11 +152,12 @@ impl Limiter {
         limits: Arc<StepLimits>,
         keys: Keys,
         priority: i32,
+        order: Option<u64>,
     ) -> Result<Admission, StepError> {
         let slot = match &limits.concurrency {
             None => None,
             Some(c) => Some(match &self.shared {
-                None => self.local_slot((Arc::clone(&scope), keys.concurrency), c.limit, priority).await,
+                None => self.local_slot((Arc::clone(&scope), keys.concurrency), c.limit, priority, order).await,
                 Some(store) => {
                     let store = Arc::clone(store);
                     self.shared_slot(&*store, &scope, &keys.concurrency, c.limit, priority)
@@ -182,7 +183,9 @@ impl Limiter {
         Ok(Admission { _slot: slot })
     }
 
-    async fn local_slot(self: &Arc<Self>, key: SlotKey, limit: u32, priority: i32) -> Slot {
+    /// A slot of this engine's own (`order`: the place among equal priorities;
+    /// without one, the order of arrival).
+    async fn local_slot(self: &Arc<Self>, key: SlotKey, limit: u32, priority: i32, order: Option<u64>) -> Slot {
         loop {
             let rx = {
                 let mut slots = self.slots.lock();
@@ -192,7 +195,8 @@ impl Limiter {
                     return Slot::Local { limiter: Arc::clone(self), key };
                 }
                 let (grant, rx) = oneshot::channel();
-                entry.queue.push(Waiter { priority, seq: self.seq.fetch_add(1, Ordering::Relaxed), grant });
+                let seq = order.unwrap_or_else(|| self.seq.fetch_add(1, Ordering::Relaxed));
+                entry.queue.push(Waiter { priority, seq, grant });
                 rx
             };
             let mut queued = Queued { rx: Some(rx), limiter: self, key: &key };
@@ -340,7 +344,10 @@ pub(crate) async fn workflow_turn(limiter: &Arc<Limiter>, exec: &Execution) -> O
             Arc::clone(&scope),
             Arc::clone(limits),
             keys.clone(),
-            exec.priority
+            exec.priority,
+            // Executions wait for their workflow's slots in the order they were
+            // started, however their drivers were scheduled.
+            Some(exec.order),
         ));
         let admitted = std::future::poll_fn(|cx| {
             if let std::task::Poll::Ready(admitted) = admit.as_mut().poll(cx) {
@@ -426,7 +433,7 @@ mod tests {
     async fn slots_pass_to_the_highest_priority_then_the_longest_waiting() {
         let limiter = Limiter::new(None);
         let scope: Arc<str> = Arc::from("w.s");
-        let admit = |k: &str, p: i32| Arc::clone(&limiter).admit(Arc::clone(&scope), limited(1), keys(k), p);
+        let admit = |k: &str, p: i32| Arc::clone(&limiter).admit(Arc::clone(&scope), limited(1), keys(k), p, None);
         let first = admit("a", 0).await.unwrap();
         let other_key = admit("b", 0).await.unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
@@ -455,7 +462,7 @@ mod tests {
     async fn a_waiter_dropped_after_its_grant_passes_the_slot_on() {
         let limiter = Limiter::new(None);
         let scope: Arc<str> = Arc::from("w.s");
-        let admit = || Arc::clone(&limiter).admit(Arc::clone(&scope), limited(1), keys(""), 0);
+        let admit = || Arc::clone(&limiter).admit(Arc::clone(&scope), limited(1), keys(""), 0, None);
         let held = admit().await.unwrap();
         let mut waiting = Box::pin(admit());
         assert!(futures::poll!(&mut waiting).is_pending());
@@ -475,7 +482,7 @@ mod tests {
         let began = Instant::now();
         let mut at = Vec::new();
         for _ in 0..5 {
-            Arc::clone(&limiter).admit(Arc::from("w.s"), Arc::clone(&limits), keys("k"), 0).await.unwrap();
+            Arc::clone(&limiter).admit(Arc::from("w.s"), Arc::clone(&limits), keys("k"), 0, None).await.unwrap();
             at.push(began.elapsed().as_millis());
         }
         assert_eq!(at, [0, 0, 1000, 1000, 2000]);

@@ -260,7 +260,7 @@ impl EngineInner {
         let Some(limits) = limits else { return Ok(None) };
         let keys = Keys::of(step, limits, ctx)?;
         let scope: Arc<str> = Arc::from(format!("{}.{step}", exec.workflow()));
-        Ok(Some(Box::pin(Arc::clone(&self.limits).admit(scope, Arc::clone(limits), keys, exec.priority))))
+        Ok(Some(Box::pin(Arc::clone(&self.limits).admit(scope, Arc::clone(limits), keys, exec.priority, None))))
     }
 }
 

@@ -18,6 +18,9 @@ use crate::model::ids::StepId;
 use crate::model::{Context, ExecutionId, WorkflowDef, guard};
 use crate::store::ParentRef;
 
+/// How many executions this process created or recovered.
+static CREATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// One execution known to this engine.
 pub(crate) struct Execution {
     pub(crate) id: ExecutionId,
@@ -30,6 +33,10 @@ pub(crate) struct Execution {
     pub(crate) core: Mutex<Core>,
     /// Where it waits, higher goes first ([`StartOptions::priority`](crate::StartOptions::priority)).
     pub(crate) priority: i32,
+    /// Its place in the order executions were created (or recovered) in this
+    /// process: among equal priorities, the earlier waits less for its
+    /// workflow's concurrency slots.
+    pub(crate) order: u64,
     /// Wakes the driver when an outside event queued commands.
     pub(crate) wake: Wake,
     /// Wakes `wait()` callers when the execution ends.
@@ -104,6 +111,7 @@ impl Execution {
             trigger: (trigger != Trigger::Manual).then(|| Box::new(trigger)),
             trace: trace.map(Box::new),
             priority,
+            order: CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             core: Mutex::new(Core {
                 machine,
                 commands: Vec::new(),
