@@ -96,7 +96,9 @@ async fn start_by_tenant(engines: &[&Engine], keys: usize, per_key: usize) -> Ve
 /// Every tenant ran at most `limit` at once and reached it; among the first
 /// `rounds × limit × keys` attempts to finish, each tenant has its equal share
 /// within ±10 %.
-fn assert_limited_and_fair(tracker: &Shared, keys: usize, limit: usize, rounds: usize) {
+/// `slack`: the deviation allowed when ±10 % of a small share is less than
+/// one execution (nodes that end their work milliseconds apart).
+fn assert_limited_and_fair(tracker: &Shared, keys: usize, limit: usize, rounds: usize, slack: f64) {
     let t = tracker.t.lock().unwrap();
     for k in 0..keys {
         let most = t.most.get(&format!("t{k}")).copied().unwrap_or(0);
@@ -111,7 +113,7 @@ fn assert_limited_and_fair(tracker: &Shared, keys: usize, limit: usize, rounds: 
     for k in 0..keys {
         let share = shares.get(format!("t{k}").as_str()).copied().unwrap_or(0) as f64;
         assert!(
-            (share - equal).abs() <= equal * 0.1,
+            (share - equal).abs() <= (equal * 0.1).max(slack),
             "tenant t{k} finished {share} of the first {window} (equal share {equal}): {shares:?}"
         );
     }
@@ -122,7 +124,7 @@ async fn limits_hold_and_tenants_share_fairly(engine: &Engine, tracker: &Shared)
     tracker.go.send_replace(true);
     let ids: Vec<ExecutionId> = ids.into_iter().map(|(_, id)| id).collect();
     wait_all(engine, &ids).await;
-    assert_limited_and_fair(tracker, 10, 2, 3);
+    assert_limited_and_fair(tracker, 10, 2, 3, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,7 +271,9 @@ async fn on_postgres_three_nodes_hold_one_limit_and_share_it_fairly() {
         let state = tokio::time::timeout(Duration::from_secs(180), nodes[0].wait(*id)).await.expect("in time").unwrap();
         assert_eq!(state.status, Status::Completed, "{:?}", state.failure);
     }
-    assert_limited_and_fair(&tracker, 10, 2, 2);
+    // Across nodes a freed slot is seen after a notification or a poll: one
+    // execution either way of the equal share.
+    assert_limited_and_fair(&tracker, 10, 2, 2, 1.0);
     let left: i64 =
         client.query_one(&format!("SELECT count(*) FROM {}.limit_slots", schema.name), &[]).await.unwrap().get(0);
     assert_eq!(left, 0, "every slot was given back");
