@@ -157,12 +157,20 @@ async fn a_call_whose_effect_the_store_dropped_does_not_answer_ok() {
         .unwrap();
     let engine = Engine::builder().store_arc(store.clone()).register(wait_here).build().await.unwrap();
     let id = engine.start("waits", json!({})).await.unwrap();
+    // Awaiting, and that committed: a write still in flight when the fault is
+    // set would be refused too, and the execution dropped before the cancel.
+    let mut committed = false;
     for _ in 0..500 {
-        if engine.get_state(id).await.unwrap().status == Status::Awaiting {
+        let stored = store.unfinished().await.unwrap();
+        committed = stored
+            .iter()
+            .any(|e| e.execution.id == id && e.events.iter().any(|entry| entry.event.contains(r#""type":"await""#)));
+        if committed && engine.get_state(id).await.unwrap().status == Status::Awaiting {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert!(committed, "the await is committed");
     // As if another node had taken the execution over: its writes are refused.
     store.not_held_when(move |w| w.execution() == Some(id));
     let err = engine.cancel(id, CancelOptions::reason("stop")).await.unwrap_err();
