@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 
 use super::journal::Ack;
 use super::timers::TimerTarget;
-use super::{Delayed, EngineError, EngineInner, Started, to_map};
+use super::{Delayed, EngineError, EngineInner, Started};
 use crate::model::context::Data;
 use crate::model::execution::Trigger;
 use crate::model::{DurationArg, ExecutionId, WorkflowDef};
@@ -81,19 +81,9 @@ impl EngineInner {
         }
         let at = self.clock.now() + window;
         let new = NewExecution {
-            id: ExecutionId::new(),
-            workflow: def.name().to_owned(),
-            version: def.version().to_owned(),
-            input: to_map(&data),
-            parent: None,
-            trigger: Trigger::Delayed { at },
-            created_at: self.clock.now(),
-            start_at: Some(at),
-            unique_key: None,
             debounce_key: Some(debounce.key),
-            kept: Vec::new(),
             priority,
-            trace: self.trace_for_new(None),
+            ..self.delayed_record(&def, &data, Trigger::Delayed { at }, at)
         };
         if self.node.is_some() {
             let cluster = self.store.cluster().ok_or(EngineError::ShutDown)?;
@@ -117,9 +107,8 @@ impl EngineInner {
             Ok(()) => Ok(started),
             Err(e) => {
                 if !started.existing
-                    && let Some((_, d)) = self.delayed.remove(&started.id)
+                    && let Some(d) = self.withdraw_delayed(started.id, at)
                 {
-                    self.timers.cancel(TimerTarget::Start(started.id), self.clock.instant_at(at));
                     self.debounce_done(&d.new);
                 }
                 Err(e)

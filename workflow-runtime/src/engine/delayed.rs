@@ -87,22 +87,8 @@ impl EngineInner {
         at: DateTime<Utc>,
     ) -> Result<ExecutionId, EngineError> {
         limits::check_input(&def, &data)?;
-        let id = ExecutionId::new();
-        let new = NewExecution {
-            id,
-            workflow: def.name().to_owned(),
-            version: def.version().to_owned(),
-            input: to_map(&data),
-            parent: None,
-            trigger,
-            created_at: self.clock.now(),
-            start_at: Some(at),
-            unique_key: None,
-            debounce_key: None,
-            kept: Vec::new(),
-            priority: 0,
-            trace: self.trace_for_new(None),
-        };
+        let new = self.delayed_record(&def, &data, trigger, at);
+        let id = new.id;
         let (_, ack) = self.journal.submit(Write::Create(Box::new(new.clone())));
         if self.node.is_some() {
             // Any node may claim it once it is due; this one looks then.
@@ -112,12 +98,43 @@ impl EngineInner {
             self.timers.arm(TimerTarget::Start(id), self.clock.instant_at(at));
         }
         if let Err(e) = self.acknowledged(ack, "schedule_execution").await {
-            if self.delayed.remove(&id).is_some() {
-                self.timers.cancel(TimerTarget::Start(id), self.clock.instant_at(at));
-            }
+            self.withdraw_delayed(id, at);
             return Err(e);
         }
         Ok(id)
+    }
+
+    /// The record of a new execution of `def` with `data` that starts at `at`.
+    pub(super) fn delayed_record(
+        &self,
+        def: &WorkflowDef,
+        data: &Data,
+        trigger: Trigger,
+        at: DateTime<Utc>,
+    ) -> NewExecution {
+        NewExecution {
+            id: ExecutionId::new(),
+            workflow: def.name().to_owned(),
+            version: def.version().to_owned(),
+            input: to_map(data),
+            parent: None,
+            trigger,
+            created_at: self.clock.now(),
+            start_at: Some(at),
+            unique_key: None,
+            debounce_key: None,
+            kept: Vec::new(),
+            priority: 0,
+            trace: self.trace_for_new(None),
+        }
+    }
+
+    /// Takes back a delayed execution whose creation was not committed, its
+    /// timer (due at `at`) disarmed.
+    pub(super) fn withdraw_delayed(&self, id: ExecutionId, at: DateTime<Utc>) -> Option<Delayed> {
+        let (_, d) = self.delayed.remove(&id)?;
+        self.timers.cancel(TimerTarget::Start(id), self.clock.instant_at(at));
+        Some(d)
     }
 
     /// A delayed execution's time has come.

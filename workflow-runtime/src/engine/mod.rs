@@ -49,7 +49,7 @@ use self::journal::{Ack, Journal};
 use self::registry::Registry;
 pub use self::registry::{Registration, WorkflowType, registrations};
 use self::restart::Extras;
-use self::start::{input_data, to_map};
+use self::start::input_data;
 pub(crate) use self::timers::sleep_until_woken;
 use self::timers::{TimerTarget, Timers};
 pub use self::unique::{OnDuplicate, StartOptions, Started};
