@@ -198,10 +198,10 @@ impl EngineBuilder {
         let limits = super::limits::Limiter::new(node.is_some().then(|| Arc::clone(&store)));
         let inner = Arc::new(EngineInner {
             registry: RwLock::new(Registry::default()),
-            executions: DashMap::new(),
-            delayed: DashMap::new(),
-            parked: DashMap::new(),
-            rejected: DashMap::new(),
+            executions: DashMap::default(),
+            delayed: DashMap::default(),
+            parked: DashMap::default(),
+            rejected: DashMap::default(),
             call_timeout: self.call_timeout.unwrap_or(super::DEFAULT_CALL_TIMEOUT),
             store,
             durable,

@@ -58,6 +58,7 @@ use crate::builder::suggest;
 pub use crate::introspect::WorkflowInfo;
 use crate::machine::event::Event;
 use crate::model::execution::ExecutionState;
+use crate::model::ids::IdHasher;
 use crate::model::{ExecutionId, StepKindName, WorkflowDef};
 use crate::store::{Store, Write};
 use crate::telemetry::Bus;
@@ -67,12 +68,12 @@ pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) struct EngineInner {
     pub(crate) registry: RwLock<Registry>,
-    pub(crate) executions: DashMap<ExecutionId, Arc<Execution>>,
-    pub(crate) delayed: DashMap<ExecutionId, Delayed>,
-    pub(crate) parked: DashMap<ExecutionId, ExecutionState>,
+    pub(crate) executions: DashMap<ExecutionId, Arc<Execution>, IdHasher>,
+    pub(crate) delayed: DashMap<ExecutionId, Delayed, IdHasher>,
+    pub(crate) parked: DashMap<ExecutionId, ExecutionState, IdHasher>,
     /// Executions the store refused a write of, with the store's reason: they
     /// stopped here (see `journal`).
-    pub(crate) rejected: DashMap<ExecutionId, String>,
+    pub(crate) rejected: DashMap<ExecutionId, String, IdHasher>,
     /// How long an acknowledged call waits (see `EngineBuilder::call_timeout`).
     pub(crate) call_timeout: Duration,
     pub(crate) store: Arc<dyn Store>,

@@ -67,7 +67,12 @@ impl Engine {
         let def = self.inner.definition(workflow)?;
         let data = input_data(workflow, input)?;
         let extras = Extras { in_caller: true, ..Extras::default() };
-        let id = self.inner.start_with_id(ExecutionId::new(), def, data, Trigger::Manual, None, extras).await?;
+        let (id, launched) =
+            self.inner.start_launched(ExecutionId::new(), def, data, Trigger::Manual, None, extras).await?;
+        // Ended in the caller, and its end committed already: no need to look.
+        if let Some(state) = launched.and_then(|exec| self.inner.committed_end(&exec)) {
+            return Ok(state);
+        }
         self.inner.wait_for(id).await
     }
 
@@ -190,6 +195,20 @@ impl EngineInner {
         parent: Option<ParentRef>,
         extras: Extras,
     ) -> Result<ExecutionId, EngineError> {
+        Ok(self.start_launched(id, def, data, trigger, parent, extras).await?.0)
+    }
+
+    /// [`start_with_id`](Self::start_with_id), with the execution if this call
+    /// launched it here.
+    async fn start_launched(
+        self: &Arc<Self>,
+        id: ExecutionId,
+        def: WorkflowDef,
+        data: Data,
+        trigger: Trigger,
+        parent: Option<ParentRef>,
+        extras: Extras,
+    ) -> Result<(ExecutionId, Option<Arc<Execution>>), EngineError> {
         if self.shutdown.is_cancelled() {
             return Err(EngineError::ShutDown);
         }
@@ -217,26 +236,43 @@ impl EngineInner {
             // Any node may claim it, this one included.
             self.commit(record(parent, trigger), "start").await?;
             node.wake.notify_one();
-            return Ok(id);
+            return Ok((id, None));
         }
         // The driver starts at once, but runs nothing before the creation is
         // committed (the write-ahead rule): a crash never leaves side effects of
         // an execution the store does not know. A volatile store hears of a
         // keyed one too, so that its history knows the key once it ended.
         if !self.durable && extras.unique_key.is_none() {
-            self.launch(id, def, data, trigger, parent, at, 0, &extras, trace);
-            return Ok(id);
+            let launched = self.launch(id, def, data, trigger, parent, at, 0, &extras, trace);
+            return Ok((id, launched));
         }
         let (ticket, ack) = self.journal.submit(record(parent.clone(), trigger.clone()));
-        self.launch(id, def, data, trigger, parent, at, ticket, &extras, trace);
+        let launched = self.launch(id, def, data, trigger, parent, at, ticket, &extras, trace);
         self.acknowledged(ack, "start").await?;
-        Ok(id)
+        Ok((id, launched))
+    }
+
+    /// The final state of an execution this engine ran, once its end is
+    /// committed (the flush of its final state took it out of the executions).
+    fn committed_end(&self, exec: &Execution) -> Option<ExecutionState> {
+        let state = {
+            let core = exec.core.lock();
+            if core.abandoned {
+                return None;
+            }
+            Arc::clone(core.final_state.as_ref()?)
+        };
+        if self.executions.contains_key(&exec.id) || self.rejected_error(exec.id).is_some() {
+            return None;
+        }
+        Some((*state).clone())
     }
 
     /// Creates the execution's state and its driver. `ticket` is the journal
     /// ticket of the write that records the execution's start (0 if none): the
     /// driver waits for it before running anything. `kept`: the steps it begins
-    /// with completed (a restart from a step).
+    /// with completed (a restart from a step). Returns the execution, unless one
+    /// with its id runs here already.
     #[allow(clippy::too_many_arguments)] // the parts of a new execution, each distinct
     pub(super) fn launch(
         self: &Arc<Self>,
@@ -249,7 +285,7 @@ impl EngineInner {
         ticket: u64,
         extras: &Extras,
         trace: Option<crate::model::TraceContext>,
-    ) {
+    ) -> Option<Arc<Execution>> {
         let mut cmds = Vec::new();
         let machine = Machine::start_seeded(&def, data, restart::seed_of(&def, &extras.kept), at, &mut cmds);
         let trigger_type = trigger.kind();
@@ -265,14 +301,14 @@ impl EngineInner {
         core.commands = cmds;
         core.ticket = ticket;
         match self.executions.entry(id) {
-            dashmap::Entry::Occupied(_) => return,
+            dashmap::Entry::Occupied(_) => return None,
             dashmap::Entry::Vacant(slot) => {
                 slot.insert(Arc::clone(&exec));
             }
         }
         core.driver = true;
         drop(core);
-        let driver = drive(Arc::clone(self), exec);
+        let driver = drive(Arc::clone(self), Arc::clone(&exec));
         if extras.in_caller && ticket == 0 {
             // Nothing to commit before the first steps, and the caller waits
             // for the end anyway: they start here.
@@ -280,6 +316,7 @@ impl EngineInner {
         } else {
             tokio::spawn(driver);
         }
+        Some(exec)
     }
 
     pub(crate) async fn start_child(

@@ -21,6 +21,7 @@ use super::debounce::Debounce;
 use super::restart::Extras;
 use super::{Engine, EngineError, input_data};
 use crate::model::execution::Trigger;
+use crate::model::ids::IdHasher;
 use crate::model::{DurationArg, ExecutionId};
 
 /// How [`Engine::start_with`] starts an execution.
@@ -177,7 +178,7 @@ pub(crate) struct UniqueKeys {
 #[derive(Debug, Default)]
 struct Keys {
     by_key: HashMap<(Arc<str>, String), ExecutionId>,
-    by_id: HashMap<ExecutionId, (Arc<str>, String)>,
+    by_id: HashMap<ExecutionId, (Arc<str>, String), IdHasher>,
 }
 
 impl UniqueKeys {
@@ -192,6 +193,9 @@ impl UniqueKeys {
     /// Frees the key `id` holds, if any (it ended).
     pub(crate) fn release(&self, id: ExecutionId) {
         let mut keys = self.inner.lock();
+        if keys.by_id.is_empty() {
+            return;
+        }
         if let Some(entry) = keys.by_id.remove(&id)
             && keys.by_key.get(&entry) == Some(&id)
         {

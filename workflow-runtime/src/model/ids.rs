@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 #[serde(transparent)]
 pub struct ExecutionId(uuid::Uuid);
 
+/// The hasher of the engine's and stores' maps keyed by execution id: a fast
+/// hash, seeded per map (the default SipHash costs more than the lookup).
+pub(crate) type IdHasher = foldhash::fast::RandomState;
+
 impl ExecutionId {
     /// A fresh, time-ordered id.
     pub fn new() -> Self {

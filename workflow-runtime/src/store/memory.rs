@@ -12,6 +12,7 @@ use super::{
     Write,
 };
 use crate::model::execution::ExecutionState;
+use crate::model::ids::IdHasher;
 use crate::model::{DefinitionSnapshot, ExecutionId};
 
 /// A store in memory: for tests and throwaway runs. The engine does not journal
@@ -35,14 +36,14 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    live: HashMap<ExecutionId, StoredExecution>,
-    finished: HashMap<ExecutionId, Arc<ExecutionState>>,
+    live: HashMap<ExecutionId, StoredExecution, IdHasher>,
+    finished: HashMap<ExecutionId, Arc<ExecutionState>, IdHasher>,
     finish_order: VecDeque<ExecutionId>,
     /// The last ended execution of each unique key of a workflow, and when it
     /// ended, while its final state is kept.
     ended_keys: HashMap<(String, String), (ExecutionId, DateTime<Utc>)>,
     /// The unique key of each ended execution kept that had one.
-    ended_key_of: HashMap<ExecutionId, (String, String)>,
+    ended_key_of: HashMap<ExecutionId, (String, String), IdHasher>,
     dead: BTreeMap<(DateTime<Utc>, ExecutionId), DeadLetter>,
     definitions: BTreeMap<String, DefinitionSnapshot>,
     versions: HashMap<(String, String), DefinitionSnapshot>,
@@ -62,7 +63,7 @@ impl Inner {
 
 impl MemoryStore {
     /// How many finished executions a new store keeps.
-    pub const DEFAULT_HISTORY: usize = 100_000;
+    pub const DEFAULT_HISTORY: usize = 10_000;
 
     /// An empty store.
     pub fn new() -> Self {
@@ -101,22 +102,30 @@ impl MemoryStore {
         let mut inner = self.inner.lock();
         // Validate first so a batch is applied entirely or not at all: walk the
         // batch in order, tracking which executions it creates and finishes.
+        // A batch of one write needs no tracking (and allocates none).
+        let track = batch.len() > 1;
         let mut created = HashSet::new();
         let mut ended = HashSet::new();
         for w in batch {
             let execution = match w {
                 Write::Create(n) => {
-                    created.insert(n.id);
-                    ended.remove(&n.id);
+                    if track {
+                        created.insert(n.id);
+                        ended.remove(&n.id);
+                    }
                     continue;
                 }
                 Write::Finish(s) => {
-                    ended.insert(s.id);
+                    if track {
+                        ended.insert(s.id);
+                    }
                     continue;
                 }
                 Write::Tick { execution, .. } => {
-                    created.insert(execution.id);
-                    ended.remove(&execution.id);
+                    if track {
+                        created.insert(execution.id);
+                        ended.remove(&execution.id);
+                    }
                     continue;
                 }
                 Write::Event(JournalEntry { execution, .. })

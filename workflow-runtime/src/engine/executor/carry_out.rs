@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -31,6 +32,7 @@ impl EngineInner {
         running: &mut Running,
         immediate: &mut Vec<Finished>,
         now: Instant,
+        waker: &Waker,
     ) {
         let Running { jobs, aborts, hooks } = running;
         match action {
@@ -80,7 +82,7 @@ impl EngineInner {
                     }
                 };
                 let span = step_span(exec, &name, attempt);
-                let hook = hooks.remove(&step);
+                let hook = if hooks.is_empty() { None } else { hooks.remove(&step) };
                 let fut: BoxStepFuture = match hook {
                     // An `on_step_error` hook for the attempt before ends first,
                     // and a limited step is admitted first: only then is the
@@ -109,10 +111,14 @@ impl EngineInner {
                 } else {
                     JobFuture::Plain(fut)
                 };
-                jobs.push(match admit {
-                    None => Job::new(tag, fut, limit, span, now),
-                    Some(admit) => Job::gated(tag, fut, limit, span, now, admit),
-                });
+                jobs.start(
+                    match admit {
+                        None => Job::new(tag, fut, limit, span, now),
+                        Some(admit) => Job::gated(tag, fut, limit, span, now, admit),
+                    },
+                    waker,
+                    immediate,
+                );
             }
             Action::Child { step, attempt, name, workflow, input, ctx, existing, timeout, limits } => {
                 if self.bus.wanted() {
@@ -209,7 +215,7 @@ impl EngineInner {
                     attempt,
                     result = tracing::field::Empty,
                 );
-                jobs.push(Job::new(tag, JobFuture::Plain(fut), limit, span, now));
+                jobs.start(Job::new(tag, JobFuture::Plain(fut), limit, span, now), waker, immediate);
             }
             Action::Handler { kind, run, ctx } => {
                 let tag = JobTag::Handler(kind);
@@ -224,7 +230,7 @@ impl EngineInner {
                         return;
                     }
                 };
-                jobs.push(Job::new(tag, JobFuture::Plain(fut), None, tracing::Span::none(), now));
+                jobs.start(Job::new(tag, JobFuture::Plain(fut), None, tracing::Span::none(), now), waker, immediate);
             }
             Action::Hook { handler, ctx, step, error, attempt, id } => {
                 let fut = guard::call(|| handler(ctx, step, error, attempt));

@@ -102,17 +102,77 @@ impl EngineInner {
     }
 }
 
+/// A driver's working lists.
+#[derive(Default)]
+struct Lists {
+    finished: Vec<Finished>,
+    cmds: Vec<Command>,
+    /// What the machine asked for, held until the events that asked are durable.
+    held: Vec<Action>,
+    emits: Vec<Telemetry>,
+}
+
+thread_local! {
+    /// Lists that ended drivers gave back, for the next drivers on this thread.
+    static SPARE: std::cell::RefCell<Vec<Lists>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A driver's [`Lists`]. A short execution's driver would spend a good part of
+/// its time allocating them, so a driver that ends gives them back (empty), and
+/// the next driver on the same thread takes them.
+struct Buffers(Lists);
+
+impl Buffers {
+    /// How many spare sets a thread keeps.
+    const SPARE_SETS: usize = 16;
+    /// Lists grown beyond this (a wide fan-out) are not kept.
+    const KEPT_CAPACITY: usize = 64;
+
+    fn take() -> Self {
+        let spare = SPARE.try_with(|spare| spare.try_borrow_mut().ok().and_then(|mut s| s.pop())).ok().flatten();
+        Buffers(spare.unwrap_or_else(|| Lists {
+            finished: Vec::with_capacity(4),
+            cmds: Vec::with_capacity(8),
+            held: Vec::with_capacity(8),
+            emits: Vec::new(),
+        }))
+    }
+}
+
+impl Drop for Buffers {
+    fn drop(&mut self) {
+        let l = &mut self.0;
+        let small = [l.finished.capacity(), l.cmds.capacity(), l.held.capacity(), l.emits.capacity()]
+            .iter()
+            .all(|&c| c <= Self::KEPT_CAPACITY);
+        if !small {
+            return;
+        }
+        // What a stopped driver still held goes now (its jobs were dropped).
+        l.finished.clear();
+        l.cmds.clear();
+        l.held.clear();
+        l.emits.clear();
+        let lists = std::mem::take(l);
+        let _ = SPARE.try_with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut()
+                && spare.len() < Self::SPARE_SETS
+            {
+                spare.push(lists);
+            }
+        });
+    }
+}
+
 async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
     let mut running = Running::default();
-    let mut finished: Vec<Finished> = Vec::with_capacity(4);
-    let mut cmds: Vec<Command> = Vec::with_capacity(8);
-    // What the machine asked for, held until the events that asked are durable.
-    let mut held: Vec<Action> = Vec::with_capacity(8);
-    let mut emits: Vec<Telemetry> = Vec::new();
+    let mut buffers = Buffers::take();
+    let Lists { finished, cmds, held, emits } = &mut buffers.0;
     // The journal ticket `held` waits for, and the last one this task registered
     // a wake-up for.
     let mut gate = 0u64;
     let mut registered = 0u64;
+    let mut waker = std::task::Waker::noop().clone();
     loop {
         // One clock read per turn serves every result and every job started in it.
         let now = Instant::now();
@@ -131,14 +191,14 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
                     {
                         running.aborts.remove(step);
                     }
-                    let event = engine.event_of(&exec, done, at, wanted, &mut emits);
-                    if let Err(e) = engine.apply_locked(&exec, &mut core, event, &mut cmds) {
+                    let event = engine.event_of(&exec, done, at, wanted, emits);
+                    if let Err(e) = engine.apply_locked(&exec, &mut core, event, cmds) {
                         tracing::debug!(error = %e, "ignoring a stale step result");
                     }
                 }
             }
             cmds.append(&mut core.commands);
-            engine.prepare(&exec, &mut core, &mut cmds, &mut held);
+            engine.prepare(&exec, &mut core, cmds, held);
             if !held.is_empty() {
                 gate = core.ticket;
             }
@@ -178,15 +238,23 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
             } else {
                 held.iter().take_while(|a| a.only_records()).count()
             };
+            // New jobs get their first poll as they start, with this task's waker.
+            std::future::poll_fn(|cx| {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
+                Poll::Ready(())
+            })
+            .await;
             for a in held.drain(..ready) {
-                engine.carry_out(&exec, a, &mut running, &mut finished, now);
+                engine.carry_out(&exec, a, &mut running, finished, now, &waker);
             }
         }
         if !finished.is_empty() || (running.jobs.is_empty() && held.is_empty()) {
             continue;
         }
         std::future::poll_fn(|cx| {
-            if running.jobs.poll_finished(cx, &mut finished).is_ready() {
+            if running.jobs.poll_finished(cx, finished).is_ready() {
                 return Poll::Ready(());
             }
             if !held.is_empty() {

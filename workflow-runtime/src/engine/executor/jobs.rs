@@ -124,16 +124,16 @@ pub(super) enum JobFuture {
     Abortable(Abortable<BoxStepFuture>),
 }
 
-/// The running jobs of one execution. Most executions run one step at a time, so
-/// the first job is polled directly with the driver's own waker; only further
-/// concurrent jobs pay for a `FuturesUnordered` slot.
+/// The running jobs of one execution. Most executions run one or two steps at a
+/// time, so the first [`FEW`] jobs are polled directly with the driver's own
+/// waker; only further concurrent jobs pay for a `FuturesUnordered` slot.
 ///
 /// Timeouts: one timer serves every job, armed at the earliest deadline of the
 /// jobs that are still pending. Jobs that finish at their first poll never touch
 /// it, and a new job with a later deadline than the armed one costs nothing.
 #[derive(Default)]
 pub(super) struct Jobs {
-    first: Option<Job>,
+    few: [Option<Job>; FEW],
     /// Created on first use: an empty `FuturesUnordered` still allocates.
     rest: Option<FuturesUnordered<Job>>,
     timer: Option<Pin<Box<Sleep>>>,
@@ -142,30 +142,49 @@ pub(super) struct Jobs {
     earliest_new: Option<Instant>,
 }
 
+/// How many jobs a driver polls itself (each at every wake-up of the driver)
+/// before the rest go to a `FuturesUnordered`, which polls only those woken.
+const FEW: usize = 2;
+
 impl Jobs {
     pub(super) fn push(&mut self, job: Job) {
         if let Some(d) = job.deadline {
             self.earliest_new = Some(self.earliest_new.map_or(d, |e| e.min(d)));
         }
-        if self.first.is_none() {
-            self.first = Some(job);
-        } else {
-            self.rest.get_or_insert_with(FuturesUnordered::new).push(job);
+        match self.few.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(job),
+            None => self.rest.get_or_insert_with(FuturesUnordered::new).push(job),
         }
     }
 
+    /// Polls a new job once, in the driver's turn, with the driver's `waker`: a
+    /// job that ends without waiting (most steps) never takes a place among the
+    /// running jobs, and its result joins `done`. A job waiting for admission
+    /// first is only pushed.
+    pub(super) fn start(&mut self, mut job: Job, waker: &Waker, done: &mut Vec<Finished>) {
+        if job.gate.is_none()
+            && let Poll::Ready(finished) = Pin::new(&mut job).poll(&mut TaskContext::from_waker(waker))
+        {
+            done.push(finished);
+            return;
+        }
+        self.push(job);
+    }
+
     pub(super) fn is_empty(&self) -> bool {
-        self.first.is_none() && self.rest.as_ref().is_none_or(FuturesUnordered::is_empty)
+        self.few.iter().all(Option::is_none) && self.rest.as_ref().is_none_or(FuturesUnordered::is_empty)
     }
 
     /// Polls the jobs; collects the finished ones, and times out expired ones.
     pub(super) fn poll_finished(&mut self, cx: &mut TaskContext<'_>, out: &mut Vec<Finished>) -> Poll<()> {
         loop {
-            if let Some(job) = &mut self.first
-                && let Poll::Ready(done) = Pin::new(job).poll(cx)
-            {
-                self.first = None;
-                out.push(done);
+            for slot in &mut self.few {
+                if let Some(job) = slot
+                    && let Poll::Ready(done) = Pin::new(job).poll(cx)
+                {
+                    *slot = None;
+                    out.push(done);
+                }
             }
             if let Some(rest) = &mut self.rest {
                 while let Poll::Ready(Some(done)) = rest.poll_next_unpin(cx) {
@@ -187,7 +206,7 @@ impl Jobs {
             self.armed = None;
             let now = Instant::now();
             let mut next: Option<Instant> = None;
-            for job in self.first.iter_mut().chain(self.rest.iter_mut().flat_map(|r| r.iter_mut())) {
+            for job in self.few.iter_mut().flatten().chain(self.rest.iter_mut().flat_map(|r| r.iter_mut())) {
                 match job.deadline {
                     Some(d) if d <= now => job.expire(),
                     Some(d) => next = Some(next.map_or(d, |n| n.min(d))),
