@@ -243,6 +243,9 @@ impl Machine {
 
     /// The execution's input as a JSON map (for dead letters and replay).
     pub(crate) fn input_map(&self) -> Map<String, Value> {
+        if self.input.is_empty() {
+            return Map::new();
+        }
         self.input.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 

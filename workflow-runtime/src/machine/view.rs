@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde_json::Map;
 
 use super::Machine;
 use crate::model::execution::{
@@ -118,7 +119,11 @@ impl Machine {
             current_step: running.first().cloned(),
             running,
             progress: Progress { done, total },
-            context: self.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            context: if self.data.is_empty() {
+                Map::new()
+            } else {
+                self.data.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            },
             started_at: self.started_at,
             ended_at: ended,
             duration: (until - self.started_at).to_std().unwrap_or_default(),
@@ -154,7 +159,11 @@ impl Machine {
             parked: who.parked,
             signals: self.pending_signals(),
             input: self.input_map(),
-            outputs: self.outputs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            outputs: if self.outputs.is_empty() {
+                Map::new()
+            } else {
+                self.outputs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+            },
         }
     }
 }

@@ -204,8 +204,11 @@ async fn run_driver(engine: Arc<EngineInner>, exec: Arc<Execution>) {
             }
             if held.is_empty() && running.jobs.is_empty() && emits.is_empty() {
                 core.driver = false;
-                core.machine.compact();
-                core.commands = Vec::new();
+                if core.final_state.is_none() {
+                    // It may wait long: what it no longer needs goes now.
+                    core.machine.compact();
+                    core.commands = Vec::new();
+                }
                 if let Some(node) = &engine.node {
                     engine.park_if_idle(&exec, &mut core, node.options.park_after);
                 }
