@@ -11,7 +11,7 @@ use super::timers::TimerTarget;
 use super::watch::pending_state;
 use super::{Engine, EngineError, EngineInner, executor};
 use crate::machine::TransitionError;
-use crate::machine::event::Event;
+use crate::machine::event::ExecutionEvent;
 use crate::model::ExecutionId;
 use crate::model::status::Status;
 use crate::store::{ControlCall, Write};
@@ -169,7 +169,7 @@ impl EngineInner {
         queued: Option<i64>,
     ) -> Result<(), EngineError> {
         let (action, event) = self.command_event(exec, command)?;
-        let signalled = matches!(event, Event::Signalled { .. });
+        let signalled = matches!(event, ExecutionEvent::Signalled { .. });
         let how = queued.map_or(executor::Journaling::Acknowledged, executor::Journaling::Command);
         let journaled = self.deliver_journaled(exec, event, how).map_err(|e| self.invalid(exec, action, e))?;
         if signalled {

@@ -56,7 +56,7 @@ pub use self::unique::{OnDuplicate, StartOptions, Started};
 use self::watch::pending_state;
 use crate::builder::suggest;
 pub use crate::introspect::WorkflowInfo;
-use crate::machine::event::Event;
+use crate::machine::event::ExecutionEvent;
 use crate::model::execution::ExecutionState;
 use crate::model::ids::IdHasher;
 use crate::model::{ExecutionId, StepKindName, WorkflowDef};
@@ -323,7 +323,7 @@ impl EngineInner {
             match t {
                 TimerTarget::Execution(id, timer) => {
                     if let Some(exec) = engine.executions.get(&id).map(|e| Arc::clone(&e))
-                        && let Err(e) = engine.deliver(&exec, Event::TimerFired { timer, at })
+                        && let Err(e) = engine.deliver(&exec, ExecutionEvent::TimerFired { timer, at })
                     {
                         tracing::debug!(%id, error = %e, "timer for an ended execution");
                     }

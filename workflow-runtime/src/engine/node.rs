@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::executor::Execution;
 use super::park::ParkReason;
 use super::{CancelOptions, EngineError, EngineInner, pending_state};
-use crate::machine::event::Event;
+use crate::machine::event::ExecutionEvent;
 use crate::model::ExecutionId;
 use crate::model::execution::ExecutionState;
 use crate::model::status::Status;
@@ -367,10 +367,10 @@ impl EngineInner {
         &self,
         exec: &Execution,
         command: ControlCall,
-    ) -> Result<(&'static str, Event), EngineError> {
+    ) -> Result<(&'static str, ExecutionEvent), EngineError> {
         let at = self.clock.now();
         Ok(match command {
-            ControlCall::Pause => ("pause", Event::Paused { at }),
+            ControlCall::Pause => ("pause", ExecutionEvent::Paused { at }),
             ControlCall::Resume { step, context } => {
                 let step = match step {
                     None => None,
@@ -384,13 +384,13 @@ impl EngineInner {
                         })?)
                     }
                 };
-                ("resume", Event::Resumed { step, data: context, at })
+                ("resume", ExecutionEvent::Resumed { step, data: context, at })
             }
             ControlCall::Cancel { reason, cleanup, rollback } => {
-                ("cancel", Event::Cancelled { reason, cleanup, rollback, at })
+                ("cancel", ExecutionEvent::Cancelled { reason, cleanup, rollback, at })
             }
             ControlCall::Signal { name, payload } => {
-                ("signal", Event::Signalled { name: Arc::from(name), payload, at })
+                ("signal", ExecutionEvent::Signalled { name: Arc::from(name), payload, at })
             }
         })
     }

@@ -31,7 +31,7 @@ use super::park::ParkReason;
 use super::timers::TimerTarget;
 use super::{Delayed, EngineError, EngineInner, pending_state};
 use crate::machine::Machine;
-use crate::machine::event::{Event, StepReport};
+use crate::machine::event::{ExecutionEvent, StepReport};
 use crate::model::context::Data;
 use crate::model::def::StepKind;
 use crate::model::{DefinitionSnapshot, ExecutionId, Outcome, WorkflowDef};
@@ -200,7 +200,8 @@ impl EngineInner {
         core.seq = stored.events.last().map_or(0, |e| e.seq);
         let mut cmds = Vec::new();
         let at = self.clock.now();
-        self.apply_locked(&exec, &mut core, Event::Recovered { at }, &mut cmds).map_err(ParkReason::CannotResume)?;
+        self.apply_locked(&exec, &mut core, ExecutionEvent::Recovered { at }, &mut cmds)
+            .map_err(ParkReason::CannotResume)?;
         core.commands = cmds;
         drop(core);
         self.executions.insert(n.id, Arc::clone(&exec));
@@ -224,14 +225,14 @@ pub(crate) async fn replay(
     let mut rewritten = Vec::new();
     for entry in &stored.events {
         let seq = entry.seq;
-        let mut event: Event =
+        let mut event: ExecutionEvent =
             serde_json::from_str(&entry.event).map_err(|reason| ParkReason::Unreadable { seq, reason })?;
         if let Some(remap) = remap {
             remap.event(&mut event).map_err(|step| ParkReason::NoCounterpart { seq, step })?;
             let text = serde_json::to_string(&event).map_err(|reason| ParkReason::Unwritable { seq, reason })?;
             rewritten.push(JournalEntry { execution: n.id, seq: entry.seq, event: text });
         }
-        if let Event::StepFinished { step, report: StepReport::Expand { steps }, .. } = &mut event {
+        if let ExecutionEvent::StepFinished { step, report: StepReport::Expand { steps }, .. } = &mut event {
             restore_graft(def, &machine, *step, steps).await?;
         }
         discard.clear();
@@ -268,24 +269,24 @@ impl Remap {
     /// Rewrites the step indexes an event carries. Every variant is listed, so an
     /// event added later must say here whether it names a step. `Err`: the step
     /// the new definition lacks.
-    fn event(&self, event: &mut Event) -> Result<(), u32> {
+    fn event(&self, event: &mut ExecutionEvent) -> Result<(), u32> {
         match event {
-            Event::StepFinished { step, .. }
-            | Event::CompensationFinished { step, .. }
-            | Event::ChildStarted { step, .. }
-            | Event::SignalTaken { step, .. } => *step = self.step(*step)?,
-            Event::Resumed { step, .. } => {
+            ExecutionEvent::StepFinished { step, .. }
+            | ExecutionEvent::CompensationFinished { step, .. }
+            | ExecutionEvent::ChildStarted { step, .. }
+            | ExecutionEvent::SignalTaken { step, .. } => *step = self.step(*step)?,
+            ExecutionEvent::Resumed { step, .. } => {
                 if let Some(step) = step {
                     *step = self.step(*step)?;
                 }
             }
-            Event::TimerFired { .. }
-            | Event::Paused { .. }
-            | Event::Cancelled { .. }
-            | Event::HandlerFinished { .. }
-            | Event::Recovered { .. }
-            | Event::Aborted { .. }
-            | Event::Signalled { .. } => {}
+            ExecutionEvent::TimerFired { .. }
+            | ExecutionEvent::Paused { .. }
+            | ExecutionEvent::Cancelled { .. }
+            | ExecutionEvent::HandlerFinished { .. }
+            | ExecutionEvent::Recovered { .. }
+            | ExecutionEvent::Aborted { .. }
+            | ExecutionEvent::Signalled { .. } => {}
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use super::executor::{Execution, Journaling};
 use super::{Engine, EngineError, EngineInner};
 use crate::builder::suggest;
-use crate::machine::event::Event;
+use crate::machine::event::ExecutionEvent;
 use crate::model::signal_port::{PortFuture, SignalPort};
 use crate::model::status::Status;
 use crate::model::{ExecutionId, StepError, kinds};
@@ -235,7 +235,7 @@ impl SignalPort for Port {
                     (held.clone(), core.ticket)
                 } else if let Some(buffered) = core.machine.buffered_signal(name).cloned() {
                     let at = engine.clock.now();
-                    let event = Event::SignalTaken { step: id, attempt, name: Arc::from(name), at };
+                    let event = ExecutionEvent::SignalTaken { step: id, attempt, name: Arc::from(name), at };
                     let mut cmds = Vec::new();
                     if let Err(e) = engine.apply_journaled(&exec, &mut core, event, &mut cmds, Journaling::Plain) {
                         return Err(

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::machine::event::{Event, HandlerKind, StepReport};
+use crate::machine::event::{ExecutionEvent, HandlerKind, StepReport};
 use crate::model::execution::{ExecutionState, FailureInfo, Progress, StepState, Trigger};
 use crate::model::status::{Status, StepStatus};
 use crate::model::{DefinitionSnapshot, ExecutionId, StepError, format_duration};
@@ -132,7 +132,7 @@ impl StoredView {
         // wait: the signal's name, and whether the step runs again when it comes.
         let mut signal_waits: Vec<(usize, std::sync::Arc<str>, bool)> = Vec::new();
         for entry in &stored.events {
-            let event: Event = match serde_json::from_str(&entry.event) {
+            let event: ExecutionEvent = match serde_json::from_str(&entry.event) {
                 Ok(e) => e,
                 Err(e) => {
                     timeline.push(TimelineEntry {
@@ -158,7 +158,7 @@ impl StoredView {
                 detail: None,
             };
             match &event {
-                Event::StepFinished { step: id, attempt, report, .. } => {
+                ExecutionEvent::StepFinished { step: id, attempt, report, .. } => {
                     let i = slot(*id, &mut names, &mut steps);
                     line.step = Some(names[i].clone());
                     line.attempt = Some(*attempt);
@@ -205,12 +205,12 @@ impl StoredView {
                     line.outcome = Some(outcome.into());
                     line.detail = detail;
                 }
-                Event::TimerFired { timer, .. } => {
+                ExecutionEvent::TimerFired { timer, .. } => {
                     // An await whose timeout has come no longer awaits.
                     awaiting.retain(|(_, due)| due.is_none_or(|d| d > at));
                     line.detail = Some(format!("timer {timer}"));
                 }
-                Event::Resumed { step: target, data, .. } => {
+                ExecutionEvent::Resumed { step: target, data, .. } => {
                     paused = false;
                     match target {
                         Some(id) => {
@@ -230,12 +230,12 @@ impl StoredView {
                         line.detail = Some(format!("merged {}", keys.join(", ")));
                     }
                 }
-                Event::Paused { .. } => paused = true,
-                Event::Cancelled { reason, rollback, .. } => {
+                ExecutionEvent::Paused { .. } => paused = true,
+                ExecutionEvent::Cancelled { reason, rollback, .. } => {
                     cancelled = true;
                     line.detail = Some(if *rollback { format!("{reason} (with rollback)") } else { reason.clone() });
                 }
-                Event::CompensationFinished { step: id, attempt, result, .. } => {
+                ExecutionEvent::CompensationFinished { step: id, attempt, result, .. } => {
                     compensating = true;
                     let i = slot(*id, &mut names, &mut steps);
                     line.step = Some(names[i].clone());
@@ -252,24 +252,24 @@ impl StoredView {
                         }
                     }
                 }
-                Event::HandlerFinished { handler, result, .. } => {
+                ExecutionEvent::HandlerFinished { handler, result, .. } => {
                     line.step = Some(handler_name(*handler).into());
                     line.outcome = Some(if result.is_ok() { "ok" } else { "failed" }.into());
                     line.detail = result.as_ref().err().map(ToString::to_string);
                 }
-                Event::ChildStarted { step: id, attempt, child, .. } => {
+                ExecutionEvent::ChildStarted { step: id, attempt, child, .. } => {
                     let i = slot(*id, &mut names, &mut steps);
                     line.step = Some(names[i].clone());
                     line.attempt = Some(*attempt);
                     steps[i].child = Some(*child);
                     line.detail = Some(format!("child {child}"));
                 }
-                Event::Recovered { .. } => {}
-                Event::Aborted { error, .. } => {
+                ExecutionEvent::Recovered { .. } => {}
+                ExecutionEvent::Aborted { error, .. } => {
                     aborted = true;
                     line.detail = Some(error.to_string());
                 }
-                Event::Signalled { name, .. } => {
+                ExecutionEvent::Signalled { name, .. } => {
                     // The step waiting longest for it receives it (as the engine
                     // does); otherwise it is buffered.
                     signal_waits.retain(|(s, _, _)| awaiting.iter().any(|(a, _)| a == s));
@@ -288,7 +288,7 @@ impl StoredView {
                         None => line.detail = Some(format!("signal `{name}` (buffered)")),
                     }
                 }
-                Event::SignalTaken { step: id, attempt, name, .. } => {
+                ExecutionEvent::SignalTaken { step: id, attempt, name, .. } => {
                     let i = slot(*id, &mut names, &mut steps);
                     line.step = Some(names[i].clone());
                     line.attempt = Some(*attempt);
@@ -425,20 +425,20 @@ fn complete_await(step: &mut JournalStep, at: DateTime<Utc>) {
     }
 }
 
-fn kind(event: &Event) -> &'static str {
+fn kind(event: &ExecutionEvent) -> &'static str {
     match event {
-        Event::StepFinished { .. } => "step_finished",
-        Event::TimerFired { .. } => "timer_fired",
-        Event::Resumed { .. } => "resumed",
-        Event::Paused { .. } => "paused",
-        Event::Cancelled { .. } => "cancelled",
-        Event::CompensationFinished { .. } => "compensation_finished",
-        Event::HandlerFinished { .. } => "handler_finished",
-        Event::ChildStarted { .. } => "child_started",
-        Event::Recovered { .. } => "recovered",
-        Event::Aborted { .. } => "aborted",
-        Event::Signalled { .. } => "signalled",
-        Event::SignalTaken { .. } => "signal_taken",
+        ExecutionEvent::StepFinished { .. } => "step_finished",
+        ExecutionEvent::TimerFired { .. } => "timer_fired",
+        ExecutionEvent::Resumed { .. } => "resumed",
+        ExecutionEvent::Paused { .. } => "paused",
+        ExecutionEvent::Cancelled { .. } => "cancelled",
+        ExecutionEvent::CompensationFinished { .. } => "compensation_finished",
+        ExecutionEvent::HandlerFinished { .. } => "handler_finished",
+        ExecutionEvent::ChildStarted { .. } => "child_started",
+        ExecutionEvent::Recovered { .. } => "recovered",
+        ExecutionEvent::Aborted { .. } => "aborted",
+        ExecutionEvent::Signalled { .. } => "signalled",
+        ExecutionEvent::SignalTaken { .. } => "signal_taken",
     }
 }
 
@@ -468,10 +468,10 @@ mod signal_tests {
             spec: Box::new(AwaitSpec { signal: Some(Arc::from("approval")), rerun, ..Default::default() }),
         };
         let events = [
-            Event::StepFinished { step: 0, attempt: 1, report: wait(false), at: at(1) },
-            Event::Signalled { name: Arc::from("note"), payload: json!("later"), at: at(2) },
-            Event::Signalled { name: Arc::from("approval"), payload: json!({ "ok": true }), at: at(3) },
-            Event::SignalTaken { step: 1, attempt: 1, name: Arc::from("note"), at: at(4) },
+            ExecutionEvent::StepFinished { step: 0, attempt: 1, report: wait(false), at: at(1) },
+            ExecutionEvent::Signalled { name: Arc::from("note"), payload: json!("later"), at: at(2) },
+            ExecutionEvent::Signalled { name: Arc::from("approval"), payload: json!({ "ok": true }), at: at(3) },
+            ExecutionEvent::SignalTaken { step: 1, attempt: 1, name: Arc::from("note"), at: at(4) },
         ];
         let stored = StoredExecution {
             execution: NewExecution {

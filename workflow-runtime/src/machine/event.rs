@@ -1,4 +1,6 @@
-//! Events: what happened. The machine's only input, and the journal's content.
+//! Execution events: what happened to an execution. The machine's only input,
+//! and the journal's content. (The public [`Event`](crate::Event) is telemetry:
+//! what subscribers hear; it is built from these, and never journaled.)
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,7 +99,7 @@ impl HandlerKind {
 /// Something that happened to an execution.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub(crate) enum Event {
+pub(crate) enum ExecutionEvent {
     /// A step attempt ended.
     StepFinished { step: StepId, attempt: u32, report: StepReport, at: DateTime<Utc> },
     /// A timer came due.
@@ -142,22 +144,22 @@ pub(crate) enum Event {
     SignalTaken { step: StepId, attempt: u32, name: Arc<str>, at: DateTime<Utc> },
 }
 
-impl Event {
+impl ExecutionEvent {
     /// When it happened.
     pub(crate) fn at(&self) -> DateTime<Utc> {
         match self {
-            Event::StepFinished { at, .. }
-            | Event::TimerFired { at, .. }
-            | Event::Resumed { at, .. }
-            | Event::Paused { at }
-            | Event::Cancelled { at, .. }
-            | Event::CompensationFinished { at, .. }
-            | Event::HandlerFinished { at, .. }
-            | Event::ChildStarted { at, .. }
-            | Event::Recovered { at }
-            | Event::Aborted { at, .. }
-            | Event::Signalled { at, .. }
-            | Event::SignalTaken { at, .. } => *at,
+            ExecutionEvent::StepFinished { at, .. }
+            | ExecutionEvent::TimerFired { at, .. }
+            | ExecutionEvent::Resumed { at, .. }
+            | ExecutionEvent::Paused { at }
+            | ExecutionEvent::Cancelled { at, .. }
+            | ExecutionEvent::CompensationFinished { at, .. }
+            | ExecutionEvent::HandlerFinished { at, .. }
+            | ExecutionEvent::ChildStarted { at, .. }
+            | ExecutionEvent::Recovered { at }
+            | ExecutionEvent::Aborted { at, .. }
+            | ExecutionEvent::Signalled { at, .. }
+            | ExecutionEvent::SignalTaken { at, .. } => *at,
         }
     }
 }

@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 
 use self::command::{Command, Notice, TimerKind};
 pub(crate) use self::control::CancelInfo;
-use self::event::{Event, HandlerKind, StepReport, TimerId};
+use self::event::{ExecutionEvent, HandlerKind, StepReport, TimerId};
 pub(crate) use self::failure::Failure;
 use self::graft::GraftedSteps;
 pub(crate) use self::graft::Runnable;
@@ -252,10 +252,10 @@ impl Machine {
     // ----- transitions -----
 
     /// Applies an event, appending the resulting commands to `out`.
-    pub(crate) fn apply(&mut self, event: Event, out: &mut Vec<Command>) -> Result<(), TransitionError> {
+    pub(crate) fn apply(&mut self, event: ExecutionEvent, out: &mut Vec<Command>) -> Result<(), TransitionError> {
         let at = event.at();
         match event {
-            Event::StepFinished { step, attempt, report, at } => {
+            ExecutionEvent::StepFinished { step, attempt, report, at } => {
                 let signal_wait = match &report {
                     StepReport::Await { spec } => spec.signal.clone().map(|name| (name, spec.rerun)),
                     _ => None,
@@ -265,25 +265,27 @@ impl Machine {
                     self.begin_signal_wait(step, attempt, wait, at, out);
                 }
             }
-            Event::TimerFired { timer, at } => self.on_timer(timer, at, out),
-            Event::Resumed { step, data, at } => self.on_resume(step, data, at, out)?,
-            Event::Paused { .. } => self.on_pause(out)?,
-            Event::Cancelled { reason, cleanup, rollback, at } => self.on_cancel(reason, cleanup, rollback, at, out)?,
-            Event::CompensationFinished { step, attempt, result, at } => {
+            ExecutionEvent::TimerFired { timer, at } => self.on_timer(timer, at, out),
+            ExecutionEvent::Resumed { step, data, at } => self.on_resume(step, data, at, out)?,
+            ExecutionEvent::Paused { .. } => self.on_pause(out)?,
+            ExecutionEvent::Cancelled { reason, cleanup, rollback, at } => {
+                self.on_cancel(reason, cleanup, rollback, at, out)?
+            }
+            ExecutionEvent::CompensationFinished { step, attempt, result, at } => {
                 self.on_compensation(step, attempt, result, at, out)
             }
-            Event::HandlerFinished { handler, result, at } => self.on_handler(handler, result, at, out),
-            Event::Recovered { at } => self.recover(at, out),
-            Event::Aborted { error, at } => self.abort(error, at, out)?,
-            Event::ChildStarted { step, attempt, child, .. } => {
+            ExecutionEvent::HandlerFinished { handler, result, at } => self.on_handler(handler, result, at, out),
+            ExecutionEvent::Recovered { at } => self.recover(at, out),
+            ExecutionEvent::Aborted { error, at } => self.abort(error, at, out)?,
+            ExecutionEvent::ChildStarted { step, attempt, child, .. } => {
                 let slot = &mut self.slots[step as usize];
                 if slot.attempt == attempt {
                     let d = slot.detail();
                     d.child = Some(Box::new((child, attempt)));
                 }
             }
-            Event::Signalled { name, payload, at } => self.on_signal(name, payload, at, out)?,
-            Event::SignalTaken { step, attempt, name, .. } => self.on_signal_taken(step, attempt, &name, out),
+            ExecutionEvent::Signalled { name, payload, at } => self.on_signal(name, payload, at, out)?,
+            ExecutionEvent::SignalTaken { step, attempt, name, .. } => self.on_signal_taken(step, attempt, &name, out),
         }
         self.settle(at, out);
         self.sweep_signals();

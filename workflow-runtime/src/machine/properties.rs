@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::command::Command;
-use super::event::{AwaitSpec, Event, HandlerKind, StepReport};
+use super::event::{AwaitSpec, ExecutionEvent, HandlerKind, StepReport};
 use super::view::Identity;
 use super::{Machine, Phase};
 use crate::builder::Workflow;
@@ -213,7 +213,7 @@ impl Job {
 struct Sim<'a> {
     spec: &'a Spec,
     m: Machine,
-    journal: Vec<Event>,
+    journal: Vec<ExecutionEvent>,
     jobs: BTreeSet<Job>,
     timers: BTreeMap<(DateTime<Utc>, u32), ()>,
     now: DateTime<Utc>,
@@ -260,13 +260,18 @@ impl<'a> Sim<'a> {
     /// A new process after a crash that left `prefix` committed: the machine is
     /// rebuilt from it, its timers re-armed, and `Recovered` asks for what was in
     /// flight. `starts` are the starts the crashed process made.
-    fn resume(spec: &'a Spec, def: &WorkflowDef, prefix: &[Event], starts: HashMap<(u8, StepId), u32>) -> Self {
+    fn resume(
+        spec: &'a Spec,
+        def: &WorkflowDef,
+        prefix: &[ExecutionEvent],
+        starts: HashMap<(u8, StepId), u32>,
+    ) -> Self {
         let mut discard = Vec::new();
         let mut m = Machine::start(def, Data::new(), t0(), &mut discard);
         for e in prefix {
             m.apply(e.clone(), &mut discard).expect("a journal prefix replays");
         }
-        let now = prefix.last().map_or(t0(), Event::at);
+        let now = prefix.last().map_or(t0(), ExecutionEvent::at);
         let timers = m.timers().map(|(id, due)| ((due, id), ())).collect();
         let mut sim = Sim {
             spec,
@@ -279,7 +284,7 @@ impl<'a> Sim<'a> {
             views: Vec::new(),
             finished: false,
         };
-        sim.apply(Event::Recovered { at: now });
+        sim.apply(ExecutionEvent::Recovered { at: now });
         sim
     }
 
@@ -287,7 +292,7 @@ impl<'a> Sim<'a> {
         self.m.view(identity(&Trigger::Manual), self.now)
     }
 
-    fn apply(&mut self, event: Event) {
+    fn apply(&mut self, event: ExecutionEvent) {
         let mut out = Vec::new();
         self.m.apply(event.clone(), &mut out).expect("the simulated executor only sends valid events");
         self.journal.push(event);
@@ -328,8 +333,8 @@ impl<'a> Sim<'a> {
             .journal
             .iter()
             .filter(|e| match e {
-                Event::StepFinished { step: s, .. } => !compensation && *s == step,
-                Event::CompensationFinished { step: s, .. } => compensation && *s == step,
+                ExecutionEvent::StepFinished { step: s, .. } => !compensation && *s == step,
+                ExecutionEvent::CompensationFinished { step: s, .. } => compensation && *s == step,
                 _ => false,
             })
             .count();
@@ -373,7 +378,11 @@ impl<'a> Sim<'a> {
     /// attempt of the workflow (a restart consumed the earlier ones).
     fn sent(&self, step: StepId) -> bool {
         let name = signal_name(step);
-        let sent = self.journal.iter().filter(|e| matches!(e, Event::Signalled { name: n, .. } if *n == name)).count();
+        let sent = self
+            .journal
+            .iter()
+            .filter(|e| matches!(e, ExecutionEvent::Signalled { name: n, .. } if *n == name))
+            .count();
         sent >= self.m.workflow_attempt() as usize
     }
 
@@ -398,14 +407,14 @@ impl<'a> Sim<'a> {
 
     /// A running step waiting in `ctx.signal` whose signal is buffered: it takes
     /// it (a move of its own, as each move journals one event).
-    fn takes_signal(&self) -> Option<Event> {
+    fn takes_signal(&self) -> Option<ExecutionEvent> {
         self.jobs.iter().find_map(|job| match *job {
             Job::Step { step, attempt, on_timeout: false }
                 if matches!(self.spec.steps[step as usize].plan, Plan::TakeSignal { .. }) =>
             {
                 let name = signal_name(step);
                 let take = self.m.held_signal(step, &name, 0).is_none() && self.m.buffered_signal(&name).is_some();
-                take.then(|| Event::SignalTaken { step, attempt, name, at: self.now })
+                take.then(|| ExecutionEvent::SignalTaken { step, attempt, name, at: self.now })
             }
             _ => None,
         })
@@ -428,7 +437,11 @@ impl<'a> Sim<'a> {
     /// One move of the executor; false once there is nothing left to do.
     fn step(&mut self) -> bool {
         if let Some(step) = self.signal_due(true) {
-            self.apply(Event::Signalled { name: signal_name(step), payload: signal_payload(step), at: self.now });
+            self.apply(ExecutionEvent::Signalled {
+                name: signal_name(step),
+                payload: signal_payload(step),
+                at: self.now,
+            });
             return true;
         }
         if let Some(take) = self.takes_signal() {
@@ -444,14 +457,14 @@ impl<'a> Sim<'a> {
                     } else {
                         self.report(step)
                     };
-                    Event::StepFinished { step, attempt, report, at }
+                    ExecutionEvent::StepFinished { step, attempt, report, at }
                 }
                 Job::Compensation { step, attempt } => {
                     let flaky = self.spec.steps[step as usize].rollback_flaky && self.ended(step, true) == 0;
                     let result = if flaky { Err(StepError::new("busy", "later")) } else { Ok(()) };
-                    Event::CompensationFinished { step, attempt, result, at }
+                    ExecutionEvent::CompensationFinished { step, attempt, result, at }
                 }
-                Job::Handler(handler) => Event::HandlerFinished { handler, result: Ok(()), at },
+                Job::Handler(handler) => ExecutionEvent::HandlerFinished { handler, result: Ok(()), at },
             };
             self.apply(event);
             return true;
@@ -463,16 +476,20 @@ impl<'a> Sim<'a> {
         if let Some((step, _)) = awaiting {
             let mut data = serde_json::Map::new();
             data.insert(format!("approved_{step}"), json!(true));
-            self.apply(Event::Resumed { step: Some(step), data, at: self.now });
+            self.apply(ExecutionEvent::Resumed { step: Some(step), data, at: self.now });
             return true;
         }
         if let Some(step) = self.signal_due(false) {
-            self.apply(Event::Signalled { name: signal_name(step), payload: signal_payload(step), at: self.now });
+            self.apply(ExecutionEvent::Signalled {
+                name: signal_name(step),
+                payload: signal_payload(step),
+                at: self.now,
+            });
             return true;
         }
         if let Some(((due, timer), ())) = self.timers.pop_first() {
             self.now = self.now.max(due);
-            self.apply(Event::TimerFired { timer, at: self.now });
+            self.apply(ExecutionEvent::TimerFired { timer, at: self.now });
             return true;
         }
         false
@@ -552,7 +569,7 @@ proptest! {
             fresh.apply(event.clone(), &mut discard).expect("the journal replays");
             // The original's views were taken at its clock, which is the time of
             // its latest event; so is the replay's.
-            let replayed = digest(&fresh.view(identity(&Trigger::Manual), sim.journal[..=i].iter().map(Event::at).max().unwrap()));
+            let replayed = digest(&fresh.view(identity(&Trigger::Manual), sim.journal[..=i].iter().map(ExecutionEvent::at).max().unwrap()));
             prop_assert_eq!(&sim.views[i], &replayed, "after event {}", i);
         }
     }

@@ -221,7 +221,7 @@ mod tests {
 
     use super::*;
     use crate::builder::Workflow;
-    use crate::machine::event::{AwaitSpec, Event, StepReport};
+    use crate::machine::event::{AwaitSpec, ExecutionEvent, StepReport};
     use crate::machine::view::Identity;
     use crate::model::context::Data;
     use crate::model::execution::Trigger;
@@ -258,14 +258,14 @@ mod tests {
             Run { m, out }
         }
 
-        fn apply(&mut self, e: Event) -> Result<(), TransitionError> {
+        fn apply(&mut self, e: ExecutionEvent) -> Result<(), TransitionError> {
             self.out.clear();
             self.m.apply(e, &mut self.out)
         }
 
         fn finish(&mut self, step: StepId, report: StepReport, at: i64) {
             let attempt = self.m.slot(step).attempt;
-            self.apply(Event::StepFinished { step, attempt, report, at: t(at) }).unwrap();
+            self.apply(ExecutionEvent::StepFinished { step, attempt, report, at: t(at) }).unwrap();
         }
 
         fn await_signal(&mut self, step: StepId, name: &str, rerun: bool, timeout: Option<u64>, at: i64) {
@@ -279,7 +279,7 @@ mod tests {
         }
 
         fn signal(&mut self, name: &str, payload: Value, at: i64) -> Result<(), TransitionError> {
-            self.apply(Event::Signalled { name: Arc::from(name), payload, at: t(at) })
+            self.apply(ExecutionEvent::Signalled { name: Arc::from(name), payload, at: t(at) })
         }
 
         fn status(&self, step: StepId) -> StepStatus {
@@ -364,8 +364,8 @@ mod tests {
         assert!(r.m.held_signal(ASK, "approval", 0).is_some());
         // A crash: recovery runs the step again; the signal is still held.
         let retry = r.m.timers().next().unwrap().0;
-        r.apply(Event::TimerFired { timer: retry, at: t(10) }).unwrap();
-        r.apply(Event::Recovered { at: t(11) }).unwrap();
+        r.apply(ExecutionEvent::TimerFired { timer: retry, at: t(10) }).unwrap();
+        r.apply(ExecutionEvent::Recovered { at: t(11) }).unwrap();
         assert!(r.m.held_signal(ASK, "approval", 0).is_some());
         r.finish(ASK, StepReport::Done, 12);
         assert_eq!(r.m.held_signal(ASK, "approval", 0), None, "consumed when the step ended");
@@ -378,12 +378,13 @@ mod tests {
         r.signal("chunk", json!(1), 1).unwrap();
         r.signal("chunk", json!(2), 2).unwrap();
         let attempt = r.m.slot(ASK).attempt;
-        let take = |at| Event::SignalTaken { step: ASK, attempt, name: Arc::from("chunk"), at: t(at) };
+        let take = |at| ExecutionEvent::SignalTaken { step: ASK, attempt, name: Arc::from("chunk"), at: t(at) };
         r.apply(take(3)).unwrap();
         assert_eq!(r.m.held_signal(ASK, "chunk", 0), Some(&json!(1)));
         assert_eq!(r.m.buffered_signal("chunk"), Some(&json!(2)));
         // A stale attempt takes nothing.
-        r.apply(Event::SignalTaken { step: ASK, attempt: attempt + 1, name: Arc::from("chunk"), at: t(4) }).unwrap();
+        r.apply(ExecutionEvent::SignalTaken { step: ASK, attempt: attempt + 1, name: Arc::from("chunk"), at: t(4) })
+            .unwrap();
         assert_eq!(r.m.buffered_signal("chunk"), Some(&json!(2)));
         r.apply(take(5)).unwrap();
         assert_eq!(r.m.held_signal(ASK, "chunk", 1), Some(&json!(2)));
@@ -398,13 +399,13 @@ mod tests {
     fn a_resumed_or_timed_out_wait_takes_no_signal() {
         let mut r = Run::new();
         r.await_signal(ASK, "approval", false, Some(60), 1);
-        r.apply(Event::Resumed { step: Some(ASK), data: Map::new(), at: t(2) }).unwrap();
+        r.apply(ExecutionEvent::Resumed { step: Some(ASK), data: Map::new(), at: t(2) }).unwrap();
         r.signal("approval", json!(true), 3).unwrap();
         assert_eq!(r.view().signals.len(), 1, "buffered: nobody waits any more");
         let mut r = Run::new();
         r.await_signal(ASK, "approval", false, Some(60), 1);
         let timeout = r.m.timers().find(|(_, due)| *due == t(61)).unwrap().0;
-        r.apply(Event::TimerFired { timer: timeout, at: t(61) }).unwrap();
+        r.apply(ExecutionEvent::TimerFired { timer: timeout, at: t(61) }).unwrap();
         assert_eq!(r.view().status, Status::Failing);
         r.signal("approval", json!(true), 62).unwrap();
         assert_eq!(r.view().signals.len(), 1);
@@ -424,19 +425,24 @@ mod tests {
     fn replaying_the_journal_rebuilds_the_signals() {
         let mut r = Run::new();
         let mut journal = Vec::new();
-        let mut push = |r: &mut Run, e: Event| {
+        let mut push = |r: &mut Run, e: ExecutionEvent| {
             journal.push(e.clone());
             r.apply(e).unwrap();
         };
-        push(&mut r, Event::Signalled { name: Arc::from("a"), payload: json!(1), at: t(1) });
+        push(&mut r, ExecutionEvent::Signalled { name: Arc::from("a"), payload: json!(1), at: t(1) });
         let attempt = r.m.slot(OTHER).attempt;
-        push(&mut r, Event::SignalTaken { step: OTHER, attempt, name: Arc::from("a"), at: t(2) });
-        push(&mut r, Event::Signalled { name: Arc::from("b"), payload: json!(2), at: t(3) });
+        push(&mut r, ExecutionEvent::SignalTaken { step: OTHER, attempt, name: Arc::from("a"), at: t(2) });
+        push(&mut r, ExecutionEvent::Signalled { name: Arc::from("b"), payload: json!(2), at: t(3) });
         let spec = AwaitSpec { signal: Some(Arc::from("c")), rerun: true, ..Default::default() };
         let attempt = r.m.slot(ASK).attempt;
         push(
             &mut r,
-            Event::StepFinished { step: ASK, attempt, report: StepReport::Await { spec: Box::new(spec) }, at: t(4) },
+            ExecutionEvent::StepFinished {
+                step: ASK,
+                attempt,
+                report: StepReport::Await { spec: Box::new(spec) },
+                at: t(4),
+            },
         );
         let mut out = Vec::new();
         let mut fresh = Machine::start(&def(), Data::new(), t(0), &mut out);

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value, json};
 
 use super::command::{Command, Notice};
-use super::event::{AwaitSpec, Event, GraftedStep, HandlerKind, StepReport};
+use super::event::{AwaitSpec, ExecutionEvent, GraftedStep, HandlerKind, StepReport};
 use super::{Machine, TransitionError};
 use crate::builder::Workflow;
 use crate::model::context::Data;
@@ -65,7 +65,7 @@ impl Harness {
         self.now += ms;
     }
 
-    fn apply(&mut self, e: Event) -> Result<(), TransitionError> {
+    fn apply(&mut self, e: ExecutionEvent) -> Result<(), TransitionError> {
         self.out.clear();
         self.m.apply(e, &mut self.out)
     }
@@ -73,7 +73,7 @@ impl Harness {
     fn report(&mut self, name: &str, report: StepReport) {
         let step = self.id(name);
         let attempt = self.m.slot(step).attempt;
-        self.apply(Event::StepFinished { step, attempt, report, at: t(self.now) }).unwrap();
+        self.apply(ExecutionEvent::StepFinished { step, attempt, report, at: t(self.now) }).unwrap();
     }
 
     fn done(&mut self, name: &str) {
@@ -103,7 +103,7 @@ impl Harness {
     }
 
     fn fire(&mut self, timer: u32) {
-        self.apply(Event::TimerFired { timer, at: t(self.now) }).unwrap();
+        self.apply(ExecutionEvent::TimerFired { timer, at: t(self.now) }).unwrap();
     }
 
     fn finished(&self) -> Option<Status> {
@@ -133,7 +133,7 @@ impl Harness {
                 _ => None,
             })
             .unwrap_or(1);
-        self.apply(Event::CompensationFinished { step, attempt, result, at: t(self.now) }).unwrap();
+        self.apply(ExecutionEvent::CompensationFinished { step, attempt, result, at: t(self.now) }).unwrap();
     }
 }
 
@@ -402,7 +402,7 @@ fn await_parks_until_resume_merges_the_context() {
     assert_eq!(h.timers()[0].1, t(3_600_000));
     let mut data = Map::new();
     data.insert("approved".into(), json!(true));
-    h.apply(Event::Resumed { step: None, data, at: t(5) }).unwrap();
+    h.apply(ExecutionEvent::Resumed { step: None, data, at: t(5) }).unwrap();
     assert_eq!(h.started(), ["pay"]);
     assert!(h.out.iter().any(|c| matches!(c, Command::CancelTimer { .. })), "the await timeout is disarmed");
     assert!(h.m.context().get::<bool>("approved").unwrap());
@@ -428,15 +428,18 @@ fn await_timeout_fails_with_await_timeout() {
 fn pause_holds_new_steps_and_resume_releases_them() {
     let def = chain(&["a", "b"]);
     let mut h = Harness::start(&def);
-    h.apply(Event::Paused { at: t(1) }).unwrap();
+    h.apply(ExecutionEvent::Paused { at: t(1) }).unwrap();
     assert_eq!(h.m.status(), Status::Paused);
-    assert_eq!(h.apply(Event::Paused { at: t(1) }), Err(TransitionError::AlreadyPaused));
+    assert_eq!(h.apply(ExecutionEvent::Paused { at: t(1) }), Err(TransitionError::AlreadyPaused));
     h.done("a");
     assert!(h.started().is_empty(), "paused: b does not start");
     assert_eq!(h.status("b"), StepStatus::Ready);
-    h.apply(Event::Resumed { step: None, data: Map::new(), at: t(2) }).unwrap();
+    h.apply(ExecutionEvent::Resumed { step: None, data: Map::new(), at: t(2) }).unwrap();
     assert_eq!(h.started(), ["b"]);
-    assert_eq!(h.apply(Event::Resumed { step: None, data: Map::new(), at: t(2) }), Err(TransitionError::NotResumable));
+    assert_eq!(
+        h.apply(ExecutionEvent::Resumed { step: None, data: Map::new(), at: t(2) }),
+        Err(TransitionError::NotResumable)
+    );
 }
 
 #[test]
@@ -462,7 +465,7 @@ fn cancel_interrupts_cancellable_steps_and_waits_for_the_rest() {
         .build()
         .unwrap();
     let mut h = Harness::start(&def);
-    h.apply(Event::Cancelled { reason: "user".into(), cleanup: false, rollback: false, at: t(1) }).unwrap();
+    h.apply(ExecutionEvent::Cancelled { reason: "user".into(), cleanup: false, rollback: false, at: t(1) }).unwrap();
     assert!(h.out.iter().any(|c| matches!(c, Command::Interrupt { step, .. } if *step == 0)));
     assert!(h.out.iter().any(|c| matches!(c, Command::SignalCancel)));
     assert_eq!(h.m.status(), Status::Cancelling);
@@ -483,12 +486,12 @@ fn cancel_with_rollback_and_cleanup_compensates_then_runs_on_cancel() {
         .unwrap();
     let mut h = Harness::start(&def);
     h.done("a");
-    h.apply(Event::Cancelled { reason: "r".into(), cleanup: true, rollback: true, at: t(1) }).unwrap();
+    h.apply(ExecutionEvent::Cancelled { reason: "r".into(), cleanup: true, rollback: true, at: t(1) }).unwrap();
     h.done("b");
     assert_eq!(h.compensations(), ["a"]);
     h.compensate("a", Ok(()));
     assert!(h.out.iter().any(|c| matches!(c, Command::RunHandler { handler: HandlerKind::OnCancel })));
-    h.apply(Event::HandlerFinished { handler: HandlerKind::OnCancel, result: Ok(()), at: t(2) }).unwrap();
+    h.apply(ExecutionEvent::HandlerFinished { handler: HandlerKind::OnCancel, result: Ok(()), at: t(2) }).unwrap();
     assert_eq!(h.finished(), Some(Status::Cancelled));
 }
 
@@ -559,7 +562,7 @@ fn workflow_retries_restart_from_the_input() {
 fn stale_results_are_ignored() {
     let def = chain(&["a"]);
     let mut h = Harness::start(&def);
-    h.apply(Event::StepFinished { step: 0, attempt: 9, report: StepReport::Done, at: t(0) }).unwrap();
+    h.apply(ExecutionEvent::StepFinished { step: 0, attempt: 9, report: StepReport::Done, at: t(0) }).unwrap();
     assert_eq!(h.status("a"), StepStatus::Running);
 }
 
@@ -568,7 +571,7 @@ fn recovery_reruns_running_steps_with_the_next_attempt() {
     let def = chain(&["a", "b"]);
     let mut h = Harness::start(&def);
     h.done("a");
-    h.apply(Event::Recovered { at: t(10) }).unwrap();
+    h.apply(ExecutionEvent::Recovered { at: t(10) }).unwrap();
     assert!(h.out.iter().any(|c| matches!(c, Command::RunStep { step: 1, attempt: 2, .. })));
     assert_eq!(h.status("a"), StepStatus::Completed, "completed steps stay completed");
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::engine::EngineInner;
-use crate::machine::event::Event;
+use crate::machine::event::ExecutionEvent;
 use crate::model::execution::Trigger;
 use crate::model::ids::StepId;
 use crate::model::status::Status;
@@ -56,7 +56,7 @@ pub(super) async fn run_child(
                 StepError::new(kinds::CHILD_FAILED, format!("could not start workflow `{workflow}`: {e}")).permanent()
             })?;
             let at = engine.clock.now();
-            if let Err(e) = engine.deliver(&parent, Event::ChildStarted { step, attempt, child: id, at }) {
+            if let Err(e) = engine.deliver(&parent, ExecutionEvent::ChildStarted { step, attempt, child: id, at }) {
                 tracing::debug!(error = %e, "recording a child start");
             }
             id

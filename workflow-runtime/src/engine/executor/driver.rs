@@ -13,7 +13,7 @@ use tracing::Instrument;
 use crate::engine::EngineInner;
 use crate::engine::timers::TimerTarget;
 use crate::machine::command::Command;
-use crate::machine::event::Event;
+use crate::machine::event::ExecutionEvent;
 use crate::machine::report::report_of;
 use crate::model::execution::ExecutionState;
 use crate::model::status::Status;
@@ -72,7 +72,7 @@ impl EngineInner {
                 None => guard::call(|| {
                     let mut cmds = Vec::new();
                     let at = self.clock.now();
-                    self.apply_locked(exec, &mut core, Event::Aborted { error: error.clone(), at }, &mut cmds)
+                    self.apply_locked(exec, &mut core, ExecutionEvent::Aborted { error: error.clone(), at }, &mut cmds)
                         .map(|_| self.prepare(exec, &mut core, &mut cmds, &mut actions))
                 }),
             }
@@ -324,7 +324,7 @@ impl EngineInner {
         (now, at): (Instant, DateTime<Utc>),
         wanted: bool,
         emits: &mut Vec<Telemetry>,
-    ) -> Event {
+    ) -> ExecutionEvent {
         match done.tag {
             JobTag::Step { step, attempt, name, breaker } => {
                 if let Some(ticket) = &breaker {
@@ -353,7 +353,7 @@ impl EngineInner {
                     });
                 }
                 let report = report_of(&name, done.result, &exec.def.inner.policy, fastrand::f64());
-                Event::StepFinished { step, attempt, report, at }
+                ExecutionEvent::StepFinished { step, attempt, report, at }
             }
             JobTag::Compensation { step, attempt, name } => {
                 if wanted {
@@ -366,9 +366,11 @@ impl EngineInner {
                         error: done.result.as_ref().err().cloned(),
                     });
                 }
-                Event::CompensationFinished { step, attempt, result: done.result.map(|_| ()), at }
+                ExecutionEvent::CompensationFinished { step, attempt, result: done.result.map(|_| ()), at }
             }
-            JobTag::Handler(handler) => Event::HandlerFinished { handler, result: done.result.map(|_| ()), at },
+            JobTag::Handler(handler) => {
+                ExecutionEvent::HandlerFinished { handler, result: done.result.map(|_| ()), at }
+            }
         }
     }
 

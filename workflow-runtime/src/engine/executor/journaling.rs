@@ -7,7 +7,7 @@ use crate::engine::EngineInner;
 use crate::engine::journal::Ack;
 use crate::machine::TransitionError;
 use crate::machine::command::Command;
-use crate::machine::event::Event;
+use crate::machine::event::ExecutionEvent;
 use crate::store::{JournalEntry, Write};
 
 use super::execution::{Core, Execution};
@@ -31,7 +31,7 @@ impl EngineInner {
         &self,
         exec: &Execution,
         core: &mut Core,
-        event: Event,
+        event: ExecutionEvent,
         out: &mut Vec<Command>,
     ) -> Result<Option<u64>, TransitionError> {
         Ok(self.apply_journaled(exec, core, event, out, Journaling::Plain)?.map(|(ticket, _)| ticket))
@@ -43,7 +43,7 @@ impl EngineInner {
         &self,
         exec: &Execution,
         core: &mut Core,
-        event: Event,
+        event: ExecutionEvent,
         out: &mut Vec<Command>,
         how: Journaling,
     ) -> Result<Option<(u64, Option<Ack>)>, TransitionError> {
@@ -73,7 +73,7 @@ impl EngineInner {
     pub(crate) fn deliver(
         self: &Arc<Self>,
         exec: &Arc<Execution>,
-        event: Event,
+        event: ExecutionEvent,
     ) -> Result<Option<u64>, TransitionError> {
         Ok(self.deliver_journaled(exec, event, Journaling::Plain)?.map(|(ticket, _)| ticket))
     }
@@ -83,7 +83,7 @@ impl EngineInner {
     pub(crate) fn deliver_journaled(
         self: &Arc<Self>,
         exec: &Arc<Execution>,
-        event: Event,
+        event: ExecutionEvent,
         how: Journaling,
     ) -> Result<Option<(u64, Option<Ack>)>, TransitionError> {
         let mut core = exec.core.lock();
