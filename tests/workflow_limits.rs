@@ -108,6 +108,9 @@ fn assert_limited_and_fair(probe: &Probe, keys: usize, limit: usize, rounds: usi
         *shares.entry(tenant.as_str()).or_default() += 1;
     }
     let equal = (rounds * limit) as f64;
+    let mut seen: Vec<(&str, usize)> = shares.iter().map(|(k, n)| (*k, *n)).collect();
+    seen.sort_unstable();
+    eprintln!("shares of the first {window} to end (equal share {equal}): {seen:?}");
     for k in 0..keys {
         let share = shares.get(format!("t{k}").as_str()).copied().unwrap_or(0) as f64;
         assert!(
@@ -320,17 +323,19 @@ async fn on_postgres_three_nodes_hold_a_workflow_s_limit_and_share_it_fairly() {
         nodes.push(node.expect("a node starts"));
     }
     let refs: Vec<&Engine> = nodes.iter().collect();
-    let ids = start_by_tenant(&refs, 10, 8).await;
+    let ids = start_by_tenant(&refs, 10, 16).await;
     let client = schema.client().await;
-    crate::cluster::until_queued_for_slots(&client, &schema, 80).await;
+    crate::cluster::until_queued_for_slots(&client, &schema, 160).await;
     probe.go.send_replace(true);
+    let began = Instant::now();
     for id in ids {
         let state = ended(&nodes[0], id).await;
         assert_eq!(state.status, Status::Completed, "{:?}", state.failure);
     }
-    // Across nodes a freed slot is seen after a notification or a poll: one
-    // execution either way of the equal share.
-    assert_limited_and_fair(&probe, 10, 2, 2, 1.0);
+    eprintln!("8 rounds of 150 ms took {:?}", began.elapsed());
+    // A slot freed on any node is announced to every node: over five rounds
+    // each tenant's share is within ±10 % of the equal one (10 of 100).
+    assert_limited_and_fair(&probe, 10, 2, 5, 0.0);
     let left: i64 =
         client.query_one(&format!("SELECT count(*) FROM {}.limit_slots", schema.name), &[]).await.unwrap().get(0);
     assert_eq!(left, 0, "every slot was given back");

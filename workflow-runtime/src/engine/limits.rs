@@ -8,18 +8,22 @@
 //! workflow's step) and key, the held slots and a queue of waiting attempts,
 //! highest priority first, then the longest waiting; a freed slot passes
 //! straight to the head of the queue. On a store that several nodes share the
-//! store keeps them ([`Cluster::take_slot`]): a waiting attempt holds a ticket
-//! and asks again when a slot is freed on this node, or after a short pause
-//! (one freed on another node), and the tickets of a node whose lease expired
-//! count for nothing.
+//! store keeps them ([`Cluster::take_slot_behind`]): a waiting attempt holds a
+//! ticket and asks again once the store announced as many slots of its key
+//! freed, on any node, as it waits behind ([`Cluster::slots_freed`]), or after
+//! a pause (the fallback for what goes unannounced), and the tickets of a node
+//! whose lease expired count for nothing. Of this node's attempts that wait
+//! under one key, only the first few ask.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::time::Instant;
 
 use super::EngineError;
@@ -34,8 +38,19 @@ use crate::store::{Store, StoreError};
 type SlotKey = (Arc<str>, String);
 
 /// How long a waiting attempt on a shared store pauses, at most, before it asks
-/// again for a slot (a slot freed on another node wakes nobody here).
-const MAX_PAUSE: Duration = Duration::from_millis(200);
+/// again for a slot, while the store does not announce freed ones (or after it
+/// failed to answer).
+const MAX_PAUSE: Duration = Duration::from_millis(50);
+
+/// The first of those pauses; each one after doubles.
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+
+/// How long one pauses while the store announces freed slots and none came:
+/// the fallback for what goes unannounced (the slots of a node whose lease
+/// just expired, before a reaper removes it and announces them). Every attempt
+/// at the head of its node's line asks at this pace, on the node's one
+/// connection for transactions, so it is not as short as [`MAX_PAUSE`].
+const ANNOUNCED_PAUSE: Duration = Duration::from_millis(250);
 
 /// The limits of the steps this engine runs.
 #[derive(Debug)]
@@ -45,8 +60,68 @@ pub(crate) struct Limiter {
     seq: AtomicU64,
     /// The shared store that keeps the counts, on a cluster.
     shared: Option<Arc<dyn Store>>,
-    /// A slot was given back on this node (a shared store's).
-    freed: Notify,
+    /// This node's attempts waiting for a shared store's slots.
+    lines: Mutex<HashMap<SlotKey, Line>>,
+}
+
+/// A ticket's place in its queue, first first: the highest priority, then
+/// the earliest ticket (the store's order).
+type Place = (Reverse<i32>, i64);
+
+/// The tickets of this node's attempts waiting under one scope and key.
+#[derive(Debug, Default)]
+struct Line {
+    places: BTreeSet<Place>,
+    /// A ticket left the line: those behind it moved up.
+    moved: Arc<Notify>,
+}
+
+/// An attempt's place in its line while it waits; leaving (it took a slot, or
+/// was dropped) moves those behind it up.
+struct InLine<'a> {
+    limiter: &'a Limiter,
+    key: SlotKey,
+    place: Place,
+}
+
+impl<'a> InLine<'a> {
+    fn join(limiter: &'a Limiter, key: SlotKey, priority: i32, ticket: i64) -> Self {
+        let place = (Reverse(priority), ticket);
+        limiter.lines.lock().entry(key.clone()).or_default().places.insert(place);
+        InLine { limiter, key, place }
+    }
+
+    /// `Ok` if fewer than `limit` of this node's tickets come before this one;
+    /// otherwise the wake-up for when one of them leaves, registered already.
+    fn among_first(&self, limit: u32) -> Result<(), OwnedNotified> {
+        let lines = self.limiter.lines.lock();
+        let Some(line) = lines.get(&self.key) else { return Ok(()) };
+        let moved = Arc::clone(&line.moved).notified_owned();
+        let ahead = line.places.range(..self.place).take(limit as usize).count();
+        if ahead < limit as usize { Ok(()) } else { Err(moved) }
+    }
+
+    /// The attempt queued again under a new ticket.
+    fn moved_to(&mut self, ticket: i64) {
+        let mut lines = self.limiter.lines.lock();
+        let line = lines.entry(self.key.clone()).or_default();
+        line.places.remove(&self.place);
+        self.place.1 = ticket;
+        line.places.insert(self.place);
+        line.moved.notify_waiters();
+    }
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        let mut lines = self.limiter.lines.lock();
+        let Some(line) = lines.get_mut(&self.key) else { return };
+        line.places.remove(&self.place);
+        line.moved.notify_waiters();
+        if line.places.is_empty() {
+            lines.remove(&self.key);
+        }
+    }
 }
 
 /// The slots of one scope and key, where this engine keeps them.
@@ -136,7 +211,7 @@ impl Limiter {
             windows: Mutex::default(),
             seq: AtomicU64::new(0),
             shared,
-            freed: Notify::new(),
+            lines: Mutex::default(),
         })
     }
 
@@ -237,10 +312,16 @@ impl Limiter {
         at.saturating_duration_since(now)
     }
 
+    /// A slot of a shared store's: a ticket in the store's queue, turned into a
+    /// slot once it is among the first. Only the first `limit` of this node's
+    /// attempts waiting under `scope` and `key` ask the store (one further back
+    /// has `limit` tickets ahead of it anyway), the others once one ahead of
+    /// them stops waiting. One that asked in vain asks again once as many
+    /// slots as it waits behind were announced freed, or after a pause.
     async fn shared_slot(
         self: &Arc<Self>,
         store: &dyn Store,
-        scope: &str,
+        scope: &Arc<str>,
         key: &str,
         limit: u32,
         priority: i32,
@@ -250,32 +331,53 @@ impl Limiter {
             limiter: Arc::clone(self),
             ticket: retrying(|| cluster.queue_for_slot(scope, key, priority)).await?,
         };
-        let mut pause = Duration::from_millis(10);
+        let Slot::Shared { ticket, .. } = &mut slot else { unreachable!("a shared slot") };
+        let mut place = InLine::join(self, (Arc::clone(scope), key.to_owned()), priority, *ticket);
+        let mut pause = FIRST_PAUSE;
         loop {
-            let Slot::Shared { ticket, .. } = &mut slot else { unreachable!("a shared slot") };
-            let freed = self.freed.notified();
-            match cluster.take_slot(*ticket, scope, key, limit).await {
-                Ok(true) => return Ok(slot),
-                Ok(false) => {}
+            if let Err(moved) = place.among_first(limit) {
+                moved.await;
+                continue;
+            }
+            // Subscribed before the ask: the slots freed meanwhile count.
+            let mut freed = cluster.slots_freed(scope, key);
+            let seen = freed.as_mut().map(|count| *count.borrow_and_update());
+            let behind = match cluster.take_slot_behind(*ticket, scope, key, limit).await {
+                Ok(0) => break,
+                Ok(behind) => behind,
                 // The node lapsed and joined again: its tickets are gone.
                 Err(StoreError::Lapsed(_)) => {
                     *ticket = retrying(|| cluster.queue_for_slot(scope, key, priority)).await?;
+                    place.moved_to(*ticket);
                     continue;
                 }
-                Err(e) if e.is_transient() => {}
+                Err(e) if e.is_transient() => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_PAUSE);
+                    continue;
+                }
                 Err(e) => return Err(e),
+            };
+            match freed.zip(seen) {
+                Some((count, seen)) => {
+                    tokio::select! {
+                        () = freed_since(count, seen, behind) => {}
+                        () = tokio::time::sleep(ANNOUNCED_PAUSE) => {}
+                    }
+                }
+                None => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
             }
-            tokio::select! {
-                _ = freed => {}
-                _ = tokio::time::sleep(pause) => {}
-            }
-            pause = (pause * 2).min(MAX_PAUSE);
         }
+        drop(place);
+        Ok(slot)
     }
 
-    /// Gives a shared slot (or a queued ticket) back, in the background, and
-    /// wakes this node's waiters once it is. A ticket that cannot be given back
-    /// ends with the node's lease.
+    /// Gives a shared slot (or a queued ticket) back, in the background; the
+    /// store announces it to the waiters of every node. A ticket that cannot be
+    /// given back ends with the node's lease.
     fn free_shared(self: &Arc<Self>, ticket: i64) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let limiter = Arc::clone(self);
@@ -290,7 +392,6 @@ impl Limiter {
                 }
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
-            limiter.freed.notify_waiters();
         });
     }
 }
@@ -391,6 +492,17 @@ impl Drop for Queued<'_> {
             }
         }
     }
+}
+
+/// Resolves once `count` grew by `behind` since it read `seen` (never if the
+/// store stopped counting).
+async fn freed_since(mut count: watch::Receiver<u64>, seen: u64, behind: u32) {
+    while count.changed().await.is_ok() {
+        if count.borrow_and_update().wrapping_sub(seen) >= u64::from(behind) {
+            return;
+        }
+    }
+    std::future::pending().await
 }
 
 /// Runs `call` until it succeeds or fails for good, pausing after transient

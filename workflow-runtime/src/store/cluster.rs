@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tokio::sync::watch;
 
 use super::{NewExecution, StoreError, StoredExecution};
 use crate::model::ExecutionId;
@@ -248,8 +249,31 @@ pub trait Cluster: Send + Sync + fmt::Debug {
     /// nodes whose lease expired count for nothing and are removed.
     async fn take_slot(&self, ticket: i64, scope: &str, key: &str, limit: u32) -> Result<bool, StoreError>;
 
-    /// Gives a slot back, or leaves the queue for one.
+    /// [`take_slot`](Self::take_slot), telling how far the ticket is from a
+    /// slot: `0` if it holds one now, otherwise how many slots (or tickets
+    /// before it) must be given back before it can take one. The default asks
+    /// `take_slot` and answers `1` for a ticket that took none.
+    async fn take_slot_behind(&self, ticket: i64, scope: &str, key: &str, limit: u32) -> Result<u32, StoreError> {
+        Ok(u32::from(!self.take_slot(ticket, scope, key, limit).await?))
+    }
+
+    /// Gives a slot back, or leaves the queue for one, and announces it to the
+    /// nodes waiting under its scope and key (see [`slots_freed`](Self::slots_freed)).
     async fn free_slot(&self, ticket: i64) -> Result<(), StoreError>;
+
+    /// The count of the slots (and queued tickets) of `scope` and `key` given
+    /// back on any node, for an attempt that waits for one: it grows by at
+    /// least one with each, from the moment of this call (by a large step at
+    /// once when some may have gone unannounced: dead nodes' slots, or
+    /// announcements missed). Subscribe before a [`take_slot_behind`](Self::take_slot_behind)
+    /// that found no slot free, so that none freed meanwhile is missed; the
+    /// attempt asks again once the count grew by what that answered. `None`
+    /// (the default) when the store does not announce freed slots, or cannot
+    /// at the moment: waiters ask again after a short pause.
+    fn slots_freed(&self, scope: &str, key: &str) -> Option<watch::Receiver<u64>> {
+        let _ = (scope, key);
+        None
+    }
 
     /// Reserves a start under the rate limit `scope` and `key` (at most `count`
     /// starts in any `per`): returns how long to wait, on the database's clock,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::reads::attach_journals;
@@ -84,6 +85,8 @@ impl Cluster for PostgresStore {
             if released > 0 {
                 self.notify(&tx).await?;
             }
+            // Their slots count for nothing now.
+            self.announce_any_freed(&tx).await?;
             tracing::warn!(nodes = ?dead, released, "nodes stopped renewing their leases; their executions are released");
         }
         // Outcomes that no sender came back for.
@@ -248,11 +251,19 @@ impl Cluster for PostgresStore {
     }
 
     async fn take_slot(&self, ticket: i64, scope: &str, key: &str, limit: u32) -> Result<bool, StoreError> {
+        Ok(self.try_slot(ticket, scope, key, limit).await? == 0)
+    }
+
+    async fn take_slot_behind(&self, ticket: i64, scope: &str, key: &str, limit: u32) -> Result<u32, StoreError> {
         self.try_slot(ticket, scope, key, limit).await
     }
 
     async fn free_slot(&self, ticket: i64) -> Result<(), StoreError> {
         self.drop_slot(ticket).await
+    }
+
+    fn slots_freed(&self, scope: &str, key: &str) -> Option<watch::Receiver<u64>> {
+        self.freed_count(scope, key)
     }
 
     async fn reserve_start(&self, scope: &str, key: &str, count: u32, per: Duration) -> Result<Duration, StoreError> {

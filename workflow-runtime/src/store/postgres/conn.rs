@@ -149,13 +149,17 @@ impl Shared {
 #[derive(Default)]
 pub(super) struct Wakeups {
     pub(super) notify: Notify,
+    /// The counts of freed slots that attempts wait on, from the announcements
+    /// of freed slots (which do not wake the claim loop).
+    pub(super) slots: super::limits::SlotWaiters,
     /// Set when the listener is connected and listening.
     pub(super) listening: AtomicBool,
 }
 
 /// Listens on the channel until `stop` is dropped, reconnecting with backoff;
 /// every notification (and every reconnection, since notifications may have been
-/// missed meanwhile) wakes one waiter.
+/// missed meanwhile) wakes one waiter, but for freed slots, which count for the
+/// attempts waiting for them (for all of them on a reconnection).
 pub(super) async fn listen(target: Arc<Target>, wakeups: Arc<Wakeups>, stop: tokio_util::sync::CancellationToken) {
     let mut delay = Duration::from_millis(50);
     loop {
@@ -178,9 +182,14 @@ pub(super) async fn listen(target: Arc<Target>, wakeups: Arc<Wakeups>, stop: tok
             }
             wakeups.listening.store(true, Ordering::Release);
             wakeups.notify.notify_one();
+            wakeups.slots.missed();
             while let Some(m) = messages.next().await {
                 match m {
-                    Ok(AsyncMessage::Notification(_)) => wakeups.notify.notify_one(),
+                    Ok(AsyncMessage::Notification(n)) => {
+                        if !wakeups.slots.announced(n.payload()) {
+                            wakeups.notify.notify_one();
+                        }
+                    }
                     Ok(_) => {}
                     Err(e) => return Err(target.error(&e)),
                 }
