@@ -63,7 +63,7 @@ impl Inner {
 
 impl MemoryStore {
     /// How many finished executions a new store keeps.
-    pub const DEFAULT_HISTORY: usize = 10_000;
+    pub const DEFAULT_HISTORY: usize = 100_000;
 
     /// An empty store.
     pub fn new() -> Self {
