@@ -252,22 +252,6 @@ impl EngineInner {
         Ok((id, launched))
     }
 
-    /// The final state of an execution this engine ran, once its end is
-    /// committed (the flush of its final state took it out of the executions).
-    fn committed_end(&self, exec: &Execution) -> Option<ExecutionState> {
-        let state = {
-            let core = exec.core.lock();
-            if core.abandoned {
-                return None;
-            }
-            Arc::clone(core.final_state.as_ref()?)
-        };
-        if self.executions.contains_key(&exec.id) || self.rejected_error(exec.id).is_some() {
-            return None;
-        }
-        Some((*state).clone())
-    }
-
     /// Creates the execution's state and its driver. `ticket` is the journal
     /// ticket of the write that records the execution's start (0 if none): the
     /// driver waits for it before running anything. `kept`: the steps it begins

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Map;
 
+use super::executor::Execution;
 use super::{Engine, EngineError, EngineInner};
 use crate::model::ExecutionId;
 use crate::model::execution::{ExecutionState, Progress};
@@ -116,6 +117,22 @@ impl EngineInner {
         Err(EngineError::UnknownExecution(id))
     }
 
+    /// The final state of an execution this engine ran, once its end is
+    /// committed (the flush of its final state took it out of the executions).
+    pub(super) fn committed_end(&self, exec: &Execution) -> Option<ExecutionState> {
+        let state = {
+            let core = exec.core.lock();
+            if core.abandoned {
+                return None;
+            }
+            Arc::clone(core.final_state.as_ref()?)
+        };
+        if self.executions.contains_key(&exec.id) || self.rejected_error(exec.id).is_some() {
+            return None;
+        }
+        Some((*state).clone())
+    }
+
     pub(crate) async fn wait_for(&self, id: ExecutionId) -> Result<ExecutionState, EngineError> {
         let mut poll = Duration::from_millis(10);
         loop {
@@ -163,6 +180,10 @@ impl EngineInner {
                     return Ok((*s).clone());
                 }
                 notified.await;
+                // Ended and committed while this waited: no need to look again.
+                if let Some(state) = self.committed_end(&exec) {
+                    return Ok(state);
+                }
                 continue;
             }
             if let Some(s) = self.store.finished(id).await? {
