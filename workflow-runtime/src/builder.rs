@@ -11,8 +11,9 @@ use serde_json::{Map, Value};
 use crate::model::def::{QueryFn, Triggers};
 use crate::model::duration::DurationArg;
 use crate::model::execution::ExecutionState;
-use crate::model::options::{Backoff, StepOptions};
-use crate::model::step::{IntoCancelHandler, IntoStepErrorHandler, IntoStepFn, Named, StepBody, fn_name};
+use crate::model::retry::Backoff;
+use crate::model::step::{Named, StepBody, StepOptions};
+use crate::model::step_fn::{IntoCancelHandler, IntoStepErrorHandler, IntoStepFn, fn_name};
 use crate::model::{Schedule, Task, WorkflowDef};
 
 /// Why a workflow definition was rejected. Every variant names the culprit.

@@ -185,4 +185,83 @@ mod layering {
         }
         assert!(wrong.is_empty(), "imports the module map does not allow:\n{}", wrong.join("\n"));
     }
+
+    /// The files of `model/` a model file's own code names (`super::x`,
+    /// `super::{x, y}` or `crate::model::x`), its test module aside.
+    fn model_imports() -> BTreeMap<String, BTreeSet<String>> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/model");
+        let mut files = Vec::new();
+        sources(&dir, &mut files);
+        let names: BTreeSet<String> =
+            files.iter().filter_map(|f| f.file_stem()?.to_str().map(str::to_owned)).filter(|n| n != "mod").collect();
+        let mut graph = BTreeMap::new();
+        for file in &files {
+            let name = file.file_stem().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            if name == "mod" {
+                continue;
+            }
+            let text = std::fs::read_to_string(file).expect("readable");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let mut uses = BTreeSet::new();
+            for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                for prefix in ["super::", "crate::model::"] {
+                    for (i, _) in line.match_indices(prefix) {
+                        let rest = &line[i + prefix.len()..];
+                        let targets: Vec<&str> = match rest.strip_prefix('{') {
+                            Some(group) => group.split('}').next().unwrap_or_default().split(',').collect(),
+                            None => vec![rest],
+                        };
+                        for target in targets {
+                            let target: String = target
+                                .trim()
+                                .chars()
+                                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                                .collect();
+                            if names.contains(&target) && target != name {
+                                uses.insert(target);
+                            }
+                        }
+                    }
+                }
+            }
+            graph.insert(name, uses);
+        }
+        graph
+    }
+
+    #[test]
+    fn the_model_s_files_import_one_another_without_a_cycle() {
+        let graph = model_imports();
+        assert!(graph.len() >= 10, "the model's files are read: {graph:?}");
+        assert!(graph["task"].contains("step"), "imports are found: {graph:?}");
+        // Depth-first search; a file met again while still on the path closes a cycle.
+        fn visit<'a>(
+            node: &'a str,
+            graph: &'a BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<&'a str>,
+            done: &mut BTreeSet<&'a str>,
+        ) -> Option<Vec<String>> {
+            if let Some(at) = path.iter().position(|n| *n == node) {
+                let mut cycle: Vec<String> = path[at..].iter().map(|n| n.to_string()).collect();
+                cycle.push(node.to_owned());
+                return Some(cycle);
+            }
+            if !done.insert(node) {
+                return None;
+            }
+            path.push(node);
+            for next in &graph[node] {
+                if let Some(cycle) = visit(next, graph, path, done) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            None
+        }
+        let mut done = BTreeSet::new();
+        for node in graph.keys() {
+            let cycle = visit(node, &graph, &mut Vec::new(), &mut done);
+            assert!(cycle.is_none(), "model files import in a cycle: {}", cycle.unwrap_or_default().join(" → "));
+        }
+    }
 }

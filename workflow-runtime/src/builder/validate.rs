@@ -11,10 +11,13 @@ use sagaflow_rules::breaker::BreakerUses;
 
 use super::{BuildError, PendingKind, Workflow, suggest};
 use crate::model::def::{Declared, DefInner, QueryFn, StepKind, version_hash};
+use crate::model::defaults;
 use crate::model::duration::{DurationArg, Timeout};
 use crate::model::ids::StepId;
-use crate::model::options::{RetryPolicy, StepOptions, StepPolicy, defaults};
+use crate::model::options::StepPolicy;
 use crate::model::policy::{PolicyError, resolve_limit_options, resolve_step_policy};
+use crate::model::retry::RetryPolicy;
+use crate::model::step::StepOptions;
 use crate::model::{StepDef, WorkflowDef, WorkflowPolicy};
 
 /// A step's dependencies: the steps it runs after all of, and after any of.

@@ -10,8 +10,9 @@ use serde_json::{Map, Value};
 
 use super::duration::format_duration;
 use super::ids::StepId;
-use super::options::{OnError, StepPolicy};
+use super::options::StepPolicy;
 use super::policy::WorkflowPolicy;
+use super::retry::OnError;
 use super::schedule::Schedule;
 use super::step::{Named, StepBody};
 
@@ -375,8 +376,7 @@ pub(crate) fn step_snapshot(s: &StepDef) -> StepSnapshot {
         on_timeout: name_of(&p.on_timeout),
         await_approval: p.await_approval,
         cancellable: p.cancellable,
-        cancel_grace: (p.cancel_grace != super::options::defaults::CANCEL_GRACE)
-            .then(|| format_duration(p.cancel_grace)),
+        cancel_grace: (p.cancel_grace != super::defaults::CANCEL_GRACE).then(|| format_duration(p.cancel_grace)),
         context_key: p.context_key.as_deref().map(str::to_owned),
         circuit_breaker: p.circuit_breaker.as_ref().map(|(n, _)| n.to_string()),
         description: p.description.clone(),

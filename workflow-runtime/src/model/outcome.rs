@@ -1,49 +1,15 @@
-//! [`Outcome`]: what a successful step asks the engine to do next.
+//! [`Outcome`]'s constructors and the conversions of what a step returns into a
+//! [`StepResult`].
 
 use std::fmt;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::await_request::AwaitRequest;
 use super::duration::DurationArg;
 use super::error::{StepError, kinds};
-use super::task::Task;
-
-/// The result of a step: an [`Outcome`] or a [`StepError`].
-pub type StepResult = Result<Outcome, StepError>;
-
-/// What a step returns when it did not fail.
-///
-/// ```
-/// use sagaflow_runtime::{AwaitRequest, Outcome, json};
-///
-/// let merge: Outcome = json!({ "user_id": 123 }).into();   // merged into the context
-/// let done = Outcome::Done;                               // nothing to add
-/// let skip = Outcome::skip("nothing to do today");
-/// let wait = Outcome::await_for("24h");
-/// let ask = Outcome::await_with(AwaitRequest::timeout("48h").notify("email").approvers(["boss@example.com"]));
-/// let later = Outcome::snooze("5m");                      // run again in 5 minutes
-/// let signal = Outcome::await_signal("approval");         // wait for `engine.signal(id, "approval", ..)`
-/// let again = Outcome::rerun_on_signal("approval");       // run this step again when it arrives
-/// # let _ = (merge, done, skip, wait, ask, later, signal, again);
-/// ```
-#[non_exhaustive]
-pub enum Outcome {
-    /// Success without output.
-    Done,
-    /// Success with an output. A JSON object is merged into the context at the top
-    /// level (or stored under the step's `context_key`); any other value is kept as
-    /// the step's output only.
-    Output(Value),
-    /// The step decided not to run; dependents proceed as if it had completed.
-    Skip(String),
-    /// Park the execution until [`resume`](crate::Engine::resume) or the timeout.
-    Await(Box<AwaitRequest>),
-    /// Add steps to the running execution (only from a graft step).
-    Expand(Vec<Task>),
-    /// Run this step again after the duration, without spending a retry.
-    Snooze(DurationArg),
-}
+use super::step::{Outcome, StepResult, Task};
 
 impl Outcome {
     /// Skip the step with a reason.
@@ -135,80 +101,6 @@ impl fmt::Debug for Outcome {
             Outcome::Expand(steps) => f.debug_list().entries(steps.iter().map(|s| &s.name)).finish(),
             Outcome::Snooze(d) => f.debug_tuple("Snooze").field(&d.describe()).finish(),
         }
-    }
-}
-
-/// A request to park the execution until it is resumed: an optional timeout and
-/// free-form data kept on the execution (shown by `get_state` and the dashboard).
-#[derive(Clone, Debug, Default)]
-pub struct AwaitRequest {
-    pub(crate) timeout: Option<DurationArg>,
-    pub(crate) notify: Option<Value>,
-    pub(crate) approvers: Option<Value>,
-    pub(crate) data: Map<String, Value>,
-    /// Wait for this signal instead of `resume`.
-    pub(crate) signal: Option<String>,
-    /// When the signal arrives, run the step again instead of completing it.
-    pub(crate) rerun: bool,
-}
-
-impl AwaitRequest {
-    /// A request without a time limit.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A request that times out after `timeout`.
-    pub fn timeout(timeout: impl Into<DurationArg>) -> Self {
-        AwaitRequest { timeout: Some(timeout.into()), ..Self::default() }
-    }
-
-    /// Who or what should be notified (free-form, kept on the execution).
-    pub fn notify(mut self, notify: impl Serialize) -> Self {
-        self.notify = serde_json::to_value(notify).ok();
-        self
-    }
-
-    /// Who may approve (free-form, kept on the execution).
-    pub fn approvers(mut self, approvers: impl Serialize) -> Self {
-        self.approvers = serde_json::to_value(approvers).ok();
-        self
-    }
-
-    /// Any other data to keep with the pending approval.
-    pub fn data(mut self, key: impl Into<String>, value: impl Serialize) -> Self {
-        self.data.insert(key.into(), serde_json::to_value(value).unwrap_or(Value::Null));
-        self
-    }
-
-    /// A request to wait for the signal `name` ([`Engine::signal`](crate::Engine::signal))
-    /// rather than for `resume`: its payload completes the step (or, with
-    /// [`rerun`](Self::rerun), the step runs again and reads it). Combine with
-    /// [`with_timeout`](Self::with_timeout) for a time limit, after which the step's
-    /// `on_timeout` handler runs or the step fails with kind `"await_timeout"`.
-    ///
-    /// ```
-    /// use sagaflow_runtime::{AwaitRequest, Outcome};
-    /// let wait = Outcome::await_with(AwaitRequest::signal("approval").with_timeout("48h").notify("finance"));
-    /// # let _ = wait;
-    /// ```
-    pub fn signal(name: impl Into<String>) -> Self {
-        AwaitRequest { signal: Some(name.into()), ..Self::default() }
-    }
-
-    /// The time limit of the wait (the same as [`timeout`](Self::timeout), for a
-    /// request built otherwise, such as [`signal`](Self::signal)).
-    pub fn with_timeout(mut self, timeout: impl Into<DurationArg>) -> Self {
-        self.timeout = Some(timeout.into());
-        self
-    }
-
-    /// For a [`signal`](Self::signal) request: when the signal arrives, run the step
-    /// again (the new attempt reads it with [`Context::signal`](crate::Context::signal))
-    /// instead of completing the step with its payload.
-    pub fn rerun(mut self) -> Self {
-        self.rerun = true;
-        self
     }
 }
 

@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::defaults;
 use super::duration::{DurationArg, Timeout};
 use super::limits::{ConcurrencyLimit, RateLimit, StepLimits};
-use super::options::{OnError, RetryPolicy, StepOptions, StepPolicy, defaults};
-use super::step::{CancelHandler, Named, StepBody, StepErrorHandler};
+use super::options::StepPolicy;
+use super::retry::{OnError, RetryPolicy};
+use super::step::{Named, StepBody, StepOptions};
+use super::step_fn::{CancelHandler, StepErrorHandler};
 
 /// Workflow-level options after defaults and validation.
 #[derive(Clone)]

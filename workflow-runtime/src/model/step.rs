@@ -1,13 +1,29 @@
-//! What a step runs: functions, closures and [`Worker`] types, erased to one shape.
+//! The step as data: what a step runs ([`StepBody`]), what it returns
+//! ([`Outcome`]), the steps an outcome may add ([`Task`]) and the options each step
+//! carries ([`StepOptions`]).
+//!
+//! The four refer to each other: a body returns an outcome, an outcome may hold
+//! tasks, a task holds a body and options, and options hold rollback and timeout
+//! bodies. They are one recursive type, so they are declared together here; their
+//! constructors and conversions live in [`step_fn`](super::step_fn),
+//! [`outcome`](super::outcome), [`task`](super::task) and [`options`](super::options),
+//! which import this module and not one another's types.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use serde_json::Value;
+
+use super::await_request::AwaitRequest;
 use super::context::Context;
+use super::duration::DurationArg;
 use super::error::StepError;
-use super::outcome::{IntoStepResult, StepResult};
+use super::retry::{Backoff, BreakerOptions, OnError};
+
+/// The result of a step: an [`Outcome`] or a [`StepError`].
+pub type StepResult = Result<Outcome, StepError>;
 
 /// A boxed step future.
 pub type BoxStepFuture = Pin<Box<dyn Future<Output = StepResult> + Send + 'static>>;
@@ -18,152 +34,114 @@ pub type StepBody = Arc<dyn Fn(Context) -> BoxStepFuture + Send + Sync + 'static
 /// A condition (`when`): decides from the context whether a step runs.
 pub type Condition = Arc<dyn Fn(&Context) -> bool + Send + Sync + 'static>;
 
-/// A boxed handler future.
-pub type BoxHandlerFuture = Pin<Box<dyn Future<Output = Result<(), StepError>> + Send + 'static>>;
-
-/// `on_cancel(ctx, reason)`.
-pub type CancelHandler = Arc<dyn Fn(Context, String) -> BoxHandlerFuture + Send + Sync + 'static>;
-
-/// `on_step_error(ctx, step, error, attempt)`.
-pub type StepErrorHandler = Arc<dyn Fn(Context, String, StepError, u32) -> BoxHandlerFuture + Send + Sync + 'static>;
-
-/// A step type with a `perform` method: SPEC's "module with `perform/1`".
+/// What a step returns when it did not fail.
 ///
 /// ```
-/// use sagaflow_runtime::{Context, StepResult, Worker, json};
+/// use sagaflow_runtime::{AwaitRequest, Outcome, json};
 ///
-/// struct SendEmail { from: String }
+/// let merge: Outcome = json!({ "user_id": 123 }).into();   // merged into the context
+/// let done = Outcome::Done;                               // nothing to add
+/// let skip = Outcome::skip("nothing to do today");
+/// let wait = Outcome::await_for("24h");
+/// let ask = Outcome::await_with(AwaitRequest::timeout("48h").notify("email").approvers(["boss@example.com"]));
+/// let later = Outcome::snooze("5m");                      // run again in 5 minutes
+/// let signal = Outcome::await_signal("approval");         // wait for `engine.signal(id, "approval", ..)`
+/// let again = Outcome::rerun_on_signal("approval");       // run this step again when it arrives
+/// # let _ = (merge, done, skip, wait, ask, later, signal, again);
+/// ```
+#[non_exhaustive]
+pub enum Outcome {
+    /// Success without output.
+    Done,
+    /// Success with an output. A JSON object is merged into the context at the top
+    /// level (or stored under the step's `context_key`); any other value is kept as
+    /// the step's output only.
+    Output(Value),
+    /// The step decided not to run; dependents proceed as if it had completed.
+    Skip(String),
+    /// Park the execution until [`resume`](crate::Engine::resume) or the timeout.
+    Await(Box<AwaitRequest>),
+    /// Add steps to the running execution (only from a graft step).
+    Expand(Vec<Task>),
+    /// Run this step again after the duration, without spending a retry.
+    Snooze(DurationArg),
+}
+
+/// A step not yet placed in a workflow: a name, a function, and options.
 ///
-/// impl Worker for SendEmail {
-///     async fn perform(&self, ctx: Context) -> StepResult {
-///         let to: String = ctx.get("email")?;
-///         Ok(json!({ "sent": format!("{} -> {to}", self.from) }).into())
-///     }
+/// ```
+/// use sagaflow_runtime::{Context, Outcome, StepResult, Task, Workflow, json};
+///
+/// async fn upload(_ctx: Context) -> StepResult { Ok(Outcome::Done) }
+///
+/// let def = Workflow::new("multi_upload")
+///     .step("transform", upload)
+///     .parallel("transform", [Task::new("upload_s3", upload), Task::new("upload_gcs", upload)])
+///     .build()?;
+/// assert_eq!(def.dependencies("upload_gcs"), ["transform"]);
+///
+/// // In a graft, one task per item:
+/// async fn fan(ctx: Context) -> StepResult {
+///     let ids: Vec<u32> = ctx.get("ids")?;
+///     Ok(Outcome::expand(ids.into_iter().map(|id| {
+///         Task::new(format!("item_{id}"), move |_ctx: Context| async move {
+///             Ok::<_, sagaflow_runtime::StepError>(json!({ "id": id }))
+///         })
+///     })))
 /// }
-///
-/// let def = sagaflow_runtime::Workflow::new("mail")
-///     .step("send", SendEmail { from: "noreply@example.com".into() })
-///     .build()
-///     .unwrap();
-/// # let _ = def;
+/// # let _ = fan;
+/// # Ok::<(), sagaflow_runtime::BuildError>(())
 /// ```
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a workflow worker",
-    note = "implement `sagaflow::Worker` (an `async fn perform(&self, ctx: Context) -> StepResult`), or pass an `async fn(Context)`"
-)]
-pub trait Worker: Send + Sync + 'static {
-    /// Runs the step.
-    fn perform(&self, ctx: Context) -> impl Future<Output = StepResult> + Send;
+pub struct Task {
+    pub(crate) name: String,
+    pub(crate) body: StepBody,
+    pub(crate) options: StepOptions,
 }
 
-/// Marker for step functions given as `async fn(Context) -> R` or closures.
-#[derive(Debug)]
-pub enum AsyncFnMarker {}
-/// Marker for plain (non-async) `fn(Context) -> R`.
-#[derive(Debug)]
-pub enum SyncFnMarker {}
-/// Marker for [`Worker`] values.
-#[derive(Debug)]
-pub enum WorkerMarker {}
-
-/// Converts what users write into a [`StepBody`]. Implemented for
-/// `async fn(Context) -> R`, `fn(Context) -> R` and [`Worker`] types, where `R` is
-/// any [`IntoStepResult`].
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be used as a workflow step",
-    note = "a step is an `async fn(Context) -> R`, a closure `|ctx: Context| async move {{ .. }}`, a `fn(Context) -> R`, or a type implementing `Worker`, where `R` is `StepResult` or `Result<impl Serialize, impl Into<StepError>>`"
-)]
-pub trait IntoStepFn<M>: Send + Sync + 'static {
-    /// Erases the function.
-    fn into_step_fn(self) -> StepBody;
-}
-
-impl<F, Fut, R> IntoStepFn<AsyncFnMarker> for F
-where
-    F: Fn(Context) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = R> + Send + 'static,
-    R: IntoStepResult,
-{
-    fn into_step_fn(self) -> StepBody {
-        Arc::new(move |ctx| {
-            let fut = self(ctx);
-            Box::pin(async move { fut.await.into_step_result() })
-        })
-    }
-}
-
-impl<F, R> IntoStepFn<SyncFnMarker> for F
-where
-    F: Fn(Context) -> R + Send + Sync + 'static,
-    R: IntoStepResult + Send + 'static,
-{
-    fn into_step_fn(self) -> StepBody {
-        Arc::new(move |ctx| {
-            let result = self(ctx).into_step_result();
-            Box::pin(std::future::ready(result))
-        })
-    }
-}
-
-impl<W: Worker> IntoStepFn<WorkerMarker> for W {
-    fn into_step_fn(self) -> StepBody {
-        let worker = Arc::new(self);
-        Arc::new(move |ctx| {
-            let worker = Arc::clone(&worker);
-            Box::pin(async move { worker.perform(ctx).await })
-        })
-    }
-}
-
-/// Converts closures into a [`CancelHandler`].
-pub trait IntoCancelHandler: Send + Sync + 'static {
-    /// Erases the function.
-    fn into_cancel_handler(self) -> CancelHandler;
-}
-
-impl<F, Fut, R> IntoCancelHandler for F
-where
-    F: Fn(Context, String) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = R> + Send + 'static,
-    R: IntoStepResult,
-{
-    fn into_cancel_handler(self) -> CancelHandler {
-        Arc::new(move |ctx, reason| {
-            let fut = self(ctx, reason);
-            Box::pin(async move { fut.await.into_step_result().map(|_| ()) })
-        })
-    }
-}
-
-/// Converts closures into a [`StepErrorHandler`].
-pub trait IntoStepErrorHandler: Send + Sync + 'static {
-    /// Erases the function.
-    fn into_step_error_handler(self) -> StepErrorHandler;
-}
-
-impl<F, Fut, R> IntoStepErrorHandler for F
-where
-    F: Fn(Context, String, StepError, u32) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = R> + Send + 'static,
-    R: IntoStepResult,
-{
-    fn into_step_error_handler(self) -> StepErrorHandler {
-        Arc::new(move |ctx, step, error, attempt| {
-            let fut = self(ctx, step, error, attempt);
-            Box::pin(async move { fut.await.into_step_result().map(|_| ()) })
-        })
-    }
-}
-
-/// The name of a function item, or `None` for closures (used to show handler and
-/// condition names in introspection). A function declared inside a closure or an
-/// `async` block (`main::{{closure}}::cleanup`) is still a named function.
-pub(crate) fn fn_name<F>() -> Option<Arc<str>> {
-    let full = std::any::type_name::<F>();
-    if full.contains('<') {
-        return None;
-    }
-    full.rsplit("::").next().filter(|last| !last.contains("{{closure}}")).map(Arc::from)
+/// The options of one step, written with a builder.
+///
+/// ```
+/// use sagaflow_runtime::{Backoff, OnError, Step};
+///
+/// let opts = Step::opts()
+///     .after(["fetch_a", "fetch_b"])
+///     .timeout("30s")
+///     .max_retries(5)
+///     .retry_backoff(Backoff::Exponential)
+///     .retry_on(["timeout", "connection_error"])
+///     .on_error(OnError::Continue);
+/// # let _ = opts;
+/// ```
+#[derive(Clone, Default)]
+pub struct StepOptions {
+    pub(crate) after: Vec<String>,
+    pub(crate) after_any: Vec<String>,
+    pub(crate) after_group: Vec<String>,
+    pub(crate) after_graft: Vec<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) when: Option<Named<Condition>>,
+    pub(crate) timeout: Option<DurationArg>,
+    pub(crate) max_retries: Option<u32>,
+    pub(crate) retry_delay: Option<DurationArg>,
+    pub(crate) retry_backoff: Option<Backoff>,
+    pub(crate) retry_max_delay: Option<DurationArg>,
+    pub(crate) retry_jitter: Option<bool>,
+    pub(crate) retry_on: Vec<String>,
+    pub(crate) no_retry_on: Vec<String>,
+    pub(crate) on_error: Option<OnError>,
+    pub(crate) rollback: Option<Named<StepBody>>,
+    pub(crate) on_timeout: Option<Named<StepBody>>,
+    pub(crate) await_approval: bool,
+    pub(crate) cancellable: bool,
+    pub(crate) cancel_grace: Option<DurationArg>,
+    pub(crate) context_key: Option<String>,
+    pub(crate) circuit_breaker: Option<String>,
+    pub(crate) circuit_breaker_opts: Option<BreakerOptions>,
+    pub(crate) description: Option<String>,
+    pub(crate) concurrency: Option<u32>,
+    pub(crate) concurrency_key: Option<String>,
+    pub(crate) rate_limit: Option<(u32, DurationArg)>,
+    pub(crate) rate_limit_key: Option<String>,
 }
 
 /// A function with the name it is shown under.
@@ -179,44 +157,5 @@ impl<T> fmt::Debug for Named<T> {
             Some(n) => f.write_str(n),
             None => f.write_str("<closure>"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn async_step(_ctx: Context) -> StepResult {
-        Ok(crate::Outcome::Done)
-    }
-
-    fn sync_step(_ctx: Context) -> Result<u32, StepError> {
-        Ok(1)
-    }
-
-    #[test]
-    fn names_of_functions_and_closures() {
-        fn of<F>(_: &F) -> Option<Arc<str>> {
-            fn_name::<F>()
-        }
-        assert_eq!(of(&async_step).as_deref(), Some("async_step"));
-        assert_eq!(of(&|_: Context| ()), None);
-        let in_closure = || {
-            fn nested(_ctx: Context) {}
-            (of(&nested), of(&|_: Context| ()))
-        };
-        let (nested, closure) = in_closure();
-        assert_eq!(nested.as_deref(), Some("nested"));
-        assert_eq!(closure, None);
-    }
-
-    #[tokio::test]
-    async fn all_shapes_convert() {
-        let a = async_step.into_step_fn();
-        let s = sync_step.into_step_fn();
-        let c = (|_ctx: Context| async { Ok::<_, StepError>(serde_json::json!({"x": 1})) }).into_step_fn();
-        assert!(a(Context::new()).await.is_ok());
-        assert!(matches!(s(Context::new()).await, Ok(crate::Outcome::Output(_))));
-        assert!(matches!(c(Context::new()).await, Ok(crate::Outcome::Output(_))));
     }
 }

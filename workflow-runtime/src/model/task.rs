@@ -1,42 +1,12 @@
-//! [`Task`]: a named step function with its options, for the builder's `parallel`,
-//! `fan_out` and `branch`, and for the steps a graft adds at run time.
+//! [`Task`]'s constructors: a named step function with its options, for the
+//! builder's `parallel`, `fan_out` and `branch`, and for the steps a graft adds at run
+//! time.
 
 use std::fmt;
 
 use super::context::Context;
-use super::options::StepOptions;
-use super::step::{IntoStepFn, StepBody};
-
-/// A step not yet placed in a workflow: a name, a function, and options.
-///
-/// ```
-/// use sagaflow_runtime::{Context, Outcome, StepResult, Task, Workflow, json};
-///
-/// async fn upload(_ctx: Context) -> StepResult { Ok(Outcome::Done) }
-///
-/// let def = Workflow::new("multi_upload")
-///     .step("transform", upload)
-///     .parallel("transform", [Task::new("upload_s3", upload), Task::new("upload_gcs", upload)])
-///     .build()?;
-/// assert_eq!(def.dependencies("upload_gcs"), ["transform"]);
-///
-/// // In a graft, one task per item:
-/// async fn fan(ctx: Context) -> StepResult {
-///     let ids: Vec<u32> = ctx.get("ids")?;
-///     Ok(Outcome::expand(ids.into_iter().map(|id| {
-///         Task::new(format!("item_{id}"), move |_ctx: Context| async move {
-///             Ok::<_, sagaflow_runtime::StepError>(json!({ "id": id }))
-///         })
-///     })))
-/// }
-/// # let _ = fan;
-/// # Ok::<(), sagaflow_runtime::BuildError>(())
-/// ```
-pub struct Task {
-    pub(crate) name: String,
-    pub(crate) body: StepBody,
-    pub(crate) options: StepOptions,
-}
+use super::step::{StepOptions, Task};
+use super::step_fn::IntoStepFn;
 
 impl Task {
     /// A step named `name` running `f`.
