@@ -50,7 +50,6 @@ use self::registry::Registry;
 pub use self::registry::{Registration, WorkflowType, registrations};
 use self::restart::Extras;
 use self::start::input_data;
-pub(crate) use self::timers::sleep_until_woken;
 use self::timers::{TimerTarget, Timers};
 pub use self::unique::{OnDuplicate, StartOptions, Started};
 use self::watch::pending_state;
@@ -334,6 +333,8 @@ impl EngineInner {
                         node.wake.notify_one();
                     }
                 }
+                TimerTarget::Schedule(index) => engine.scheduler.fire(index),
+                TimerTarget::ArmSchedules => engine.scheduler.wake(),
             }
         }
         true

@@ -1,22 +1,23 @@
 //! The scheduler: one task per engine that fires every schedule of every
 //! registered workflow.
 //!
-//! All schedules share one heap of next fire times and one `sleep_until` on the
-//! engine's [`Clock`]; there is no tokio timer per schedule. When it wakes, the
-//! task takes every due schedule, decides which ticks run ([`misfire`]), claims
-//! each tick in the store (concurrently across schedules, in order within one),
-//! and starts an execution per tick won, with [`Trigger::Scheduled`] naming the
-//! schedule (the matching cron pattern, the interval...) and the tick. Executions
-//! are launched at once; waiting for a durable store to commit their creation
-//! moves to a separate task, so that a commit never delays the next wake.
+//! Each schedule's next fire time is a timer in the engine's one timer index
+//! ([`Timers`]), converted to an instant by the engine's [`Clock`]; there is no
+//! tokio timer per schedule and no second index. The timer task hands due
+//! schedules to the scheduler's queue and wakes it. The scheduler takes them,
+//! decides which ticks run ([`misfire`]), claims each tick in the store
+//! (concurrently across schedules, in order within one), and starts an execution
+//! per tick won, with [`Trigger::Scheduled`] naming the schedule (the matching
+//! cron pattern, the interval...) and the tick. Executions are launched at once;
+//! waiting for a durable store to commit their creation moves to a separate task,
+//! so that a commit never delays the next wake.
 //!
 //! Schedules are armed when their workflow is registered: the engine reads the
-//! schedule's records from the store ([`durable`](crate::schedule::durable)) and resumes after the last
-//! claimed tick; ticks missed while no engine ran are then due at once, and the
-//! misfire policy applies.
+//! schedule's records from the store ([`durable`](crate::schedule::durable)) and
+//! resumes after the last claimed tick; ticks missed while no engine ran are then
+//! due at once, and the misfire policy applies.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -24,8 +25,10 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::timers::{TimerTarget, Timers};
 use super::{Clock, EngineError, EngineInner};
 use crate::model::context::{Data, object_to_data};
 use crate::model::execution::Trigger;
@@ -48,6 +51,8 @@ const CHUNK: usize = 256;
 pub(crate) struct Scheduler {
     /// Workflows whose schedules are still to be armed.
     to_arm: Mutex<Vec<WorkflowDef>>,
+    /// Schedules whose timer fired, by index, in the order they came due.
+    due: Mutex<Vec<usize>>,
     wake: Notify,
     board: Mutex<Vec<ScheduleInfo>>,
 }
@@ -62,6 +67,17 @@ impl Scheduler {
             drop(pending);
             self.wake.notify_one();
         }
+    }
+
+    /// The timer of schedule `index` fired.
+    pub(crate) fn fire(&self, index: usize) {
+        self.due.lock().push(index);
+        self.wake.notify_one();
+    }
+
+    /// Wakes the scheduler (to retry arming schedules).
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
     }
 
     /// Every armed schedule, by workflow and index.
@@ -80,8 +96,9 @@ pub(crate) async fn start(inner: &Arc<EngineInner>) -> Result<(), EngineError> {
         scheduler: Arc::clone(&inner.scheduler),
         store: Arc::clone(&inner.store),
         clock: inner.clock,
+        timers: Arc::clone(&inner.timers),
         entries: Vec::new(),
-        heap: BinaryHeap::new(),
+        ready: VecDeque::new(),
         arm_retry: None,
     };
     service.arm_pending().await?;
@@ -99,8 +116,9 @@ struct Entry {
     labels: Vec<String>,
     armed: DateTime<Utc>,
     next: Option<Fire>,
-    /// Bumped whenever the entry is pushed on the heap; older heap items are stale.
-    generation: u64,
+    /// The instant of the entry's timer while one is armed (a timer is cancelled by
+    /// its target and instant).
+    timer: Option<Instant>,
 }
 
 impl Entry {
@@ -109,18 +127,17 @@ impl Entry {
     }
 }
 
-/// A heap item: wake at this instant for this entry (of this generation).
-type Wake = Reverse<(DateTime<Utc>, usize, u64)>;
-
 struct Service {
     engine: Weak<EngineInner>,
     scheduler: Arc<Scheduler>,
     store: Arc<dyn Store>,
     clock: Clock,
+    timers: Arc<Timers>,
     entries: Vec<Entry>,
-    heap: BinaryHeap<Wake>,
+    /// Schedules whose timer fired, not yet taken (a wake takes [`CHUNK`] at a time).
+    ready: VecDeque<usize>,
     /// Arming failed (store error): try again at this instant.
-    arm_retry: Option<DateTime<Utc>>,
+    arm_retry: Option<Instant>,
 }
 
 /// A tick won: start an execution for it.
@@ -143,40 +160,34 @@ impl Service {
             if shutdown.is_cancelled() {
                 return;
             }
-            let now = self.clock.now();
+            let now = Instant::now();
             if self.arm_retry.is_none_or(|at| at <= now) && !scheduler.to_arm.lock().is_empty() {
                 self.arm_retry = None;
                 if let Err(e) = self.arm_pending().await {
                     tracing::warn!(error = %e, "arming schedules failed; retrying");
-                    self.arm_retry = Some(self.clock.now() + RETRY);
+                    let at = Instant::now() + RETRY;
+                    self.arm_retry = Some(at);
+                    self.timers.arm(TimerTarget::ArmSchedules, at);
                 }
             }
+            self.ready.extend(scheduler.due.lock().drain(..));
             if !self.fire_due(self.clock.now()).await {
                 return;
             }
-            let wake = self.next_wake().into_iter().chain(self.arm_retry).min();
-            let at = wake.map(|at| self.clock.instant_at(at));
-            if !super::sleep_until_woken(at, notified.as_mut(), &shutdown).await {
-                return;
+            tokio::select! {
+                _ = notified => {}
+                _ = shutdown.cancelled() => return,
             }
         }
     }
 
-    /// The earliest live heap item, dropping stale ones.
-    fn next_wake(&mut self) -> Option<DateTime<Utc>> {
-        while let Some(&Reverse((at, idx, generation))) = self.heap.peek() {
-            if self.entries[idx].generation == generation {
-                return Some(at);
-            }
-            self.heap.pop();
+    /// Sets schedule `idx`'s timer to `at`, in place of the one armed before.
+    fn arm_timer(&mut self, idx: usize, at: DateTime<Utc>) {
+        let at = self.clock.instant_at(at);
+        if let Some(old) = self.entries[idx].timer.replace(at) {
+            self.timers.cancel(TimerTarget::Schedule(idx), old);
         }
-        None
-    }
-
-    fn push(&mut self, idx: usize, at: DateTime<Utc>) {
-        let entry = &mut self.entries[idx];
-        entry.generation += 1;
-        self.heap.push(Reverse((at, idx, entry.generation)));
+        self.timers.arm(TimerTarget::Schedule(idx), at);
     }
 
     /// Arms the schedules of the workflows registered since the last call.
@@ -243,9 +254,9 @@ impl Service {
                     next_fire: next.map(|f| f.at),
                 });
                 tracing::debug!(workflow = def.name(), index, next = ?next.map(|f| f.at), "schedule armed");
-                self.entries.push(Entry { key, def: def.clone(), index, input, labels, armed, next, generation: 0 });
+                self.entries.push(Entry { key, def: def.clone(), index, input, labels, armed, next, timer: None });
                 if let Some(next) = next {
-                    self.push(self.entries.len() - 1, next.at);
+                    self.arm_timer(self.entries.len() - 1, next.at);
                 }
             }
         }
@@ -276,16 +287,17 @@ impl Service {
     /// (possibly none, when the misfire policy drops them).
     fn take_due(&mut self, now: DateTime<Utc>) -> Vec<(usize, Vec<Fire>)> {
         let mut batch: Vec<(usize, Vec<Fire>)> = Vec::new();
-        while let Some(&Reverse((at, idx, generation))) = self.heap.peek() {
-            if at > now || batch.len() == CHUNK {
-                break;
-            }
-            self.heap.pop();
-            let entry = &self.entries[idx];
-            if entry.generation != generation {
+        while batch.len() < CHUNK
+            && let Some(idx) = self.ready.pop_front()
+        {
+            self.entries[idx].timer = None;
+            let Some(next) = self.entries[idx].next else { continue };
+            if next.at > now {
+                // The timer's instant came a little before the clock reads the tick.
+                self.arm_timer(idx, next.at);
                 continue;
             }
-            let Some(next) = entry.next else { continue };
+            let entry = &self.entries[idx];
             let due = misfire::due(entry.schedule(), entry.armed, next, now);
             if let Some(from) = due.dropped_from {
                 tracing::info!(
@@ -299,9 +311,7 @@ impl Service {
             }
             self.entries[idx].next = due.next;
             if let Some(n) = due.next {
-                self.push(idx, n.at);
-            } else {
-                self.entries[idx].generation += 1;
+                self.arm_timer(idx, n.at);
             }
             // Kept even with nothing to run, so that what `schedules()` shows moves on.
             batch.push((idx, due.run));

@@ -1,5 +1,6 @@
-//! One index of timers for all executions, served by one task and one
-//! `sleep_until`: no tokio timer per parked execution.
+//! One index of timers for the whole engine (executions' timers, delayed starts,
+//! claims, schedules' ticks), served by one task and one `sleep_until`: no tokio
+//! timer per parked execution or per schedule.
 
 use std::collections::BTreeSet;
 
@@ -20,6 +21,10 @@ pub(crate) enum TimerTarget {
     Start(ExecutionId),
     /// On a shared store: a delayed execution may be claimed now.
     Claim,
+    /// A schedule's next tick, by the scheduler's index of the schedule.
+    Schedule(usize),
+    /// The scheduler's retry of arming schedules after a store error.
+    ArmSchedules,
 }
 
 /// Timers by due instant. A timer is cancelled by its target and due instant, which
@@ -96,7 +101,7 @@ impl Timers {
 
 /// Sleeps until `at` (or forever without one) unless `notified` fires first.
 /// Returns false once `shutdown` is cancelled.
-pub(crate) async fn sleep_until_woken(
+async fn sleep_until_woken(
     at: Option<Instant>,
     notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
     shutdown: &CancellationToken,
