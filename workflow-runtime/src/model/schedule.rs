@@ -73,6 +73,15 @@ pub enum ScheduleError {
     /// The input of scheduled executions is not a JSON object.
     #[error("invalid `input`: scheduled executions need a JSON object as input, got `{0}`")]
     Input(String),
+    /// A schedule's description (as [`Schedule::describe`] writes it) could not be
+    /// read back.
+    #[error("cannot read the schedule `{text}`: {reason}")]
+    Description {
+        /// The description as given.
+        text: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// One cron pattern, parsed once: 5 fields, 6 fields (seconds first), or a shorthand

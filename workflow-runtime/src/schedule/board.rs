@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::durable::{armed_key, decode_armed, resume_point, tick_key};
 use super::fire::SearchFrom;
-use crate::model::{DefinitionSnapshot, Misfire, Schedule, parse_duration};
+use crate::model::{DefinitionSnapshot, Misfire, Schedule, ScheduleError, parse_duration};
 
 /// One schedule of a stored definition and where it stands.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -75,7 +75,7 @@ pub fn stored_schedules(
                         from = SearchFrom::After(fire.at);
                     }
                 }
-                Err(reason) => row.problem = Some(reason),
+                Err(e) => row.problem = Some(e.to_string()),
             }
             out.push(row);
         }
@@ -95,8 +95,8 @@ impl Schedule {
     /// assert_eq!(Schedule::from_description(&s.describe()), Ok(s));
     /// # Ok::<(), sagaflow_runtime::ScheduleError>(())
     /// ```
-    pub fn from_description(text: &str) -> Result<Schedule, String> {
-        let fail = |why: String| format!("cannot read the schedule `{text}`: {why}");
+    pub fn from_description(text: &str) -> Result<Schedule, ScheduleError> {
+        let fail = |reason: String| ScheduleError::Description { text: text.to_owned(), reason };
         let mut rest = text.trim();
         let mut misfire = Misfire::RunOnce;
         if let Some(r) = rest.strip_suffix(", misfire skip") {
@@ -174,7 +174,8 @@ mod tests {
             assert_eq!(Schedule::from_description(&s.describe()).as_ref(), Ok(&s), "{}", s.describe());
         }
         let err = Schedule::from_description("fortnightly").unwrap_err();
-        assert!(err.contains("`fortnightly`"), "{err}");
+        assert!(matches!(&err, ScheduleError::Description { text, .. } if text == "fortnightly"), "{err:?}");
+        assert!(err.to_string().contains("`fortnightly`"), "{err}");
         assert!(Schedule::from_description("every soon").is_err());
     }
 
