@@ -50,7 +50,7 @@ impl Clock {
         i64::try_from(elapsed.as_micros())
             .ok()
             .and_then(|us| self.base_micros.checked_add(us))
-            .and_then(DateTime::from_timestamp_micros)
+            .and_then(crate::model::timestamp::from_micros)
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 

@@ -36,13 +36,12 @@ impl Wake for Forward {
 
 /// Polls `fut` once here; if it is not done, spawns a task that runs it to the
 /// end. Must be called inside a tokio runtime.
-pub(crate) fn run_then_spawn<F>(fut: F)
+pub(crate) fn run_then_spawn<F>(mut fut: Pin<Box<F>>)
 where
     F: Future<Output = ()> + Send + 'static,
 {
     let forward = Arc::new(Forward::default());
     let waker = Waker::from(Arc::clone(&forward));
-    let mut fut = Box::pin(fut);
     if fut.as_mut().poll(&mut Context::from_waker(&waker)).is_ready() {
         return;
     }
@@ -79,7 +78,7 @@ mod tests {
     async fn a_future_that_is_ready_runs_to_the_end_in_the_caller() {
         let ran = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&ran);
-        run_then_spawn(async move { flag.store(true, Ordering::SeqCst) });
+        run_then_spawn(Box::pin(async move { flag.store(true, Ordering::SeqCst) }));
         assert!(ran.load(Ordering::SeqCst), "it ran before the call returned");
     }
 
@@ -109,10 +108,10 @@ mod tests {
         let shared = Arc::new(parking_lot::Mutex::new((false, None)));
         let (tx, rx) = oneshot::channel();
         let once = Once { shared: Arc::clone(&shared), registered: false };
-        run_then_spawn(async move {
+        run_then_spawn(Box::pin(async move {
             once.await;
             let _ = tx.send(());
-        });
+        }));
         // Let the task poll (and not register) before the wake-up.
         tokio::task::yield_now().await;
         let waker = {

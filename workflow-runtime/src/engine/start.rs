@@ -292,13 +292,13 @@ impl EngineInner {
         }
         core.driver = true;
         drop(core);
-        let driver = drive(Arc::clone(self), Arc::clone(&exec));
         if extras.in_caller && ticket == 0 {
             // Nothing to commit before the first steps, and the caller waits
-            // for the end anyway: they start here.
-            inline::run_then_spawn(driver);
+            // for the end anyway: they start here. (Boxed where it is made: the
+            // driver's future is large, and a move would copy it.)
+            inline::run_then_spawn(Box::pin(drive(Arc::clone(self), Arc::clone(&exec))));
         } else {
-            tokio::spawn(driver);
+            tokio::spawn(drive(Arc::clone(self), Arc::clone(&exec)));
         }
         Some(exec)
     }

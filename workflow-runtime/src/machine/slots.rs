@@ -30,7 +30,7 @@ impl Stamp {
     }
 
     pub(crate) fn get(self) -> Option<DateTime<Utc>> {
-        if self == Self::NONE { None } else { DateTime::from_timestamp_micros(self.0) }
+        if self == Self::NONE { None } else { crate::model::timestamp::from_micros(self.0) }
     }
 }
 

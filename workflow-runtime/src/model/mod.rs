@@ -26,6 +26,7 @@ pub(crate) mod status;
 pub(crate) mod step;
 pub(crate) mod step_fn;
 pub(crate) mod task;
+pub(crate) mod timestamp;
 pub(crate) mod trace;
 
 pub use await_request::AwaitRequest;
